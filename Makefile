@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both build .venv when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit emulator clean
+
+$(BIN)/graphnap: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/graphnap
+	$(BIN)/graphnap demo
+
+emulator: $(BIN)/graphnap
+	$(BIN)/graphnap emulator
+
+test: lint typecheck unit
+
+lint: $(BIN)/graphnap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/graphnap
+	$(BIN)/mypy --strict daemon
+
+unit: $(BIN)/graphnap
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m daemon` is the same as the `graphnap` command."""
+
+from daemon.cli import main
+
+raise SystemExit(main())

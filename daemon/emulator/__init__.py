@@ -1,0 +1,19 @@
+"""A fake Huawei cloud (GES v1, IAM, the API gateway) over real HTTP on loopback.
+
+It stands on its own: it imports nothing of the daemon code it fakes, so the daemon's
+client and Huawei's SDK are both checked against an independent implementation.
+"""
+
+from daemon.emulator.cloud import Cloud, CloudFault, Faults, ManualClock, ScriptedFault, Timing
+from daemon.emulator.server import EmulatorServer, build_app
+
+__all__ = [
+    "Cloud",
+    "CloudFault",
+    "EmulatorServer",
+    "Faults",
+    "ManualClock",
+    "ScriptedFault",
+    "Timing",
+    "build_app",
+]

@@ -1,0 +1,372 @@
+"""Async client for the GES v1 management API: graphs, stop/start actions and jobs.
+
+It speaks the API's camelCase wire format, maps every failure into daemon.api's errors
+(a stop on a graph that is not running is AlreadyDoneError, not a failure) and retries
+only what is retryable. It knows nothing of schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from datetime import date
+from enum import IntEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from daemon.api import (
+    AlreadyDoneError,
+    ApiError,
+    AuthError,
+    InvalidResponseError,
+    NotFoundError,
+    PermanentError,
+    RequestObserver,
+    RetryableError,
+    RetryPolicy,
+    Sleep,
+    ignore_request,
+    parse_error_body,
+    retry_after,
+    transport_error,
+    with_retries,
+)
+
+SERVICE = "ges"
+Action = Literal["stop", "start"]
+
+_PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_RESOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+
+# Transient GES faults the error table advises retrying: backup in progress, IaaS and engine
+# faults, graph still being created.
+RETRYABLE_CODES = frozenset(
+    {"GES.7002", "GES.7004", "GES.7005", "GES.7006", "GES.7042", "GES.7051"}
+)
+# "Already done": stop on a graph that is not running / already stopping, start on one that
+# is not stopped. The caller confirms the real status afterwards.
+ALREADY_DONE_CODES: Mapping[Action, frozenset[str]] = {
+    "stop": frozenset({"GES.7001", "GES.7003", "GES.7015"}),
+    "start": frozenset({"GES.7037"}),
+}
+NOT_FOUND_CODES = frozenset({"GES.7000", "GES.7007", "GES.7054"})
+
+
+class GraphStatus(IntEnum):
+    """GES graph status codes (the API sends them as strings)."""
+
+    PREPARING = 100
+    RUNNING = 200
+    UPGRADING = 201
+    IMPORTING = 202
+    ROLLING_BACK = 203
+    EXPORTING = 204
+    CLEARING = 205
+    PREPARING_EXPANSION = 206
+    EXPANDING = 207
+    ROLLING_BACK_EXPANSION = 208
+    PREPARING_REPLICAS = 210
+    ADDING_REPLICAS = 211
+    FAULTY = 300
+    CREATION_FAILED = 303
+    DELETED = 400
+    FROZEN = 800
+    STOPPED = 900
+    STOPPING = 901
+    BACKING_UP = 903
+    STARTING = 920
+
+
+def describe_status(code: int) -> str:
+    try:
+        return GraphStatus(code).name.lower().replace("_", " ")
+    except ValueError:
+        return f"status {code}"
+
+
+def _tags(value: object) -> object:
+    """Tags come as [{"key", "value"}] (v1 types them loosely); accept "k=v" strings too."""
+    if not isinstance(value, list):
+        return [] if value is None else value
+    out: list[object] = []
+    for item in value:
+        if isinstance(item, str):
+            key, _, val = item.partition("=")
+            out.append({"key": key, "value": val})
+        else:
+            out.append(item)
+    return out
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class Tag(_Wire):
+    key: str
+    value: str = ""
+
+
+class Graph(_Wire):
+    id: str
+    name: str
+    status: str
+    graph_size_type_index: str = Field(default="", alias="graphSizeTypeIndex")
+    replication: int = 1
+    created: str | None = None
+    updated: str | None = None
+    data_store_version: str | None = Field(default=None, alias="dataStoreVersion")
+    region_code: str | None = Field(default=None, alias="regionCode")
+    created_by: str | None = Field(default=None, alias="createdBy")
+    tags: Annotated[list[Tag], BeforeValidator(_tags)] = []
+    sys_tags: list[Any] = []
+
+    @property
+    def status_code(self) -> int:
+        try:
+            return int(self.status)
+        except ValueError:
+            return -1
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        return {tag.key: tag.value for tag in self.tags}
+
+
+class GraphList(_Wire):
+    graph_count: int = Field(alias="graphCount")
+    graphs: list[Graph] = []
+
+
+class GraphEnvelope(_Wire):
+    graph: Graph
+
+
+class JobResponse(_Wire):
+    job_id: str = Field(alias="jobId")
+
+
+class Job(_Wire):
+    job_id: str = Field(alias="jobId")
+    status: str
+    job_type: str | None = Field(default=None, alias="jobType")
+    job_name: str | None = Field(default=None, alias="jobName")
+    related_graph: str | None = Field(default=None, alias="relatedGraph")
+    begin_time: str | None = Field(default=None, alias="beginTime")
+    end_time: str | None = Field(default=None, alias="endTime")
+    fail_reason: str | None = Field(default=None, alias="failReason")
+    job_progress: float | None = Field(default=None, alias="jobProgress")
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in ("success", "failed", "partiallyFailed")
+
+
+class JobList(_Wire):
+    job_count: int = Field(alias="jobCount")
+    job_list: list[Job] = Field(default=[], alias="jobList")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_project_id(project_id: str) -> str:
+    if not _PROJECT_ID_RE.fullmatch(project_id):
+        raise ValueError(f"invalid project id {project_id!r}: expected up to 64 letters and digits")
+    return project_id
+
+
+def check_resource_id(kind: str, value: str) -> str:
+    """Ids go into URL paths: only letters, digits and '-' (no '/', '..', '%')."""
+    if not _RESOURCE_ID_RE.fullmatch(value):
+        raise ValueError(f"invalid {kind} id {value!r}: expected letters, digits and '-'")
+    return value
+
+
+class GesClient:
+    """One project's GES management API, over an injected httpx.AsyncClient.
+
+    The AsyncClient carries base_url, auth and timeouts; this class owns paths, wire
+    models, error mapping and retries.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        project_id: str,
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Sleep = asyncio.sleep,
+        observe: RequestObserver = ignore_request,
+        page_size: int = 100,
+    ) -> None:
+        self._http = http
+        self.project_id = check_project_id(project_id)
+        self._retry = retry
+        self._sleep = sleep
+        self._observe = observe
+        self._page_size = page_size
+        self._prefix = f"/v1.0/{self.project_id}/graphs"
+
+    async def list_graphs(self) -> list[Graph]:
+        """Every graph of the project, paging until graphCount items have arrived."""
+        graphs: list[Graph] = []
+        while True:
+            page = await self._call(
+                "list_graphs",
+                "GET",
+                self._prefix,
+                GraphList,
+                params={"offset": str(len(graphs)), "limit": str(self._page_size)},
+            )
+            graphs.extend(page.graphs)
+            if not page.graphs or len(graphs) >= page.graph_count:
+                return graphs
+
+    async def show_graph(self, graph_id: str) -> Graph:
+        path = f"{self._prefix}/{check_resource_id('graph', graph_id)}"
+        return (await self._call("show_graph", "GET", path, GraphEnvelope)).graph
+
+    async def stop_graph(self, graph_id: str) -> str:
+        """Ask GES to stop a graph; the job id. AlreadyDoneError if it is not running."""
+        return await self._action("stop", graph_id, None)
+
+    async def start_graph(self, graph_id: str, backup_id: str | None = None) -> str:
+        """Ask GES to start a graph (from a backup if given); the job id.
+        AlreadyDoneError if it is not stopped."""
+        body = {"graph_backup_id": check_resource_id("backup", backup_id)} if backup_id else None
+        return await self._action("start", graph_id, body)
+
+    async def job_status(self, graph_id: str, job_id: str) -> Job:
+        path = f"{self._prefix}/{check_resource_id('graph', graph_id)}/jobs/{check_resource_id('job', job_id)}/status"
+        return await self._call("job_status", "GET", path, Job)
+
+    async def list_jobs(
+        self,
+        *,
+        status: Literal["running", "waiting", "success", "failed"] | None = None,
+        graph_name: str | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[Job]:
+        """The Task Center's jobs, every page. Dates are whole days (the API's granularity)."""
+        base: dict[str, str] = {}
+        if status:
+            base["status"] = status
+        if graph_name:
+            base["graph_name"] = graph_name
+        if since:
+            base["startTime"] = since.isoformat()
+        if until:
+            base["endTime"] = until.isoformat()
+        jobs: list[Job] = []
+        while True:
+            params = {**base, "offset": str(len(jobs)), "limit": str(self._page_size)}
+            page = await self._call(
+                "list_jobs", "GET", f"{self._prefix}/jobs", JobList, params=params
+            )
+            jobs.extend(page.job_list)
+            if not page.job_list or len(jobs) >= page.job_count:
+                return jobs
+
+    async def _action(self, action: Action, graph_id: str, body: dict[str, str] | None) -> str:
+        path = f"{self._prefix}/{check_resource_id('graph', graph_id)}/action"
+        try:
+            result = await self._call(
+                f"{action}_graph",
+                "POST",
+                path,
+                JobResponse,
+                params={"action_id": action},
+                json=body,
+            )
+        except PermanentError as exc:
+            if exc.code in ALREADY_DONE_CODES[action]:
+                raise AlreadyDoneError(
+                    exc.message,
+                    service=SERVICE,
+                    operation=exc.operation,
+                    status=exc.status,
+                    code=exc.code,
+                    request_id=exc.request_id,
+                ) from exc
+            raise
+        return check_resource_id("job", result.job_id)
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        params: Mapping[str, str] | None = None,
+        json: object = None,
+    ) -> M:
+        async def once() -> M:
+            return await self._send(operation, method, path, model, params, json)
+
+        return await with_retries(
+            once, self._retry, self._sleep, f"ges {operation} ({self.project_id})"
+        )
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        model: type[M],
+        params: Mapping[str, str] | None,
+        json: object,
+    ) -> M:
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except ApiError as exc:  # raised by the auth flow (IAM token fetch)
+            self._observe(SERVICE, operation, exc.code, time.perf_counter() - started)
+            raise
+        except httpx.HTTPError as exc:
+            error = transport_error(exc, SERVICE, operation)
+            self._observe(SERVICE, operation, error.code, time.perf_counter() - started)
+            raise error from exc
+        self._observe(SERVICE, operation, str(response.status_code), time.perf_counter() - started)
+        if response.status_code >= 400:
+            raise error_for(response, operation)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise InvalidResponseError(
+                f"unexpected {model.__name__} body: {exc.error_count()} problems, first: "
+                f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
+                service=SERVICE,
+                operation=operation,
+                status=response.status_code,
+                code="invalid_response",
+            ) from None
+
+
+def error_for(response: httpx.Response, operation: str) -> ApiError:
+    """Map a 4xx/5xx answer to our error vocabulary."""
+    status = response.status_code
+    code, message = parse_error_body(response.text)
+    kwargs: dict[str, Any] = {
+        "service": SERVICE,
+        "operation": operation,
+        "status": status,
+        "code": code,
+        "request_id": response.headers.get("X-Request-Id", ""),
+    }
+    message = message or response.reason_phrase
+    if status == 429 or code.endswith(".0308"):
+        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
+    if status >= 500 or code in RETRYABLE_CODES or (status == 504):
+        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
+    if status in (401, 403):
+        return AuthError(message, **kwargs)
+    if status == 404 or code in NOT_FOUND_CODES:
+        return NotFoundError(message, **kwargs)
+    return PermanentError(message, **kwargs)

@@ -1,0 +1,113 @@
+"""Runtime settings from GRAPHNAP_* environment variables, and the credential sets.
+
+The YAML config says *what* to do; these settings say *how* this process runs (ports, limits,
+retry policy) and hold the secrets, which never come from the YAML file.
+Credentials: `GRAPHNAP_CREDENTIALS__<SET>__AK` / `__SK` (or `__USER`, `__PASSWORD`, `__DOMAIN`),
+or files `<SET>.<field>` in `GRAPHNAP_SECRETS_DIR` (one Kubernetes Secret mounted as a volume).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_CREDENTIAL_FIELDS = ("ak", "sk", "security_token", "user", "password", "domain")
+
+
+class CredentialSet(BaseModel):
+    """Either an AK/SK pair (optionally a temporary one with a security token) or an IAM user."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ak: SecretStr | None = None
+    sk: SecretStr | None = None
+    security_token: SecretStr | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    domain: str | None = None
+
+    @model_validator(mode="after")
+    def _one_complete_kind(self) -> Self:
+        has_aksk = self.ak is not None or self.sk is not None
+        has_user = self.user is not None or self.password is not None or self.domain is not None
+        if has_aksk and has_user:
+            raise ValueError("give either AK/SK or user/password/domain, not both")
+        if has_aksk and (self.ak is None or self.sk is None):
+            raise ValueError("an AK needs its SK and an SK its AK")
+        if has_user and None in (self.user, self.password, self.domain):
+            raise ValueError("an IAM user needs user, password and domain (the account name)")
+        if not (has_aksk or has_user):
+            raise ValueError("empty: give AK and SK, or user, password and domain")
+        return self
+
+    @property
+    def kind(self) -> Literal["aksk", "password"]:
+        return "aksk" if self.ak is not None else "password"
+
+
+class RetrySettings(BaseModel):
+    """Retry policy for retryable API errors: exponential backoff with jitter, as data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=5, ge=1, le=20)
+    backoff_initial_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    backoff_jitter_s: float = Field(default=1.0, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GRAPHNAP_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    config: Path = Path("/etc/graphnap/config.yaml")
+    listen_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port must be reachable
+    listen_port: int = Field(default=9464, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text", "auto"] = "auto"
+    dry_run: bool = False
+
+    misfire_grace_s: float = Field(default=3600.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1)
+    project_rate_per_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    retry: RetrySettings = RetrySettings()
+    job_timeout_s: float = Field(default=1200.0, gt=0)
+    poll_initial_s: float = Field(default=10.0, gt=0)
+    poll_max_s: float = Field(default=60.0, gt=0)
+    reconcile_interval_s: float = Field(default=300.0, gt=0)
+    shutdown_grace_s: float = Field(default=25.0, ge=0)
+    token_refresh_margin_s: float = Field(default=3600.0, ge=0)
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    credentials: dict[str, CredentialSet] = {}
+    secrets_dir: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_secret_files(cls, data: object) -> object:
+        """Fold `<set>.<field>` files from secrets_dir under the env-given credentials."""
+        if not isinstance(data, dict):
+            return data
+        directory = data.get("secrets_dir")
+        if not directory:
+            return data
+        path = Path(str(directory))
+        if not path.is_dir():
+            raise ValueError(f"GRAPHNAP_SECRETS_DIR={path} is not a directory")
+        from_files: dict[str, dict[str, str]] = {}
+        for file in sorted(path.iterdir()):
+            name, _, field = file.name.rpartition(".")
+            if name and field in _CREDENTIAL_FIELDS and file.is_file():
+                from_files.setdefault(name.lower(), {})[field] = file.read_text().strip()
+        given = {str(k).lower(): dict(v) for k, v in (data.get("credentials") or {}).items()}
+        for name, fields in from_files.items():
+            given[name] = {**fields, **given.get(name, {})}  # the environment wins over files
+        return {**data, "credentials": given}
+
+    def credential_set(self, name: str) -> CredentialSet | None:
+        return self.credentials.get(name.lower()) or self.credentials.get(name)
