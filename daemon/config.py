@@ -55,7 +55,9 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"expected a duration such as '90s', '5m' or '2h', got {value!r}")
+        raise ValueError(
+            f"{value!r} is not a duration; add a unit (ms, s, m, h, d, w), e.g. '{value}s' or '{value}m'"
+        )
     text = value.strip().replace(" ", "")
     pos, total = 0, 0.0
     for match in _DURATION_RE.finditer(text):
