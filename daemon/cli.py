@@ -1,4 +1,8 @@
-"""Command line: parses arguments and hands over; no business rules live here."""
+"""Command line: parses arguments and hands over; no business rules live here.
+
+Commands that read a config take --config FILE, defaulting to GRAPHNAP_CONFIG, then
+/etc/graphnap/config.yaml.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,16 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from daemon import __version__
-from daemon.config import ConfigError, config_json_schema, load_config
+from daemon.app import App, serve
+from daemon.config import Config, ConfigError, Selector, config_json_schema, load_config
 from daemon.emulator.cloud import (
     DEMO_AK,
     DEMO_DOMAIN,
@@ -22,8 +28,227 @@ from daemon.emulator.cloud import (
     DEMO_SK,
     DEMO_USER,
 )
+from daemon.logs import setup_logging
+from daemon.planning import fire_times, holiday_reason, plan, target_projects
+from daemon.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    config = getattr(args, "file", None) or getattr(args, "config", None)
+    if config:
+        overrides["config"] = config
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(args.log_level or settings.log_level, settings.log_format)
+    return asyncio.run(serve(settings))
+
+
+def _describe_selector(selector: Selector) -> str:
+    parts = [
+        f"{key}={','.join(values)}"
+        for key, values in (
+            ("projects", selector.projects),
+            ("ids", selector.ids),
+            ("names", selector.names),
+        )
+        if values
+    ]
+    if selector.tags:
+        parts.append("tags=" + ",".join(f"{k}:{v}" for k, v in selector.tags.items()))
+    return " ".join(parts)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        config = load_config(settings.config)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    now = datetime.now(UTC)
+    rows = []
+    for schedule in config.schedules:
+        targets = _describe_selector(schedule.targets)
+        if schedule.exclude:
+            targets += f" minus {_describe_selector(schedule.exclude)}"
+        for fire in fire_times(schedule, now, now + timedelta(hours=args.hours)):
+            local = fire.astimezone(ZoneInfo(schedule.timezone))
+            note = holiday_reason(schedule, config.calendars, fire)
+            action = schedule.action + (" (dry run)" if schedule.dry_run else "")
+            rows.append(
+                (
+                    fire,
+                    schedule.name,
+                    local.strftime("%a %Y-%m-%d %H:%M %Z"),
+                    fire.strftime("%Y-%m-%d %H:%M UTC"),
+                    f"skipped: {note}" if note else action,
+                    targets,
+                )
+            )
+    print(f"Actions in the next {args.hours:g} hours ({len(rows)}):")
+    _table(
+        ["schedule", "local time", "UTC time", "action", "targets"], [r[1:] for r in sorted(rows)]
+    )
+    if args.live:
+        setup_logging(args.log_level or "WARNING", "text")
+        return asyncio.run(_plan_live(settings, config))
+    return EXIT_OK
+
+
+async def _plan_live(settings: Settings, config: Config) -> int:
+    app = App(settings)
+    try:
+        await app.start(serve=False, schedule=False, watch=False)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rows = []
+        now = datetime.now(UTC)
+        for schedule in config.schedules:
+            projects = [p for p in target_projects(schedule, [p.name for p in config.projects])]
+            inventory = {
+                p: app.pipeline.projects[p].graphs for p in projects if p in app.pipeline.projects
+            }
+            for d in plan(schedule, inventory, now, config.opt_out_tags, app.tracker.in_flight()):
+                rows.append(
+                    (
+                        schedule.name,
+                        d.project,
+                        d.graph_name,
+                        d.action if d.act else "skip",
+                        d.reason,
+                    )
+                )
+        print("\nIf each schedule fired now:")
+        _table(["schedule", "project", "graph", "decision", "reason"], rows)
+        failed = [p for p, s in app.pipeline.projects.items() if s.error]
+        for project in failed:
+            print(
+                f"project {project}: inventory failed: {app.pipeline.projects[project].error}",
+                file=sys.stderr,
+            )
+        return EXIT_FAILED if failed else EXIT_OK
+    finally:
+        await app.shutdown()
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(args.log_level or "WARNING", "text")
+    return asyncio.run(_once(settings, args.schedule, args.dry_run))
+
+
+async def _once(settings: Settings, name: str, dry_run: bool) -> int:
+    app = App(settings)
+    try:
+        await app.start(serve=False, schedule=False, watch=False)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        names = [s.name for s in app._config.schedules]
+        if name not in names:
+            print(
+                f"unknown schedule {name!r}; known: {', '.join(names) or 'none'}", file=sys.stderr
+            )
+            return EXIT_USAGE
+        report = await app.fire(name, dry_run=dry_run)
+        if report.skipped_reason:
+            print(f"{name}: firing skipped: {report.skipped_reason}")
+            return EXIT_OK
+        outcomes = await asyncio.gather(*(r.job for r in report.results if r.job is not None))
+        by_graph = {(o.job.project, o.job.graph_id): o for o in outcomes}
+        rows, failed = [], bool(report.failed_projects)
+        for result in report.results:
+            d = result.decision
+            outcome, reason = result.outcome, result.reason
+            if (d.project, d.graph_id) in by_graph and result.job is not None:
+                done = by_graph[(d.project, d.graph_id)]
+                outcome, reason = (
+                    done.outcome,
+                    f"{done.reason} (job {done.job.job_id}, {done.duration_s:.0f}s)",
+                )
+            failed |= outcome == "failed"
+            rows.append((d.project, d.graph_name, d.graph_id, d.action, outcome, reason))
+        _table(["project", "graph", "id", "action", "outcome", "reason"], rows)
+        for project in report.failed_projects:
+            print(
+                f"project {project}: inventory failed: {app.pipeline.projects[project].error}",
+                file=sys.stderr,
+            )
+        return EXIT_FAILED if failed else EXIT_OK
+    finally:
+        await app.shutdown()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "INFO", "text")
+    return asyncio.run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from daemon.emulator import Cloud, EmulatorServer, Faults, Timing
+
+    cloud = Cloud(
+        [DEMO_PROJECT_ID],
+        seed=42,
+        timing=Timing(pending_s=1, stop_s=6, start_s=10),
+        faults=Faults(error_rate=0.03, job_failure_rate=0.05),
+        access_keys={DEMO_AK: DEMO_SK},
+        users={(DEMO_DOMAIN, DEMO_USER): DEMO_PASSWORD},
+    )
+    cloud.populate(DEMO_PROJECT_ID, 16, busy=2, stopped=2)
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-ledger-keep", tags={"env": "dev"})
+    cloud.add_graph(
+        DEMO_PROJECT_ID, "dev-pinned", tags={"env": "dev", "graphnap-skip": "owner asked"}
+    )
+    emulator = EmulatorServer(cloud, "127.0.0.1", 8900)
+    url = await emulator.start()
+    settings = Settings(
+        config=args.config,
+        listen_host="127.0.0.1",
+        listen_port=9464,
+        log_format="text",
+        poll_initial_s=2,
+        poll_max_s=5,
+        inventory_interval_s=10,
+        reconcile_interval_s=30,
+        credentials={"demo": {"ak": DEMO_AK, "sk": DEMO_SK}},
+    )
+    app = App(settings)
+    try:
+        await app.start()
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        await emulator.stop()
+        return EXIT_USAGE
+    print(
+        f"""
+graphnap demo: the daemon runs {args.config} against the GES emulator at {url}.
+  metrics   http://127.0.0.1:9464/metrics   (graphnap_actions_total, graphnap_jobs_in_flight, ...)
+  status    http://127.0.0.1:9464/status    (next firings, jobs in flight, decisions and reasons)
+  emulator  {url}/_emulator/state
+Schedules fire every minute or two; watch the log lines below. Ctrl-C stops both.
+""",
+        flush=True,
+    )
+    try:
+        await app.run_until_stopped()
+    finally:
+        await emulator.stop()
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -98,10 +323,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stops idle Huawei Cloud GES graphs on schedules and idle rules.",
     )
     parser.add_argument("--version", action="version", version=f"graphnap {__version__}")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = "config file (default: $GRAPHNAP_CONFIG, then /etc/graphnap/config.yaml)"
+
+    p = sub.add_parser("run", help="run the daemon: schedules, job tracking, ops server")
+    p.add_argument("--config", type=Path, help=config_help)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "plan", help="list the coming actions; --live: what each schedule would do now"
+    )
+    p.add_argument("file", nargs="?", type=Path, metavar="FILE", help="config file (or --config)")
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument("--hours", type=float, default=48, help="how far ahead to look (default 48)")
+    p.add_argument(
+        "--live", action="store_true", help="list graphs too: the decision and reason for each"
+    )
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
+        "once", help="fire one schedule now, follow its jobs, print the outcome per graph"
+    )
+    p.add_argument("schedule", metavar="SCHEDULE")
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument("--dry-run", action="store_true", help="everything but the final POST")
+    p.set_defaults(func=cmd_once)
+
+    p = sub.add_parser("demo", help="the emulator and the daemon together, with config/demo.yaml")
+    p.add_argument("--config", type=Path, default=Path("config/demo.yaml"))
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("validate", help="check config files; exit 0 when valid, 2 when not")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -154,10 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.func in (cmd_validate, cmd_schema, cmd_emulator):
+        setup_logging(args.log_level or "INFO", "text")
     with contextlib.suppress(KeyboardInterrupt):
         return int(args.func(args))
     return EXIT_OK

@@ -8,9 +8,11 @@ only what is retryable. It knows nothing of schedules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import date
 from enum import IntEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -203,8 +205,10 @@ class GesClient:
         sleep: Sleep = asyncio.sleep,
         observe: RequestObserver = ignore_request,
         page_size: int = 100,
+        limiter: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
         self._http = http
+        self._limiter = limiter or contextlib.nullcontext()
         self.project_id = check_project_id(project_id)
         self._retry = retry
         self._sleep = sleep
@@ -323,7 +327,20 @@ class GesClient:
         params: Mapping[str, str] | None,
         json: object,
     ) -> M:
-        started = time.perf_counter()
+        async with self._limiter:  # the project's request rate, shared by every caller
+            started = time.perf_counter()
+            return await self._exchange(operation, method, path, model, params, json, started)
+
+    async def _exchange(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        model: type[M],
+        params: Mapping[str, str] | None,
+        json: object,
+        started: float,
+    ) -> M:
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except ApiError as exc:  # raised by the auth flow (IAM token fetch)

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     poll_initial_s: float = Field(default=10.0, gt=0)
     poll_max_s: float = Field(default=60.0, gt=0)
     reconcile_interval_s: float = Field(default=300.0, gt=0)
+    inventory_interval_s: float = Field(default=60.0, gt=0)
+    reload_check_s: float = Field(default=5.0, gt=0)
     shutdown_grace_s: float = Field(default=25.0, ge=0)
     token_refresh_margin_s: float = Field(default=3600.0, ge=0)
     page_size: int = Field(default=100, ge=1, le=1000)

@@ -1,0 +1,194 @@
+"""Every Prometheus metric graphnap exports, declared once on an injected registry.
+
+Names are a contract with the Grafana dashboard and the alert rules (design.md §5).
+Labels are bounded: project, rule, action, outcome, status class, error code; never a job id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from daemon import __version__
+from daemon.config import Pricing
+
+OUTCOMES = ("succeeded", "failed", "skipped", "already_done", "dry_run")
+
+
+def status_class(code: int) -> str:
+    """GES status code -> the few classes a dashboard shows."""
+    if code == 200:
+        return "running"
+    if code == 900:
+        return "stopped"
+    if code in (100, 901, 920):
+        return "transitional"
+    if 200 < code < 300 or code == 903:
+        return "busy"
+    if 300 <= code < 400:
+        return "faulty"
+    if code == 800:
+        return "frozen"
+    return "other"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.actions = Counter(
+            "graphnap_actions",
+            "Stop/start decisions by outcome.",
+            ["project", "rule", "action", "outcome"],
+            registry=registry,
+        )
+        self.action_failures = Counter(
+            "graphnap_action_failures",
+            "Failed actions by reason (error code, http_5xx, timeout, job_failed).",
+            ["project", "action", "reason"],
+            registry=registry,
+        )
+        self.job_duration = Histogram(
+            "graphnap_job_duration_seconds",
+            "From the action request to the job's terminal state.",
+            ["action"],
+            registry=registry,
+            buckets=(5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600),
+        )
+        self.jobs_in_flight = Gauge(
+            "graphnap_jobs_in_flight",
+            "Stop/start jobs being followed.",
+            ["project", "action"],
+            registry=registry,
+        )
+        self.graphs = Gauge(
+            "graphnap_graphs",
+            "Graphs by status class at the last inventory.",
+            ["project", "status"],
+            registry=registry,
+        )
+        self.graph_stopped = Gauge(
+            "graphnap_graph_stopped",
+            "1 while a graph is stopped.",
+            ["project", "graph", "name"],
+            registry=registry,
+        )
+        self.savings = Counter(
+            "graphnap_estimated_savings",
+            "Money not spent on managed graphs while they were stopped.",
+            ["project", "currency"],
+            registry=registry,
+        )
+        self.hourly_price = Gauge(
+            "graphnap_graph_hourly_price",
+            "Configured pay-per-use price of a managed graph per hour.",
+            ["project", "graph", "name", "currency"],
+            registry=registry,
+        )
+        self.next_fire = Gauge(
+            "graphnap_schedule_next_fire_timestamp_seconds",
+            "When a schedule fires next.",
+            ["rule"],
+            registry=registry,
+        )
+        self.last_fire = Gauge(
+            "graphnap_schedule_last_fire_timestamp_seconds",
+            "When a schedule last fired.",
+            ["rule"],
+            registry=registry,
+        )
+        self.misfires = Counter(
+            "graphnap_schedule_misfires",
+            "Firings missed beyond their grace time.",
+            ["rule"],
+            registry=registry,
+        )
+        self.api_requests = Counter(
+            "graphnap_api_requests",
+            "Cloud API requests by answer code.",
+            ["service", "operation", "code"],
+            registry=registry,
+        )
+        self.api_duration = Histogram(
+            "graphnap_api_request_duration_seconds",
+            "Cloud API request latency.",
+            ["service", "operation"],
+            registry=registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.config_reloads = Counter(
+            "graphnap_config_reloads", "Config reloads by result.", ["result"], registry=registry
+        )
+        self.config_ok = Gauge(
+            "graphnap_config_last_reload_successful",
+            "1 if the last config (re)load succeeded.",
+            registry=registry,
+        )
+        self.build_info = Info("graphnap_build", "Build information.", registry=registry)
+        self.build_info.info({"version": __version__})
+        self._stopped_series: dict[str, set[tuple[str, str]]] = {}
+        self._priced_series: dict[str, set[tuple[str, str, str]]] = {}
+        self._last_seen: dict[str, tuple[datetime, set[str]]] = {}
+        self._known_rules: set[str] = set()
+
+    def observe_request(self, service: str, operation: str, code: str, duration_s: float) -> None:
+        self.api_requests.labels(service, operation, code).inc()
+        self.api_duration.labels(service, operation).observe(duration_s)
+
+    def observe_inventory(
+        self,
+        project: str,
+        graphs: Iterable[tuple[str, str, int, float | None]],
+        now: datetime,
+        pricing: Pricing,
+    ) -> None:
+        """Refresh a project's graph gauges and accrue savings.
+
+        `graphs` is (id, name, status code, hourly price or None for unmanaged). Savings
+        accrue for the time since the previous inventory, for managed graphs that were
+        stopped at both ends of it: a conservative estimate.
+        """
+        counts = dict.fromkeys(
+            ("running", "stopped", "busy", "faulty", "transitional", "frozen", "other"), 0
+        )
+        stopped_now: set[str] = set()
+        stopped_series: set[tuple[str, str]] = set()
+        priced_series: set[tuple[str, str, str]] = set()
+        prices: dict[str, float] = {}
+        for graph_id, name, code, price in graphs:
+            cls = status_class(code)
+            counts[cls] += 1
+            self.graph_stopped.labels(project, graph_id, name).set(1 if cls == "stopped" else 0)
+            stopped_series.add((graph_id, name))
+            if price is not None:
+                self.hourly_price.labels(project, graph_id, name, pricing.currency).set(price)
+                priced_series.add((graph_id, name, pricing.currency))
+                prices[graph_id] = price
+                if cls == "stopped":
+                    stopped_now.add(graph_id)
+        for cls, count in counts.items():
+            self.graphs.labels(project, cls).set(count)
+        for graph_id, name in self._stopped_series.get(project, set()) - stopped_series:
+            self.graph_stopped.remove(project, graph_id, name)
+        for graph_id, name, currency in self._priced_series.get(project, set()) - priced_series:
+            self.hourly_price.remove(project, graph_id, name, currency)
+        self._stopped_series[project] = stopped_series
+        self._priced_series[project] = priced_series
+
+        previous = self._last_seen.get(project)
+        if previous is not None:
+            since, stopped_then = previous
+            hours = max((now - since).total_seconds(), 0.0) / 3600
+            saved = sum(prices[g] for g in stopped_then & stopped_now) * hours
+            if saved > 0:
+                self.savings.labels(project, pricing.currency).inc(saved)
+        self._last_seen[project] = (now, stopped_now)
+
+    def set_next_fire_times(self, times: Mapping[str, datetime | None]) -> None:
+        for rule in list(self._known_rules - set(times)):
+            self.next_fire.remove(rule)
+        for rule, when in times.items():
+            if when is not None:
+                self.next_fire.labels(rule).set(when.timestamp())
+        self._known_rules = set(times)

@@ -1,0 +1,209 @@
+"""Pure decisions: which graphs a rule touches, what to do with each, and why.
+
+No I/O and no clock: `now` is an argument. Every graph a rule selects gets a Decision
+with a reason a person can read ("busy (importing)", "snoozed until ..."); silent skips
+are bugs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from daemon.config import Calendar, OptOutTags, Schedule, Selector, cron_trigger
+from daemon.ges import Graph, GraphStatus, describe_status
+
+Action = Literal["stop", "start"]
+_LOOKBACKS = (
+    timedelta(minutes=2),
+    timedelta(hours=1),
+    timedelta(days=1),
+    timedelta(days=8),
+    timedelta(days=32),
+    timedelta(days=370),
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    project: str
+    graph_id: str
+    graph_name: str
+    rule: str
+    action: Action
+    act: bool  # True: send the action; False: skip, for `reason`
+    reason: str
+
+
+def selects(selector: Selector, project: str, graph: Graph) -> bool:
+    """Every criterion the selector gives must match; within a list, any entry may."""
+    if selector.projects and project not in selector.projects:
+        return False
+    if selector.ids and graph.id not in selector.ids:
+        return False
+    if selector.names and not any(fnmatchcase(graph.name, pattern) for pattern in selector.names):
+        return False
+    tags = graph.tag_map
+    return all(key in tags and value in ("*", tags[key]) for key, value in selector.tags.items())
+
+
+def target_projects(schedule: Schedule, all_projects: Sequence[str]) -> list[str]:
+    return list(schedule.targets.projects) or list(all_projects)
+
+
+def plan(
+    schedule: Schedule,
+    inventory: Mapping[str, Sequence[Graph]],
+    now: datetime,
+    opt_out: OptOutTags,
+    in_flight: Collection[tuple[str, str]] = frozenset(),
+    window_until: datetime | None = None,
+) -> list[Decision]:
+    """One decision per selected graph. `window_until` marks a reconcile pass inside a
+    keep-stopped window, which only changes the reasons."""
+    decisions = []
+    for project, graphs in inventory.items():
+        for graph in graphs:
+            if selects(schedule.targets, project, graph):
+                act, reason = _decide(
+                    schedule, project, graph, now, opt_out, in_flight, window_until
+                )
+                decisions.append(
+                    Decision(
+                        project, graph.id, graph.name, schedule.name, schedule.action, act, reason
+                    )
+                )
+    return decisions
+
+
+def _decide(
+    schedule: Schedule,
+    project: str,
+    graph: Graph,
+    now: datetime,
+    opt_out: OptOutTags,
+    in_flight: Collection[tuple[str, str]],
+    window_until: datetime | None,
+) -> tuple[bool, str]:
+    if schedule.exclude is not None and selects(schedule.exclude, project, graph):
+        return False, "excluded by the rule's exclude"
+    tags = graph.tag_map
+    if opt_out.skip in tags:
+        return False, f"opted out by tag {opt_out.skip}"
+    if opt_out.snooze_until in tags:
+        until = parse_snooze(tags[opt_out.snooze_until])
+        if until is None:
+            return False, (
+                f"tag {opt_out.snooze_until}={tags[opt_out.snooze_until]!r} is not an ISO time; left alone "
+                "(write e.g. 2026-12-01T09:00:00+08:00)"
+            )
+        if now < until:
+            return False, f"snoozed until {until.isoformat()} by tag {opt_out.snooze_until}"
+    if (project, graph.id) in in_flight:
+        return False, "a job for this graph is already in flight"
+    return _by_status(schedule.action, graph.status_code, window_until)
+
+
+def _by_status(action: Action, code: int, window_until: datetime | None) -> tuple[bool, str]:
+    wanted, opposite = (
+        (GraphStatus.STOPPED, GraphStatus.RUNNING)
+        if action == "stop"
+        else (GraphStatus.RUNNING, GraphStatus.STOPPED)
+    )
+    moving_there = GraphStatus.STOPPING if action == "stop" else GraphStatus.STARTING
+    if code == opposite:
+        if window_until is not None:
+            return (
+                True,
+                f"came back running inside the keep-stopped window (until {window_until.isoformat()})",
+            )
+        return True, "running" if action == "stop" else "stopped"
+    if code == wanted:
+        return False, f"already {'stopped' if action == 'stop' else 'running'}"
+    if code == moving_there:
+        return False, f"already {'stopping' if action == 'stop' else 'starting'}"
+    if code in (GraphStatus.STOPPING, GraphStatus.STARTING, GraphStatus.PREPARING):
+        return False, f"transitional ({describe_status(code)})"
+    if code == GraphStatus.FROZEN:
+        return False, "frozen (arrears or expiry)"
+    if code == GraphStatus.DELETED:
+        return False, "deleted"
+    if 300 <= code < 400:
+        return False, f"faulty ({describe_status(code)})"
+    if 200 < code < 300 or code == GraphStatus.BACKING_UP:
+        return False, f"busy ({describe_status(code)})"
+    return False, f"unknown status {code}: left alone"
+
+
+def parse_snooze(value: str) -> datetime | None:
+    """An ISO time; a time without an offset is taken as UTC."""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def holiday_reason(
+    schedule: Schedule, calendars: Mapping[str, Calendar], fire_time: datetime
+) -> str | None:
+    """Why a firing is skipped for a holiday (judged on the schedule's local date), or None."""
+    local = fire_time.astimezone(ZoneInfo(schedule.timezone)).date()
+    for name in schedule.skip_on:
+        calendar = calendars[name]
+        if calendar.is_holiday(local):
+            what = calendar.holiday_name(local)
+            return f"holiday {local.isoformat()} in calendar {name}" + (
+                f" ({what})" if what else ""
+            )
+    return None
+
+
+def next_fire(trigger: CronTrigger, after: datetime) -> datetime | None:
+    """The first fire time strictly after `after`."""
+    fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    return fire
+
+
+def previous_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The last fire time at or before `now` (within a year), found without a reverse API:
+    widen the look-back until a firing lies inside it, then walk forward."""
+    for lookback in _LOOKBACKS:
+        fire: datetime | None = trigger.get_next_fire_time(None, now - lookback)
+        if fire is not None and fire <= now:
+            while (later := next_fire(trigger, fire)) is not None and later <= now:
+                fire = later
+            return fire
+    return None
+
+
+def window_end(schedule: Schedule, now: datetime) -> datetime | None:
+    """If `now` lies inside the schedule's keep-stopped window, when the window ends."""
+    if schedule.keep_stopped_until is None:
+        return None
+    start = previous_fire(cron_trigger(schedule.cron, schedule.timezone), now)
+    if start is None:
+        return None
+    end = next_fire(cron_trigger(schedule.keep_stopped_until, schedule.timezone), start)
+    return end if end is not None and end > now else None
+
+
+def fire_times(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Every fire time of a schedule in (start, end]."""
+    trigger = cron_trigger(schedule.cron, schedule.timezone)
+    fire = next_fire(trigger, start)
+    while fire is not None and fire <= end:
+        yield fire
+        fire = next_fire(trigger, fire)
+
+
+def missed_firing(schedule: Schedule, now: datetime, grace: timedelta) -> datetime | None:
+    """The last scheduled firing if it is at most `grace` old (to run late at start-up)."""
+    last = previous_fire(cron_trigger(schedule.cron, schedule.timezone), now)
+    return last if last is not None and now - last <= grace else None

@@ -1,0 +1,78 @@
+"""The ops HTTP server: /metrics, /healthz, /readyz and /status (JSON, never a secret).
+
+It answers from state the daemon already holds; no probe ever calls GES.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+class StatusSource(Protocol):
+    def is_alive(self) -> bool: ...
+
+    def readiness(self) -> list[str]:
+        """What still keeps the daemon from being ready; empty when ready."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+SOURCE: web.AppKey[StatusSource] = web.AppKey("source", StatusSource)
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    alive = request.app[SOURCE].is_alive()
+    return web.Response(
+        text="ok\n" if alive else "event loop stalled\n", status=200 if alive else 503
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    waiting = request.app[SOURCE].readiness()
+    if waiting:
+        return web.Response(text="not ready: " + "; ".join(waiting) + "\n", status=503)
+    return web.Response(text="ready\n")
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(
+        request.app[SOURCE].status(), dumps=lambda o: json.dumps(o, indent=2, default=str)
+    )
+
+
+class OpsServer:
+    def __init__(
+        self, source: StatusSource, registry: CollectorRegistry, host: str, port: int
+    ) -> None:
+        app = web.Application()
+        app[SOURCE] = source
+        app[REGISTRY] = registry
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/status", status)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._host = host
+        self._port = port
+        self.url = ""
+
+    async def start(self) -> str:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,253 @@
+"""Follows every stop/start job to success, failure or timeout, and finds them again after
+a restart through the Task Center. It never issues actions.
+
+Polling backs off from poll_initial_s to poll_max_s. A job that says success is confirmed
+by the graph's own status; a job the API no longer knows is judged by the graph's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from daemon.api import ApiError, NotFoundError, Sleep
+from daemon.ges import GesClient, Graph, GraphStatus, Job, describe_status
+from daemon.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Action = Literal["stop", "start"]
+Clock = Callable[[], datetime]
+RESUMED_RULE = "resumed"
+
+_TARGET = {"stop": GraphStatus.STOPPED, "start": GraphStatus.RUNNING}
+_MOVING = {"stop": GraphStatus.STOPPING, "start": GraphStatus.STARTING}
+
+
+@dataclass(frozen=True)
+class TrackedJob:
+    project: str
+    graph_id: str
+    graph_name: str
+    job_id: str
+    action: Action
+    rule: str
+    requested_at: datetime
+    timeout: timedelta
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job: TrackedJob
+    outcome: Literal["succeeded", "failed"]
+    reason: str
+    duration_s: float
+
+
+class Tracker:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+        poll_initial_s: float = 10.0,
+        poll_max_s: float = 60.0,
+    ) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._sleep = sleep
+        self._poll_initial_s = poll_initial_s
+        self._poll_max_s = poll_max_s
+        self._tasks: dict[tuple[str, str], tuple[TrackedJob, asyncio.Task[JobOutcome]]] = {}
+        self.finished: list[JobOutcome] = []  # the last outcomes, for /status
+
+    def is_in_flight(self, project: str, graph_id: str) -> bool:
+        return (project, graph_id) in self._tasks
+
+    def in_flight(self) -> set[tuple[str, str]]:
+        return set(self._tasks)
+
+    def jobs(self) -> list[TrackedJob]:
+        return [job for job, _ in self._tasks.values()]
+
+    def follow(self, ges: GesClient, job: TrackedJob) -> asyncio.Task[JobOutcome]:
+        """Start following a job; the task resolves to its outcome. Idempotent per graph."""
+        key = (job.project, job.graph_id)
+        if key in self._tasks:
+            return self._tasks[key][1]
+        self._metrics.jobs_in_flight.labels(job.project, job.action).inc()
+        task = asyncio.get_running_loop().create_task(
+            self._follow(ges, job), name=f"track-{job.job_id}"
+        )
+        self._tasks[key] = (job, task)
+        task.add_done_callback(lambda _: self._forget(key, job))
+        return task
+
+    def _forget(self, key: tuple[str, str], job: TrackedJob) -> None:
+        self._tasks.pop(key, None)
+        self._metrics.jobs_in_flight.labels(job.project, job.action).dec()
+
+    async def wait(self, timeout_s: float | None = None) -> None:
+        """Until every job followed now has ended (for `graphnap once` and tests)."""
+        tasks = [task for _, task in self._tasks.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    async def stop(self) -> None:
+        """Stop following (at shutdown). The jobs go on in the cloud; the next start resumes them."""
+        tasks = [task for _, task in self._tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def resume(
+        self, project: str, ges: GesClient, graphs: Sequence[Graph], job_timeout: timedelta
+    ) -> int:
+        """Follow again the stop/start jobs still running in the Task Center.
+
+        A job is taken as ours to follow when its graph is stopping (901) or starting (920):
+        the graph's status says which action it is, whatever the job's (undocumented) name.
+        """
+        moving = {
+            g.name: g
+            for g in graphs
+            if g.status_code in (GraphStatus.STOPPING, GraphStatus.STARTING)
+        }
+        if not moving:
+            return 0
+        since = (self._clock() - timedelta(days=2)).date()
+        jobs: list[Job] = []
+        for status in ("running", "waiting"):
+            jobs += await ges.list_jobs(status=status, since=since)
+        resumed = 0
+        for job in jobs:
+            graph = moving.get(job.related_graph or "")
+            if graph is None or self.is_in_flight(project, graph.id):
+                continue
+            action: Action = "stop" if graph.status_code == GraphStatus.STOPPING else "start"
+            tracked = TrackedJob(
+                project,
+                graph.id,
+                graph.name,
+                job.job_id,
+                action,
+                RESUMED_RULE,
+                _parse_time(job.begin_time) or self._clock(),
+                job_timeout,
+            )
+            log.info(
+                "resuming a %s job found in the Task Center",
+                action,
+                extra={
+                    "project": project,
+                    "graph_id": graph.id,
+                    "graph": graph.name,
+                    "action": action,
+                    "job_id": job.job_id,
+                    "rule": RESUMED_RULE,
+                },
+            )
+            self.follow(ges, tracked)
+            resumed += 1
+        return resumed
+
+    async def _follow(self, ges: GesClient, job: TrackedJob) -> JobOutcome:
+        delay = self._poll_initial_s
+        job_done = False
+        last_seen = "pending"
+        while True:
+            remaining = (job.requested_at + job.timeout - self._clock()).total_seconds()
+            if remaining <= 0:
+                return self._finish(
+                    job,
+                    "failed",
+                    f"timeout: still {last_seen} after {job.timeout.total_seconds():.0f}s",
+                    "timeout",
+                )
+            await self._sleep(min(delay, remaining))
+            delay = min(delay * 1.5, self._poll_max_s)
+            try:
+                if not job_done:
+                    status = await ges.job_status(job.graph_id, job.job_id)
+                    last_seen = f"job {status.status}"
+                    if status.status in ("failed", "partiallyFailed"):
+                        return self._finish(
+                            job,
+                            "failed",
+                            f"job failed: {status.fail_reason or 'no reason given'}",
+                            "job_failed",
+                        )
+                    job_done = status.status == "success"
+                    if not job_done:
+                        continue
+                graph = await ges.show_graph(job.graph_id)
+            except NotFoundError as exc:
+                if exc.code == "GES.7000":
+                    return self._finish(job, "failed", "graph deleted while its job ran", exc.code)
+                job_done = True  # the job is gone (GES.7007): the graph's status decides
+                continue
+            except ApiError as exc:
+                log.warning(
+                    "polling job failed (%s); will poll again",
+                    exc,
+                    extra={"project": job.project, "graph_id": job.graph_id, "job_id": job.job_id},
+                )
+                continue
+            code = graph.status_code
+            last_seen = describe_status(code)
+            if code == _TARGET[job.action]:
+                return self._finish(job, "succeeded", f"graph is {describe_status(code)}", "")
+            if code != _MOVING[job.action]:
+                return self._finish(
+                    job, "failed", f"job ended but graph is {describe_status(code)}", "job_failed"
+                )
+
+    def _finish(
+        self, job: TrackedJob, outcome: Literal["succeeded", "failed"], reason: str, failure: str
+    ) -> JobOutcome:
+        duration = max((self._clock() - job.requested_at).total_seconds(), 0.0)
+        result = JobOutcome(job, outcome, reason, duration)
+        self._metrics.actions.labels(job.project, job.rule, job.action, outcome).inc()
+        self._metrics.job_duration.labels(job.action).observe(duration)
+        if failure:
+            self._metrics.action_failures.labels(job.project, job.action, failure).inc()
+        log.log(
+            logging.INFO if outcome == "succeeded" else logging.ERROR,
+            "%s %s",
+            job.action,
+            outcome,
+            extra={
+                "project": job.project,
+                "graph_id": job.graph_id,
+                "graph": job.graph_name,
+                "rule": job.rule,
+                "action": job.action,
+                "job_id": job.job_id,
+                "outcome": outcome,
+                "reason": reason,
+                "duration_s": duration,
+            },
+        )
+        self.finished = [*self.finished[-99:], result]
+        return result
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """Job times are UTC, as 'yyyy-MM-ddTHH:mm:ss' or 'yyyy-MM-dd HH:mm:ss'."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace(" ", "T"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def failure_reason(code: str) -> str:
+    """An error code as a bounded metric label: http_5xx for any 5xx."""
+    return "http_5xx" if code.startswith("http_5") else code
