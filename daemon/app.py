@@ -24,12 +24,12 @@ from prometheus_client import CollectorRegistry
 from daemon import __version__
 from daemon.api import RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
-from daemon.config import Config, ConfigError, Problem, Project, load_config
+from daemon.config import Config, ConfigError, Problem, Project, cron_trigger, load_config
 from daemon.executor import Executor
 from daemon.firing import Pipeline, Report
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
-from daemon.planning import missed_firing
+from daemon.planning import is_dst_repeat, missed_firing, previous_fire
 from daemon.scheduler import Scheduler
 from daemon.server import OpsServer
 from daemon.settings import Settings
@@ -86,7 +86,9 @@ class App:
         self._firings: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._last_fire: dict[str, datetime] = {}
+        self._last_scheduled: dict[str, datetime] = {}
         self._stop = asyncio.Event()
+        self._closed = False
         self._beat = 0.0
 
     # --- config -------------------------------------------------------------------------
@@ -281,7 +283,7 @@ class App:
             if missed is not None and missed < now:
                 late = (now - missed).total_seconds()
                 log.warning(
-                    "firing of %s was missed while graphnap was down; running it %.0fs late",
+                    "the firing of %s came while graphnap was not running; within misfire_grace, so it runs now, %.0fs late",
                     missed.isoformat(),
                     late,
                     extra={
@@ -325,6 +327,16 @@ class App:
             self._firings.add(task)
             task.add_done_callback(self._firings.discard)
         try:
+            schedule = self._config.schedule(name)
+            scheduled = previous_fire(cron_trigger(schedule.cron, schedule.timezone), self.clock())
+            if scheduled is not None and is_dst_repeat(self._last_scheduled.get(name), scheduled):
+                log.info(
+                    "firing skipped: DST repeats this hour; it already ran once",
+                    extra={"rule": name},
+                )
+                return
+            if scheduled is not None:
+                self._last_scheduled[name] = scheduled
             await self.fire(name)
         except Exception:  # the daemon survives any failure inside a firing
             log.exception("firing crashed", extra={"rule": name})
@@ -371,9 +383,18 @@ class App:
         log.info("stop requested: no new firings; draining")
         await self.shutdown()
 
+    async def settle(self) -> None:
+        """Until every firing has ended and every job it started has reached its end."""
+        while self._firings:
+            await asyncio.gather(*self._firings, return_exceptions=True)
+        await self.tracker.wait()
+
     async def shutdown(self) -> None:
         """No new firings; wait for requests in flight up to shutdown_grace_s; stop
         following jobs (the next start resumes them from the Task Center); close."""
+        if self._closed:
+            return
+        self._closed = True
         self.scheduler.shutdown()
         for task in self._background:
             task.cancel()

@@ -85,7 +85,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     fire,
                     schedule.name,
                     local.strftime("%a %Y-%m-%d %H:%M %Z"),
-                    fire.strftime("%Y-%m-%d %H:%M UTC"),
+                    fire.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     f"skipped: {note}" if note else action,
                     targets,
                 )

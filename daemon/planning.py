@@ -166,9 +166,30 @@ def holiday_reason(
 
 
 def next_fire(trigger: CronTrigger, after: datetime) -> datetime | None:
-    """The first fire time strictly after `after`."""
-    fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    """The first fire time strictly after `after`, skipping the repeat of a wall-clock
+    time that a DST fall-back makes happen twice (cron runs it once).
+
+    The step is taken in UTC: adding to a folded local time (02:30, fold=1) would land on
+    the same instant again and APScheduler would hand back that same fire time.
+    """
+    start = after.astimezone(UTC) + timedelta(microseconds=1)
+    fire: datetime | None = trigger.get_next_fire_time(None, start)
+    if fire is not None and is_dst_repeat(after, fire):
+        fire = trigger.get_next_fire_time(None, fire.astimezone(UTC) + timedelta(microseconds=1))
     return fire
+
+
+def is_dst_repeat(previous: datetime | None, fire: datetime) -> bool:
+    """True when `fire` shows the same local wall-clock time as `previous` within a few
+    hours: the second pass through an hour that DST fall-back repeats."""
+    if previous is None or fire.tzinfo is None:
+        return False
+    local_previous = previous.astimezone(fire.tzinfo)
+    return (
+        local_previous.replace(tzinfo=None, fold=0) == fire.replace(tzinfo=None, fold=0)
+        # in UTC: with one shared tzinfo, Python subtracts wall-clock times
+        and timedelta(0) < fire.astimezone(UTC) - previous.astimezone(UTC) <= timedelta(hours=3)
+    )
 
 
 def previous_fire(trigger: CronTrigger, now: datetime) -> datetime | None:

@@ -58,3 +58,107 @@ def test_emulator_help_documents_its_options(capsys: pytest.CaptureFixture[str])
         "--error-rate",
     ):
         assert option in out
+
+
+PLAN_CONFIG = """
+projects:
+  - {name: lab, region: cn-north-4, project_id: 0123456789abcdef0123456789abcdef, credentials: lab, endpoints: {ges: "URL"}}
+calendars:
+  everyday-off: {dates: [DATES]}
+schedules:
+  - {name: night-stop, action: stop, cron: "0 20 * * *", timezone: Asia/Shanghai, targets: {names: ["dev-*"]}, exclude: {names: ["*-keep"]}}
+  - {name: morning-start, action: start, cron: "0 8 * * *", timezone: Asia/Shanghai, targets: {tags: {env: dev}}, skip_on: everyday-off}
+"""
+
+
+def test_plan_lists_the_coming_actions_in_local_and_utc_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, date, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    days = ", ".join((today + timedelta(days=i)).isoformat() for i in range(-1, 4))
+    config = tmp_path / "c.yaml"
+    config.write_text(PLAN_CONFIG.replace("URL", "http://127.0.0.1:1").replace("DATES", days))
+    assert main(["plan", str(config), "--hours", "48"]) == 0
+    out = capsys.readouterr().out
+    stops = [line for line in out.splitlines() if line.startswith("night-stop")]
+    starts = [line for line in out.splitlines() if line.startswith("morning-start")]
+    assert len(stops) == 2
+    assert all("20:00 CST" in line and "12:00 UTC" in line for line in stops)
+    assert "names=dev-* minus names=*-keep" in stops[0]
+    assert len(starts) == 2
+    assert all("skipped: holiday" in line for line in starts)
+    assert isinstance(date.today(), date)
+
+
+async def _run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    import asyncio
+    import os
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon",
+        *args,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("GRAPHNAP_")}, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_once_fires_follows_jobs_and_prints_the_outcome_per_graph(tmp_path: Path) -> None:
+    from daemon.emulator import Cloud, EmulatorServer, Timing
+    from daemon.emulator.cloud import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
+
+    cloud = Cloud(
+        [DEMO_PROJECT_ID],
+        timing=Timing(pending_s=0.1, stop_s=0.3, start_s=0.3),
+        access_keys={DEMO_AK: DEMO_SK},
+    )
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-a")
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-b")
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-db-keep")
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-busy", status=202)
+    async with EmulatorServer(cloud) as server:
+        config = tmp_path / "c.yaml"
+        config.write_text(PLAN_CONFIG.replace("URL", server.url).replace("DATES", "2000-01-01"))
+        env = {
+            "GRAPHNAP_CREDENTIALS__LAB__AK": DEMO_AK,
+            "GRAPHNAP_CREDENTIALS__LAB__SK": DEMO_SK,
+            "GRAPHNAP_POLL_INITIAL_S": "0.2",
+            "GRAPHNAP_POLL_MAX_S": "0.2",
+        }
+
+        code, out, err = await _run_cli(
+            "plan", "--config", str(config), "--hours", "1", "--live", env=env
+        )
+        assert code == 0, err
+        assert "night-stop  lab      dev-busy     skip      busy (importing)" in out
+
+        code, out, err = await _run_cli(
+            "once", "night-stop", "--config", str(config), "--dry-run", env=env
+        )
+        assert code == 0, err
+        assert out.count("dry_run") == 2
+        assert cloud.count("graph_action") == 0
+
+        cloud.faults.failing_jobs = 1
+        code, out, err = await _run_cli("once", "night-stop", "--config", str(config), env=env)
+        lines = {line.split()[1]: line for line in out.splitlines()[1:]}
+        assert code == 1, out + err  # one job failed
+        assert "succeeded" in lines["dev-b"] or "succeeded" in lines["dev-a"]
+        assert any(
+            "failed" in lines[g] and "job failed: emulated failure" in lines[g]
+            for g in ("dev-a", "dev-b")
+        )
+        assert "excluded by the rule's exclude" in lines["dev-db-keep"]
+        assert "busy (importing)" in lines["dev-busy"]
+
+        code, out, err = await _run_cli("once", "nope", "--config", str(config), env=env)
+        assert code == 2
+        assert "unknown schedule 'nope'; known: night-stop, morning-start" in err

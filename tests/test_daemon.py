@@ -1,0 +1,567 @@
+"""The real daemon (App) against the emulator over loopback HTTP, on a manual clock.
+
+Firings are triggered the way the scheduler triggers them (App.fire / the catch-up at
+start-up); the tracker's polling sleeps move the emulator's clock instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from daemon.api import Sleep
+from daemon.app import App
+from daemon.config import ConfigError
+from daemon.emulator import Cloud, ManualClock
+from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
+from daemon.settings import Settings
+from tests.conftest import PROJECT
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# 18:00 in Shanghai on a Friday: two hours before the nightly stop, far from any catch-up.
+START = datetime(2026, 11, 27, 18, 0, tzinfo=SHANGHAI).astimezone(UTC)
+
+CONFIG = """
+projects:
+  - name: lab
+    region: cn-north-4
+    project_id: {project}
+    credentials: lab
+    endpoints: {{ges: "{url}", iam: "{url}"}}
+schedules:
+  - name: night-stop
+    action: stop
+    cron: "0 20 * * *"
+    timezone: Asia/Shanghai
+    targets: {{projects: [lab], names: ["dev-*", "test-*"]}}
+    exclude: {{names: ["*-keep"]}}
+    keep_stopped_until: "0 8 * * *"
+  - name: morning-start
+    action: start
+    cron: "0 8 * * *"
+    timezone: Asia/Shanghai
+    targets: {{projects: [lab], tags: {{env: dev}}}}
+pricing: {{currency: USD, hourly: {{"1": 1.25, "4": 12.0}}}}
+"""
+
+MakeApp = Callable[..., App]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, emulator: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.format(project=PROJECT, url=emulator))
+    return path
+
+
+@pytest.fixture
+async def make_app(config_file: Path, clock: ManualClock) -> AsyncIterator[MakeApp]:
+    apps: list[App] = []
+
+    def make(*, auth: str = "aksk", sleep: Sleep | None = None, **overrides: object) -> App:
+        credentials = (
+            {"lab": {"ak": DEMO_AK, "sk": DEMO_SK}}
+            if auth == "aksk"
+            else {"lab": {"user": DEMO_USER, "password": DEMO_PASSWORD, "domain": DEMO_DOMAIN}}
+        )
+        settings = Settings(
+            config=config_file,
+            listen_host="127.0.0.1",
+            listen_port=0,
+            credentials=credentials,
+            project_rate_per_s=1000,
+            poll_initial_s=5,
+            poll_max_s=15,
+            retry={
+                "attempts": 4,
+                "backoff_initial_s": 1,
+                "backoff_max_s": 4,
+                "backoff_jitter_s": 0,
+            },
+            **overrides,
+        )  # type: ignore[arg-type]
+        app = App(settings, clock=clock, sleep=sleep or clock.sleep)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        await app.shutdown()
+
+
+@pytest.fixture
+def lab(cloud: Cloud) -> dict[str, EmuGraph]:
+    """A project with one graph for every case a firing meets."""
+    g = {
+        "dev-a": cloud.add_graph(PROJECT, "dev-a", tags={"env": "dev"}),
+        "dev-b": cloud.add_graph(
+            PROJECT, "dev-b", size_index="4", replication=2, tags={"env": "dev"}
+        ),
+        "test-c": cloud.add_graph(PROJECT, "test-c"),
+        "dev-busy": cloud.add_graph(PROJECT, "dev-busy", status=202, tags={"env": "dev"}),
+        "dev-stopped": cloud.add_graph(PROJECT, "dev-stopped", status=900, tags={"env": "dev"}),
+        "dev-db-keep": cloud.add_graph(PROJECT, "dev-db-keep", tags={"env": "dev"}),
+        "dev-opt": cloud.add_graph(
+            PROJECT, "dev-opt", tags={"env": "dev", "graphnap-skip": "ask bob"}
+        ),
+        "dev-snoozed": cloud.add_graph(
+            PROJECT, "dev-snoozed", tags={"graphnap-snooze-until": "2026-12-01T09:00:00+08:00"}
+        ),
+        "prod-x": cloud.add_graph(PROJECT, "prod-x", tags={"env": "prod"}),
+    }
+    return g
+
+
+def sample(app: App, metric: str, /, **labels: str) -> float:
+    return app.registry.get_sample_value(metric, labels) or 0.0
+
+
+async def never(seconds: float) -> None:
+    """A tracker sleep that never ends: jobs stay in flight for as long as the test needs."""
+    await asyncio.Future()
+
+
+def statuses(cloud: Cloud) -> dict[str, int]:
+    return {g.name: g.status for g in cloud.all_graphs()}
+
+
+async def start(app: App, **kwargs: bool) -> App:
+    await app.start(**{"serve": False, "schedule": False, "watch": False, **kwargs})
+    return app
+
+
+@pytest.mark.parametrize("auth", ["aksk", "password"])
+async def test_a_firing_stops_exactly_the_selected_graphs_and_says_why_it_skips_the_others(
+    make_app: MakeApp,
+    cloud: Cloud,
+    lab: dict[str, EmuGraph],
+    caplog: pytest.LogCaptureFixture,
+    auth: str,
+) -> None:
+    app = await start(make_app(auth=auth))
+    with caplog.at_level(logging.INFO):
+        report = await app.fire("night-stop")
+        await app.settle()
+
+    assert sorted(r.decision.graph_name for r in report.results if r.outcome == "requested") == [
+        "dev-a",
+        "dev-b",
+        "test-c",
+    ]
+    after = statuses(cloud)
+    assert {n for n, s in after.items() if s == 900} == {"dev-a", "dev-b", "test-c", "dev-stopped"}
+    assert after["prod-x"] == after["dev-db-keep"] == after["dev-opt"] == 200
+    assert cloud.count("graph_action") == 3
+
+    reasons = {r.graph: r.reason for r in caplog.records if getattr(r, "outcome", "") == "skipped"}  # type: ignore[attr-defined]
+    assert reasons == {
+        "dev-busy": "busy (importing)",
+        "dev-stopped": "already stopped",
+        "dev-db-keep": "excluded by the rule's exclude",
+        "dev-opt": "opted out by tag graphnap-skip",
+        "dev-snoozed": "snoozed until 2026-12-01T09:00:00+08:00 by tag graphnap-snooze-until",
+    }
+    succeeded = [r for r in caplog.records if getattr(r, "outcome", "") == "succeeded"]
+    assert {r.graph for r in succeeded} == {"dev-a", "dev-b", "test-c"}  # type: ignore[attr-defined]
+    assert all(r.job_id and r.duration_s > 0 for r in succeeded)  # type: ignore[attr-defined]
+
+    assert (
+        sample(
+            app,
+            "graphnap_actions_total",
+            project="lab",
+            rule="night-stop",
+            action="stop",
+            outcome="succeeded",
+        )
+        == 3
+    )
+    assert (
+        sample(
+            app,
+            "graphnap_actions_total",
+            project="lab",
+            rule="night-stop",
+            action="stop",
+            outcome="skipped",
+        )
+        == 5
+    )
+    assert sample(app, "graphnap_job_duration_seconds_count", action="stop") == 3
+    assert sample(app, "graphnap_jobs_in_flight", project="lab", action="stop") == 0
+
+
+async def test_stop_answered_with_ges_7001_counts_as_already_done(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
+) -> None:
+    cloud.inject("graph_action", 400, "GES.7001", "The graph is not running.", times=1)
+    app = await start(make_app())
+    report = await app.fire("night-stop")
+    await app.settle()
+    outcomes = sorted(r.outcome for r in report.results if r.decision.act)
+    assert outcomes == ["already_done", "requested", "requested"]
+    assert (
+        sample(
+            app,
+            "graphnap_actions_total",
+            project="lab",
+            rule="night-stop",
+            action="stop",
+            outcome="already_done",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            app, "graphnap_action_failures_total", project="lab", action="stop", reason="GES.7001"
+        )
+        == 0
+    )
+
+
+async def test_throttling_and_5xx_are_retried_and_succeed(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
+) -> None:
+    cloud.inject("list_graphs", 503, "APIG.1009", "Service unavailable.", times=1)
+    cloud.inject("graph_action", 429, "APIG.0308", "over ratelimit", times=2)
+    cloud.inject("graph_action", 500, "GES.7006", times=1)
+    app = await start(make_app())
+    report = await app.fire("night-stop")
+    await app.settle()
+    assert sum(r.outcome == "requested" for r in report.results) == 3
+    assert {n for n, s in statuses(cloud).items() if s == 900} >= {"dev-a", "dev-b", "test-c"}
+    assert (
+        sample(
+            app, "graphnap_api_requests_total", service="ges", operation="stop_graph", code="429"
+        )
+        == 2
+    )
+    assert (
+        sample(
+            app, "graphnap_api_requests_total", service="ges", operation="stop_graph", code="500"
+        )
+        == 1
+    )
+    assert (
+        sample(
+            app,
+            "graphnap_actions_total",
+            project="lab",
+            rule="night-stop",
+            action="stop",
+            outcome="succeeded",
+        )
+        == 3
+    )
+
+
+async def test_a_failed_job_is_reported_failed_with_its_reason(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph], caplog: pytest.LogCaptureFixture
+) -> None:
+    cloud.faults.failing_jobs = 1
+    app = await start(make_app())
+    with caplog.at_level(logging.INFO):
+        await app.fire("night-stop")
+        await app.settle()
+    failed = [r for r in caplog.records if getattr(r, "outcome", "") == "failed"]
+    assert len(failed) == 1
+    assert failed[0].levelno == logging.ERROR
+    assert failed[0].reason.startswith("job failed: emulated failure")  # type: ignore[attr-defined]
+    assert statuses(cloud)[failed[0].graph] == 200  # type: ignore[attr-defined]
+    assert (
+        sample(
+            app, "graphnap_action_failures_total", project="lab", action="stop", reason="job_failed"
+        )
+        == 1
+    )
+    assert (
+        sample(
+            app,
+            "graphnap_actions_total",
+            project="lab",
+            rule="night-stop",
+            action="stop",
+            outcome="failed",
+        )
+        == 1
+    )
+
+
+async def test_a_permanent_refusal_fails_that_graph_only(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
+) -> None:
+    cloud.inject("graph_action", 400, "GES.7041", "Insufficient permission.", times=1)
+    app = await start(make_app())
+    report = await app.fire("night-stop")
+    await app.settle()
+    assert sorted(r.outcome for r in report.results if r.decision.act) == [
+        "failed",
+        "requested",
+        "requested",
+    ]
+    assert (
+        sample(
+            app, "graphnap_action_failures_total", project="lab", action="stop", reason="GES.7041"
+        )
+        == 1
+    )
+    assert cloud.count("graph_action") == 3  # no retry of a permanent error
+
+
+async def test_a_daemon_killed_with_jobs_in_flight_finishes_them_after_restart_without_a_second_stop(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    first = await start(make_app(sleep=never))  # it dies before its first poll
+    report = await first.fire("night-stop")
+    assert sum(r.outcome == "requested" for r in report.results) == 3
+    await first.tracker.stop()  # killed: its followers vanish, the jobs go on in GES
+    clock.advance(4)  # the jobs are running now
+
+    second = await start(make_app())
+    assert len(second.tracker.jobs()) == 3
+    assert {j.rule for j in second.tracker.jobs()} == {"resumed"}
+    refire = await second.fire("night-stop")  # a firing now must not issue anything twice
+    assert not any(r.outcome == "requested" for r in refire.results)
+    await second.settle()
+
+    assert {n for n, s in statuses(cloud).items() if s == 900} == {
+        "dev-a",
+        "dev-b",
+        "test-c",
+        "dev-stopped",
+    }
+    assert cloud.count("graph_action") == 3
+    assert (
+        sample(
+            second,
+            "graphnap_actions_total",
+            project="lab",
+            rule="resumed",
+            action="stop",
+            outcome="succeeded",
+        )
+        == 3
+    )
+
+
+async def test_concurrent_firings_never_act_twice_on_one_graph(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
+) -> None:
+    app = await start(make_app())
+    await asyncio.gather(app.fire("night-stop"), app.fire("night-stop"))
+    await app.settle()
+    assert cloud.count("graph_action") == 3
+
+
+async def test_dry_run_runs_everything_but_the_post(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await start(make_app(dry_run=True))
+    with caplog.at_level(logging.INFO):
+        report = await app.fire("night-stop")
+    assert cloud.count("graph_action") == 0
+    assert cloud.count("list_graphs") >= 1
+    assert sorted(r.decision.graph_name for r in report.results if r.outcome == "dry_run") == [
+        "dev-a",
+        "dev-b",
+        "test-c",
+    ]
+    assert any("dry run: would stop" in getattr(r, "reason", "") for r in caplog.records)
+    assert (
+        sample(
+            app,
+            "graphnap_actions_total",
+            project="lab",
+            rule="night-stop",
+            action="stop",
+            outcome="dry_run",
+        )
+        == 3
+    )
+
+
+async def test_keep_stopped_window_restops_graphs_that_come_back(
+    make_app: MakeApp,
+    cloud: Cloud,
+    clock: ManualClock,
+    lab: dict[str, EmuGraph],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = await start(make_app())
+    clock.advance(2 * 3600 + 300)  # 20:05 Shanghai
+    await app.fire("night-stop")
+    await app.settle()
+    cloud.act(PROJECT, lab["dev-a"].id, "start")  # someone starts it by hand
+    clock.advance(3600)  # 21:05, inside the window
+    assert statuses(cloud)["dev-a"] == 200
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await app.keep_windows()
+        await app.settle()
+    assert statuses(cloud)["dev-a"] == 900
+    assert (
+        cloud.count("graph_action", graph_id=lab["dev-a"].id) == 2
+    )  # stop and re-stop (the manual start bypassed us)
+    restop = [r for r in caplog.records if getattr(r, "outcome", "") == "requested"]
+    assert [r.graph for r in restop] == ["dev-a"]  # type: ignore[attr-defined]
+    assert restop[0].reason.startswith(
+        "came back running inside the keep-stopped window (until 2026-11-28T08:00:00+08:00"
+    )  # type: ignore[attr-defined]
+
+    clock.advance(12 * 3600)  # 09:05 next morning: the window is over
+    cloud.act(PROJECT, lab["dev-a"].id, "start")
+    clock.advance(60)
+    await app.keep_windows()
+    assert (
+        cloud.count("graph_action", graph_id=lab["dev-a"].id) == 2
+    )  # nothing new outside the window
+
+
+async def test_savings_accrue_for_managed_graphs_while_stopped(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    app = await start(make_app())
+    await app.fire("night-stop")
+    await app.settle()
+    await app.refresh_inventory()
+    clock.advance(2 * 3600)
+    await app.refresh_inventory()
+    # dev-a 1.25 + dev-b 12 x 2 replicas + test-c 1.25 + dev-stopped 1.25 (managed, already stopped), for 2 h
+    assert sample(
+        app, "graphnap_estimated_savings_total", project="lab", currency="USD"
+    ) == pytest.approx(2 * (1.25 + 24 + 1.25 + 1.25), rel=1e-3)
+    assert (
+        sample(
+            app,
+            "graphnap_graph_hourly_price",
+            project="lab",
+            graph=lab["dev-b"].id,
+            name="dev-b",
+            currency="USD",
+        )
+        == 24
+    )
+    assert (
+        sample(app, "graphnap_graph_stopped", project="lab", graph=lab["dev-a"].id, name="dev-a")
+        == 1
+    )
+    assert sample(app, "graphnap_graphs", project="lab", status="stopped") == 4
+    assert sample(app, "graphnap_graphs", project="lab", status="busy") == 1
+
+
+async def test_a_missed_firing_runs_at_start_up_within_its_grace(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    clock.advance(
+        2 * 3600 + 1800
+    )  # 20:30 Shanghai: night-stop fired 30 min ago, while we were down
+    app = make_app()
+    await app.start(serve=False, schedule=True, watch=False)
+    await app.settle()
+    assert cloud.count("graph_action") == 3
+    fired = datetime(2026, 11, 27, 20, 30, tzinfo=SHANGHAI).timestamp()
+    assert sample(app, "graphnap_schedule_last_fire_timestamp_seconds", rule="night-stop") == fired
+
+
+async def test_a_firing_missed_beyond_its_grace_does_not_run(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    clock.advance(4 * 3600)  # 22:00: two hours late, the default grace is one hour
+    app = make_app()
+    await app.start(serve=False, schedule=True, watch=False)
+    await app.settle()
+    assert cloud.count("graph_action") == 0
+
+
+async def test_an_invalid_config_on_reload_keeps_the_old_schedules(
+    make_app: MakeApp, config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    await app.start(serve=False, schedule=True, watch=False)
+    before = app.scheduler.next_fire_times()
+    assert set(before) == {"night-stop", "morning-start"}
+    good = config_file.read_text()
+
+    config_file.write_text(good.replace('cron: "0 20 * * *"', 'cron: "0 25 * * *"'))
+    with caplog.at_level(logging.ERROR):
+        assert await app.reload() is False
+    assert app.scheduler.next_fire_times() == before
+    assert sample(app, "graphnap_config_last_reload_successful") == 0
+    assert sample(app, "graphnap_config_reloads_total", result="failure") == 1
+    assert "schedules[0].cron" in caplog.text
+    assert "schedules[0].cron" in app.status()["config"]["last_reload_error"]
+
+    config_file.write_text(
+        good.replace("name: morning-start", "name: early-start").replace(
+            '"0 8 * * *"\n    timezone', '"0 7 * * *"\n    timezone'
+        )
+    )
+    assert await app.reload() is True
+    assert set(app.scheduler.next_fire_times()) == {"night-stop", "early-start"}
+    assert sample(app, "graphnap_config_last_reload_successful") == 1
+    assert sample(app, "graphnap_config_reloads_total", result="success") == 1
+
+
+async def test_missing_credentials_stop_the_start_with_a_clear_error(
+    config_file: Path, clock: ManualClock
+) -> None:
+    app = App(Settings(config=config_file, credentials={}), clock=clock)
+    with pytest.raises(ConfigError) as caught:
+        await app.start(serve=False, schedule=False, watch=False)
+    assert "projects[0].credentials" in caught.value.render()
+    assert "GRAPHNAP_CREDENTIALS__LAB__AK" in caught.value.render()
+    await app.shutdown()
+
+
+async def test_ops_endpoints_answer_and_never_show_a_secret(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
+) -> None:
+    app = make_app(sleep=never)
+    await app.start(serve=True, schedule=True, watch=False)
+    await app.fire("night-stop")
+    assert app.server is not None
+    async with httpx.AsyncClient(base_url=app.server.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).text == "ready\n"
+        metrics_text = (await http.get("/metrics")).text
+        status_response = await http.get("/status")
+    assert 'graphnap_build_info{version="' in metrics_text
+    assert "graphnap_jobs_in_flight" in metrics_text
+    body = status_response.json()
+    assert {s["name"] for s in body["schedules"]} == {"night-stop", "morning-start"}
+    assert all(s["next_fire"] for s in body["schedules"])
+    assert len(body["jobs_in_flight"]) == 3
+    assert any(d["reason"] == "busy (importing)" for d in body["last_decisions"])
+    for text in (metrics_text, status_response.text):
+        assert DEMO_SK not in text
+        assert DEMO_AK not in text
+
+
+async def test_readiness_waits_for_a_first_inventory(
+    make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
+) -> None:
+    cloud.inject("list_graphs", 403, "GES.7041", "Insufficient permission.", times=1)
+    app = await start(make_app())
+    assert app.readiness() == [
+        "project lab: no inventory yet (ges list_graphs: GES.7041 (HTTP 403): Insufficient permission.)"
+    ] or app.readiness()[0].startswith("project lab: no inventory yet")
+    await app.refresh_inventory()
+    assert app.readiness() == []
+
+
+def test_utc_start_is_a_friday_evening() -> None:
+    assert START.astimezone(SHANGHAI).strftime("%a %H:%M") == "Fri 18:00"
+    assert START + timedelta(hours=2) == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
