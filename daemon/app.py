@@ -29,10 +29,11 @@ from daemon.executor import Executor
 from daemon.firing import Pipeline, Report
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
-from daemon.planning import is_dst_repeat, missed_firing, previous_fire
+from daemon.planning import is_dst_repeat, missed_firings, previous_fire
 from daemon.scheduler import Scheduler
 from daemon.server import OpsServer
 from daemon.settings import Settings
+from daemon.state import load_last_fires, save_last_fires
 from daemon.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class App:
         self._last_scheduled: dict[str, datetime] = {}
         self._stop = asyncio.Event()
         self._closed = False
+        self._refused_version = ""
         self._beat = 0.0
 
     # --- config -------------------------------------------------------------------------
@@ -205,17 +207,23 @@ class App:
         log.info("config reloaded", extra={"config_version": version})
         return True
 
+    async def check_config(self) -> bool:
+        """Reload if the file's content changed. Reading the content (not the mtime) sees
+        edits, renames and the `..data` symlink swap Kubernetes does for a ConfigMap."""
+        try:
+            version = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:12]
+        except OSError:
+            version = "unreadable"
+        if version == self.config_version or version == self._refused_version:
+            return False
+        ok = await self.reload()
+        self._refused_version = "" if ok else version  # say it once, not every poll
+        return ok
+
     async def _watch_config(self) -> None:
-        """Poll the file's content: this sees edits, renames and the symlink swap that
-        Kubernetes does when a mounted ConfigMap changes."""
         while True:
             await asyncio.sleep(self.settings.reload_check_s)
-            try:
-                version = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:12]
-            except OSError:
-                version = "unreadable"
-            if version != self.config_version:
-                await self.reload()
+            await self.check_config()
 
     # --- running ------------------------------------------------------------------------
 
@@ -224,6 +232,8 @@ class App:
         config, version = self._read()
         self._activate(config, version)
         self.metrics.config_ok.set(1)
+        if self.settings.state_file is not None:
+            self._last_scheduled = load_last_fires(self.settings.state_file)
         self._background.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         if serve:
             self.server = OpsServer(
@@ -276,16 +286,26 @@ class App:
                 log.info("resumed %d in-flight jobs", count, extra={"project": project})
 
     def _catch_up(self, config: Config) -> None:
+        """Run the latest firing missed while graphnap was not running if it is within
+        its misfire_grace; count the ones lost (known only with a state file)."""
         now = self.clock()
         for schedule in config.schedules:
             grace = schedule.misfire_grace or timedelta(seconds=self.settings.misfire_grace_s)
-            missed = missed_firing(schedule, now, grace)
-            if missed is not None and missed < now:
-                late = (now - missed).total_seconds()
+            run, lost = missed_firings(
+                schedule, self._last_scheduled.get(schedule.name), now, grace
+            )
+            for when in lost:
+                self.metrics.misfires.labels(schedule.name).inc()
                 log.warning(
-                    "the firing of %s came while graphnap was not running; within misfire_grace, so it runs now, %.0fs late",
-                    missed.isoformat(),
-                    late,
+                    "firing of %s was missed while graphnap was down, beyond misfire_grace",
+                    when.isoformat(),
+                    extra={"rule": schedule.name, "reason": "missed while down"},
+                )
+            if run is not None:
+                log.warning(
+                    "firing of %s came while graphnap was not running; within misfire_grace, so it runs now, %.0fs late",
+                    run.isoformat(),
+                    (now - run).total_seconds(),
                     extra={
                         "rule": schedule.name,
                         "reason": "missed while down, within misfire_grace",
@@ -337,6 +357,8 @@ class App:
                 return
             if scheduled is not None:
                 self._last_scheduled[name] = scheduled
+                if self.settings.state_file is not None:
+                    save_last_fires(self.settings.state_file, self._last_scheduled)
             await self.fire(name)
         except Exception:  # the daemon survives any failure inside a firing
             log.exception("firing crashed", extra={"rule": name})

@@ -224,7 +224,30 @@ def fire_times(schedule: Schedule, start: datetime, end: datetime) -> Iterator[d
         fire = next_fire(trigger, fire)
 
 
-def missed_firing(schedule: Schedule, now: datetime, grace: timedelta) -> datetime | None:
-    """The last scheduled firing if it is at most `grace` old (to run late at start-up)."""
-    last = previous_fire(cron_trigger(schedule.cron, schedule.timezone), now)
-    return last if last is not None and now - last <= grace else None
+def missed_firings(
+    schedule: Schedule,
+    last_fired: datetime | None,
+    now: datetime,
+    grace: timedelta,
+    limit: int = 1000,
+) -> tuple[datetime | None, list[datetime]]:
+    """At start-up: (the firing to run late, the firings lost) since `last_fired`.
+
+    The latest scheduled firing runs late if it is at most `grace` old. Without a record of
+    the last firing (no state file) nothing can be called lost: graphnap may simply not
+    have been deployed then.
+    """
+    trigger = cron_trigger(schedule.cron, schedule.timezone)
+    latest = previous_fire(trigger, now)
+    if latest is None or (last_fired is not None and latest <= last_fired):
+        return None, []
+    run = latest if now - latest <= grace else None
+    lost: list[datetime] = []
+    if last_fired is not None:
+        fire = next_fire(trigger, last_fired)
+        while fire is not None and fire < latest and len(lost) < limit:
+            lost.append(fire)
+            fire = next_fire(trigger, fire)
+        if run is None:
+            lost.append(latest)
+    return run, lost

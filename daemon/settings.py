@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     token_refresh_margin_s: float = Field(default=3600.0, ge=0)
     page_size: int = Field(default=100, ge=1, le=1000)
 
+    state_file: Path | None = None  # last fire times, to count firings missed while down
+
     credentials: dict[str, CredentialSet] = {}
     secrets_dir: Path | None = None
 

@@ -7,6 +7,7 @@ start-up); the tracker's polling sleeps move the emulator's clock instead of wai
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -76,8 +77,8 @@ async def make_app(config_file: Path, clock: ManualClock) -> AsyncIterator[MakeA
             if auth == "aksk"
             else {"lab": {"user": DEMO_USER, "password": DEMO_PASSWORD, "domain": DEMO_DOMAIN}}
         )
+        overrides.setdefault("config", config_file)
         settings = Settings(
-            config=config_file,
             listen_host="127.0.0.1",
             listen_port=0,
             credentials=credentials,
@@ -565,3 +566,54 @@ async def test_readiness_waits_for_a_first_inventory(
 def test_utc_start_is_a_friday_evening() -> None:
     assert START.astimezone(SHANGHAI).strftime("%a %H:%M") == "Fri 18:00"
     assert START + timedelta(hours=2) == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+async def test_a_configmap_symlink_swap_is_picked_up(
+    tmp_path: Path, make_app: MakeApp, config_file: Path
+) -> None:
+    # Kubernetes mounts a ConfigMap as config.yaml -> ..data/config.yaml, ..data -> ..<timestamp>/
+    # and changes it by pointing ..data at a new directory.
+    mount = tmp_path / "mount"
+    first, second = mount / "..2026_11_27_1", mount / "..2026_11_27_2"
+    first.mkdir(parents=True)
+    second.mkdir()
+    good = config_file.read_text()
+    (first / "config.yaml").write_text(good)
+    (second / "config.yaml").write_text(good.replace("name: morning-start", "name: later-start"))
+    (mount / "..data").symlink_to(first.name)
+    (mount / "config.yaml").symlink_to("..data/config.yaml")
+
+    app = make_app(config=mount / "config.yaml")
+    await app.start(serve=False, schedule=True, watch=False)
+    assert await app.check_config() is False  # nothing changed
+    (mount / "..data_tmp").symlink_to(second.name)
+    (mount / "..data_tmp").replace(mount / "..data")  # the atomic swap
+    assert await app.check_config() is True
+    assert set(app.scheduler.next_fire_times()) == {"night-stop", "later-start"}
+
+
+async def test_with_a_state_file_firings_missed_while_down_are_counted(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph], tmp_path: Path
+) -> None:
+    state = tmp_path / "state" / "graphnap.json"
+    state.parent.mkdir()
+    state.write_text('{"last_fire": {"night-stop": "2026-11-26T20:00:00+08:00"}}')
+    clock.advance(3 * 86400 + 2 * 3600 + 600)  # Monday 20:10: Fri, Sat and Sun were missed
+    app = make_app(state_file=state)
+    await app.start(serve=False, schedule=True, watch=False)
+    await app.settle()
+    assert sample(app, "graphnap_schedule_misfires_total", rule="night-stop") == 3
+    assert cloud.count("graph_action") == 3  # Monday's firing ran, 10 minutes late
+    recorded = json.loads(state.read_text())["last_fire"]
+    assert recorded["night-stop"] == "2026-11-30T20:00:00+08:00"
+
+
+async def test_a_broken_state_file_is_ignored_with_a_warning(
+    make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "graphnap.json"
+    state.write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        await start(make_app(state_file=state))
+    assert "state file" in caplog.text
+    assert "unreadable" in caplog.text

@@ -287,3 +287,29 @@ async def test_list_jobs_sends_the_task_center_filters() -> None:
     assert [(j.job_id, j.job_name, j.related_graph, j.is_terminal) for j in jobs] == [
         ("j1", "StopGraph", "dev-1", False)
     ]
+
+
+async def test_every_request_including_retries_passes_the_project_rate_limiter() -> None:
+    class CountingLimiter:
+        def __init__(self) -> None:
+            self.entered = 0
+            self.inside = False
+
+        async def __aenter__(self) -> None:
+            self.entered += 1
+            self.inside = True
+
+        async def __aexit__(self, *exc: object) -> None:
+            self.inside = False
+
+    limiter = CountingLimiter()
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        assert limiter.inside, "a request went out without a rate-limit slot"
+        return httpx.Response(503) if calls == 1 else httpx.Response(200, json={"jobId": "j"})
+
+    await client(handler, limiter=limiter).stop_graph(GRAPH_ID)
+    assert (calls, limiter.entered) == (2, 2)

@@ -12,7 +12,7 @@ from daemon.ges import Graph
 from daemon.planning import (
     fire_times,
     holiday_reason,
-    missed_firing,
+    missed_firings,
     plan,
     previous_fire,
     selects,
@@ -276,7 +276,22 @@ def test_previous_fire_and_missed_firings() -> None:
     ) == datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
     rule = schedule()
     late = datetime(2026, 11, 27, 20, 40, tzinfo=SHANGHAI)
-    assert missed_firing(rule, late, timedelta(hours=1)) == datetime(
-        2026, 11, 27, 20, 0, tzinfo=SHANGHAI
-    )
-    assert missed_firing(rule, late, timedelta(minutes=30)) is None
+    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    assert missed_firings(rule, None, late, timedelta(hours=1)) == (friday, [])
+    assert missed_firings(rule, None, late, timedelta(minutes=30)) == (
+        None,
+        [],
+    )  # unknown: not counted
+    assert missed_firings(rule, friday, late, timedelta(hours=1)) == (None, [])  # it did run
+
+
+def test_firings_lost_while_down_are_listed_when_the_last_one_is_known() -> None:
+    rule = schedule()  # 20:00 Mon-Fri
+    last = datetime(2026, 11, 24, 20, 0, tzinfo=SHANGHAI)  # Tuesday
+    friday_late = datetime(2026, 11, 27, 20, 10, tzinfo=SHANGHAI)
+    run, lost = missed_firings(rule, last, friday_late, timedelta(hours=1))
+    assert run == datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    assert [d.day for d in lost] == [25, 26]  # Wednesday and Thursday
+    run, lost = missed_firings(rule, last, friday_late + timedelta(hours=2), timedelta(hours=1))
+    assert run is None
+    assert [d.day for d in lost] == [25, 26, 27]
