@@ -263,7 +263,7 @@ class App:
 
     async def _resume(self) -> None:
         """First inventory of every project, then follow again the jobs still running."""
-        config = self._config
+        config = self.active_config
         inventory, _ = await self.pipeline.inventory(
             config, self.clients, [p.name for p in config.projects]
         )
@@ -320,14 +320,15 @@ class App:
         return task
 
     @property
-    def _config(self) -> Config:
+    def active_config(self) -> Config:
+        """The config in force; only after start()."""
         if self.config is None:
-            raise RuntimeError("no config loaded")
+            raise RuntimeError("no config loaded: call start() first")
         return self.config
 
     async def fire(self, name: str, *, dry_run: bool = False) -> Report:
         """Fire one schedule now (the scheduler's path, and `graphnap once`)."""
-        config = self._config
+        config = self.active_config
         schedule = config.schedule(name)
         fired_at = self.clock()
         self._last_fire[name] = fired_at
@@ -347,7 +348,12 @@ class App:
             self._firings.add(task)
             task.add_done_callback(self._firings.discard)
         try:
-            schedule = self._config.schedule(name)
+            if name not in {s.name for s in self.active_config.schedules}:
+                log.info(
+                    "firing dropped: the schedule was removed by a reload", extra={"rule": name}
+                )
+                return
+            schedule = self.active_config.schedule(name)
             scheduled = previous_fire(cron_trigger(schedule.cron, schedule.timezone), self.clock())
             if scheduled is not None and is_dst_repeat(self._last_scheduled.get(name), scheduled):
                 log.info(
@@ -366,12 +372,12 @@ class App:
             self.scheduler.publish_next_fire_times()
 
     async def refresh_inventory(self) -> None:
-        config = self._config
+        config = self.active_config
         await self.pipeline.inventory(config, self.clients, [p.name for p in config.projects])
 
     async def keep_windows(self) -> None:
         """Re-stop graphs that came back running inside a keep_stopped_until window."""
-        config = self._config
+        config = self.active_config
         for schedule in config.schedules:
             if schedule.action == "stop" and schedule.keep_stopped_until:
                 try:
@@ -446,19 +452,16 @@ class App:
     def readiness(self) -> list[str]:
         if self.config is None:
             return ["config not loaded"]
-        return [
-            f"project {p.name}: no inventory yet"
-            + (
-                f" ({state.error})"
-                if (state := self.pipeline.projects.get(p.name)) and state.error
-                else ""
-            )
-            for p in self.config.projects
-            if (s := self.pipeline.projects.get(p.name)) is None or s.at is None
-        ]
+        waiting = []
+        for project in self.config.projects:
+            state = self.pipeline.projects.get(project.name)
+            if state is None or state.at is None:
+                error = f" ({state.error})" if state is not None and state.error else ""
+                waiting.append(f"project {project.name}: no inventory yet{error}")
+        return waiting
 
     def status(self) -> dict[str, Any]:
-        config = self._config
+        config = self.active_config
         next_fire = self.scheduler.next_fire_times()
         return {
             "version": __version__,

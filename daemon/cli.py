@@ -12,7 +12,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -100,42 +100,51 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _plan_live(settings: Settings, config: Config) -> int:
+@contextlib.asynccontextmanager
+async def _offline_app(settings: Settings) -> AsyncIterator[App]:
+    """The daemon without server, scheduler or watcher: for one-shot commands.
+    A bad config raises ConfigError before anything is sent."""
     app = App(settings)
     try:
         await app.start(serve=False, schedule=False, watch=False)
+        yield app
+    finally:
+        await app.shutdown()
+
+
+async def _plan_live(settings: Settings, config: Config) -> int:
+    try:
+        async with _offline_app(settings) as app:
+            now = datetime.now(UTC)
+            rows = []
+            for schedule in config.schedules:
+                projects = target_projects(schedule, [p.name for p in config.projects])
+                inventory = {
+                    p: app.pipeline.projects[p].graphs
+                    for p in projects
+                    if p in app.pipeline.projects
+                }
+                for d in plan(
+                    schedule, inventory, now, config.opt_out_tags, app.tracker.in_flight()
+                ):
+                    rows.append(
+                        (
+                            schedule.name,
+                            d.project,
+                            d.graph_name,
+                            d.action if d.act else "skip",
+                            d.reason,
+                        )
+                    )
+            print("\nIf each schedule fired now:")
+            _table(["schedule", "project", "graph", "decision", "reason"], rows)
+            failed = {p: s.error for p, s in app.pipeline.projects.items() if s.error}
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
-    try:
-        rows = []
-        now = datetime.now(UTC)
-        for schedule in config.schedules:
-            projects = [p for p in target_projects(schedule, [p.name for p in config.projects])]
-            inventory = {
-                p: app.pipeline.projects[p].graphs for p in projects if p in app.pipeline.projects
-            }
-            for d in plan(schedule, inventory, now, config.opt_out_tags, app.tracker.in_flight()):
-                rows.append(
-                    (
-                        schedule.name,
-                        d.project,
-                        d.graph_name,
-                        d.action if d.act else "skip",
-                        d.reason,
-                    )
-                )
-        print("\nIf each schedule fired now:")
-        _table(["schedule", "project", "graph", "decision", "reason"], rows)
-        failed = [p for p, s in app.pipeline.projects.items() if s.error]
-        for project in failed:
-            print(
-                f"project {project}: inventory failed: {app.pipeline.projects[project].error}",
-                file=sys.stderr,
-            )
-        return EXIT_FAILED if failed else EXIT_OK
-    finally:
-        await app.shutdown()
+    for project, error in failed.items():
+        print(f"project {project}: inventory failed: {error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -151,46 +160,40 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 async def _once(settings: Settings, name: str, dry_run: bool) -> int:
-    app = App(settings)
     try:
-        await app.start(serve=False, schedule=False, watch=False)
+        async with _offline_app(settings) as app:
+            names = [s.name for s in app.active_config.schedules]
+            if name not in names:
+                print(
+                    f"unknown schedule {name!r}; known: {', '.join(names) or 'none'}",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            report = await app.fire(name, dry_run=dry_run)
+            outcomes = await asyncio.gather(*(r.job for r in report.results if r.job is not None))
+            errors = {p: app.pipeline.projects[p].error for p in report.failed_projects}
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
-    try:
-        names = [s.name for s in app._config.schedules]
-        if name not in names:
-            print(
-                f"unknown schedule {name!r}; known: {', '.join(names) or 'none'}", file=sys.stderr
+    if report.skipped_reason:
+        print(f"{name}: firing skipped: {report.skipped_reason}")
+        return EXIT_OK
+    done = {(o.job.project, o.job.graph_id): o for o in outcomes}
+    rows, failed = [], bool(errors)
+    for result in report.results:
+        d = result.decision
+        outcome, reason = result.outcome, result.reason
+        if (job := done.get((d.project, d.graph_id))) is not None:
+            outcome, reason = (
+                job.outcome,
+                f"{job.reason} (job {job.job.job_id}, {job.duration_s:.0f}s)",
             )
-            return EXIT_USAGE
-        report = await app.fire(name, dry_run=dry_run)
-        if report.skipped_reason:
-            print(f"{name}: firing skipped: {report.skipped_reason}")
-            return EXIT_OK
-        outcomes = await asyncio.gather(*(r.job for r in report.results if r.job is not None))
-        by_graph = {(o.job.project, o.job.graph_id): o for o in outcomes}
-        rows, failed = [], bool(report.failed_projects)
-        for result in report.results:
-            d = result.decision
-            outcome, reason = result.outcome, result.reason
-            if (d.project, d.graph_id) in by_graph and result.job is not None:
-                done = by_graph[(d.project, d.graph_id)]
-                outcome, reason = (
-                    done.outcome,
-                    f"{done.reason} (job {done.job.job_id}, {done.duration_s:.0f}s)",
-                )
-            failed |= outcome == "failed"
-            rows.append((d.project, d.graph_name, d.graph_id, d.action, outcome, reason))
-        _table(["project", "graph", "id", "action", "outcome", "reason"], rows)
-        for project in report.failed_projects:
-            print(
-                f"project {project}: inventory failed: {app.pipeline.projects[project].error}",
-                file=sys.stderr,
-            )
-        return EXIT_FAILED if failed else EXIT_OK
-    finally:
-        await app.shutdown()
+        failed |= outcome == "failed"
+        rows.append((d.project, d.graph_name, d.graph_id, d.action, outcome, reason))
+    _table(["project", "graph", "id", "action", "outcome", "reason"], rows)
+    for project, error in errors.items():
+        print(f"project {project}: inventory failed: {error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -114,6 +114,14 @@ class Executor:
                 decision.project, decision.action, "invalid_id"
             ).inc()
             return self._record(decision, "failed", str(exc), logging.ERROR)
+        except Exception as exc:  # a bug must cost this graph only, and be seen
+            log.exception("unexpected error applying a decision", extra=_facts(decision))
+            self._metrics.action_failures.labels(
+                decision.project, decision.action, "internal"
+            ).inc()
+            return self._record(
+                decision, "failed", f"internal error: {type(exc).__name__}", logging.ERROR
+            )
         finally:
             self._claimed.discard(key)
         log.info(

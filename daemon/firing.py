@@ -70,9 +70,15 @@ class Pipeline:
         for project, answer in zip(projects, answers, strict=True):
             state = self.projects.setdefault(project, ProjectState())
             if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer  # cancellation and the like are not a project's failure
                 if not isinstance(answer, ApiError | ValueError):
-                    raise answer
-                state.error = str(answer)
+                    log.error(
+                        "unexpected error listing graphs",
+                        exc_info=answer,
+                        extra={"project": project},
+                    )
+                state.error = str(answer) or type(answer).__name__
                 failed.append(project)
                 log.error(
                     "inventory failed; this project's graphs are left as they are until the next pass",

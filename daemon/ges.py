@@ -328,19 +328,26 @@ class GesClient:
         json: object,
     ) -> M:
         async with self._limiter:  # the project's request rate, shared by every caller
-            started = time.perf_counter()
-            return await self._exchange(operation, method, path, model, params, json, started)
+            response = await self._request(operation, method, path, params, json)
+        if response.status_code >= 400:
+            raise error_for(response, operation)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidResponseError(
+                f"unexpected {model.__name__} body: {exc.error_count()} problems, first: {first['loc']} {first['msg']}",
+                service=SERVICE,
+                operation=operation,
+                status=response.status_code,
+                code="invalid_response",
+            ) from None
 
-    async def _exchange(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        model: type[M],
-        params: Mapping[str, str] | None,
-        json: object,
-        started: float,
-    ) -> M:
+    async def _request(
+        self, operation: str, method: str, path: str, params: Mapping[str, str] | None, json: object
+    ) -> httpx.Response:
+        """One HTTP exchange, observed for metrics; failures without an answer are mapped."""
+        started = time.perf_counter()
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except ApiError as exc:  # raised by the auth flow (IAM token fetch)
@@ -351,19 +358,7 @@ class GesClient:
             self._observe(SERVICE, operation, error.code, time.perf_counter() - started)
             raise error from exc
         self._observe(SERVICE, operation, str(response.status_code), time.perf_counter() - started)
-        if response.status_code >= 400:
-            raise error_for(response, operation)
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise InvalidResponseError(
-                f"unexpected {model.__name__} body: {exc.error_count()} problems, first: "
-                f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
-                service=SERVICE,
-                operation=operation,
-                status=response.status_code,
-                code="invalid_response",
-            ) from None
+        return response
 
 
 def error_for(response: httpx.Response, operation: str) -> ApiError:

@@ -157,6 +157,18 @@ class Tracker:
         return resumed
 
     async def _follow(self, ges: GesClient, job: TrackedJob) -> JobOutcome:
+        try:
+            return await self._poll(ges, job)
+        except Exception as exc:  # a bug must not make a job vanish without an outcome
+            log.exception(
+                "unexpected error following a job",
+                extra={"project": job.project, "job_id": job.job_id},
+            )
+            return self._finish(
+                job, "failed", f"internal error while following: {type(exc).__name__}", "internal"
+            )
+
+    async def _poll(self, ges: GesClient, job: TrackedJob) -> JobOutcome:
         delay = self._poll_initial_s
         job_done = False
         last_seen = "pending"

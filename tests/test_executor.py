@@ -1,0 +1,82 @@
+"""The executor and tracker isolate failures: one graph's surprise never costs the others,
+and every decision ends in exactly one recorded outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from daemon.executor import Executor
+from daemon.ges import GesClient, Graph, Job
+from daemon.metrics import Metrics
+from daemon.planning import Decision
+from daemon.tracker import Tracker
+from tests.conftest import PROJECT
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+class FlakyGes(GesClient):
+    """A GES client whose stop has a bug for one graph (fakes over mocks)."""
+
+    def __init__(self) -> None:
+        super().__init__(httpx.AsyncClient(), PROJECT)
+        self.stopped: list[str] = []
+
+    async def stop_graph(self, graph_id: str) -> str:
+        if graph_id == "g-bad":
+            raise RuntimeError("bug")
+        self.stopped.append(graph_id)
+        return f"job-{graph_id}"
+
+    async def job_status(self, graph_id: str, job_id: str) -> Job:
+        if graph_id == "g-2":
+            raise KeyError("another bug")
+        return Job(jobId=job_id, status="success")
+
+    async def show_graph(self, graph_id: str) -> Graph:
+        return Graph(id=graph_id, name=graph_id, status="900")
+
+
+def decision(graph_id: str) -> Decision:
+    return Decision("lab", graph_id, graph_id, "night", "stop", True, "running")
+
+
+async def test_a_bug_for_one_graph_fails_that_graph_only_and_is_counted() -> None:
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    metrics = Metrics(CollectorRegistry())
+    tracker = Tracker(metrics, clock=lambda: NOW, sleep=no_wait)
+    executor = Executor(tracker, metrics, clock=lambda: NOW)
+    ges = FlakyGes()
+    results = await executor.execute(
+        [decision("g-1"), decision("g-bad"), decision("g-2")],
+        {"lab": ges},
+        dry_run=False,
+        job_timeout=timedelta(minutes=5),
+    )
+    assert [r.outcome for r in results] == ["requested", "failed", "requested"]
+    assert results[1].reason == "internal error: RuntimeError"
+    outcomes = await asyncio.gather(*(r.job for r in results if r.job is not None))
+    assert [(o.job.graph_id, o.outcome) for o in outcomes] == [
+        ("g-1", "succeeded"),
+        ("g-2", "failed"),
+    ]
+    assert outcomes[1].reason == "internal error while following: KeyError"
+    registry = metrics.registry
+    assert (
+        registry.get_sample_value(
+            "graphnap_action_failures_total",
+            {"project": "lab", "action": "stop", "reason": "internal"},
+        )
+        == 2
+    )
+    assert (
+        registry.get_sample_value("graphnap_jobs_in_flight", {"project": "lab", "action": "stop"})
+        == 0
+    )
+    assert tracker.jobs() == []
