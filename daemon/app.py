@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiolimiter import AsyncLimiter
 from prometheus_client import CollectorRegistry
 
 from daemon import __version__
 from daemon.api import RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.config import Config, ConfigError, Problem, Project, cron_trigger, load_config
-from daemon.executor import Executor
+from daemon.executor import Executor, RequestGate
 from daemon.firing import Pipeline, Report
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
@@ -167,8 +166,7 @@ class App:
             headers={"Content-Type": "application/json", "User-Agent": f"graphnap/{__version__}"},
         )
         self._http.append(http)
-        rate = self.settings.project_rate_per_s
-        limiter = AsyncLimiter(rate, 1) if rate >= 1 else AsyncLimiter(1, 1 / rate)
+        limiter = RequestGate(self.settings.max_concurrency, self.settings.project_rate_per_s)
         retry = self.settings.retry
         return GesClient(
             http,

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from aiolimiter import AsyncLimiter
+
 from daemon.api import AlreadyDoneError, ApiError
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
@@ -21,6 +23,29 @@ from daemon.tracker import JobOutcome, TrackedJob, Tracker, failure_reason
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+
+
+class RequestGate:
+    """Paces one project's requests, polls included: at most `max_in_flight` at once and
+    `rate_per_s` per second, so slow answers cannot pile up connections to GES and the
+    project's budget is shared fairly between actions, polls and inventories."""
+
+    def __init__(self, max_in_flight: int, rate_per_s: float) -> None:
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._rate = (
+            AsyncLimiter(rate_per_s, 1) if rate_per_s >= 1 else AsyncLimiter(1, 1 / rate_per_s)
+        )
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire()
+        try:
+            await self._rate.acquire()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
 
 
 @dataclass(frozen=True)

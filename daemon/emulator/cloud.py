@@ -169,6 +169,7 @@ class Cloud:
         self.jobs: dict[str, EmuJob] = {}
         self.tokens: dict[str, Token] = {}
         self.requests: list[RequestRecord] = []
+        self._moving: dict[str, EmuGraph] = {}  # graphs with a stop/start job, by id
         self._recent: list[datetime] = []
 
     # --- graphs ---------------------------------------------------------------------------
@@ -236,16 +237,16 @@ class Cloud:
     def settle(self) -> None:
         """Finish every transition whose job has ended by now."""
         now = self.clock()
-        for graphs in self.graphs.values():
-            for graph in graphs.values():
-                job = graph.job
-                if job is not None and now >= job.end_at:
-                    if job.fails:
-                        graph.status = graph.previous_status
-                    else:
-                        graph.status = STOPPED if job.kind == "stop" else RUNNING
-                    graph.updated = job.end_at
-                    graph.job = None
+        for graph in list(self._moving.values()):
+            job = graph.job
+            if job is not None and now >= job.end_at:
+                if job.fails:
+                    graph.status = graph.previous_status
+                else:
+                    graph.status = STOPPED if job.kind == "stop" else RUNNING
+                graph.updated = job.end_at
+                graph.job = None
+                del self._moving[graph.id]
 
     # --- actions --------------------------------------------------------------------------
 
@@ -280,6 +281,7 @@ class Cloud:
         graph.status = STOPPING if kind == "stop" else STARTING
         graph.updated = now
         graph.job = job
+        self._moving[graph.id] = graph
         return job
 
     def job(self, project_id: str, graph_id: str, job_id: str) -> EmuJob:
