@@ -90,6 +90,7 @@ class App:
         self._stop = asyncio.Event()
         self._closed = False
         self._refused_version = ""
+        self._resumed: set[str] = set()  # projects whose Task Center has been read
         self._beat = 0.0
 
     # --- config -------------------------------------------------------------------------
@@ -239,7 +240,7 @@ class App:
             )
             url = await self.server.start()
             log.info("ops server listening on %s (/metrics /healthz /readyz /status)", url)
-        await self._resume()
+        await self.refresh_inventory()
         if schedule:
             self.scheduler.apply(config)
             self.scheduler.every(
@@ -259,13 +260,17 @@ class App:
             extra={"config_version": version},
         )
 
-    async def _resume(self) -> None:
-        """First inventory of every project, then follow again the jobs still running."""
+    async def refresh_inventory(self) -> None:
+        """List every project's graphs (gauges, savings, readiness). A project answering
+        for the first time also has its in-flight jobs found again in the Task Center, so
+        a GES outage at start-up does not lose them."""
         config = self.active_config
         inventory, _ = await self.pipeline.inventory(
             config, self.clients, [p.name for p in config.projects]
         )
         for project, graphs in inventory.items():
+            if project in self._resumed:
+                continue
             try:
                 count = await self.tracker.resume(
                     project,
@@ -275,11 +280,12 @@ class App:
                 )
             except Exception as exc:  # one project's Task Center must not stop the others
                 log.error(
-                    "could not resume jobs from the Task Center: %s",
+                    "could not resume jobs from the Task Center; will try again: %s",
                     exc,
                     extra={"project": project},
                 )
                 continue
+            self._resumed.add(project)
             if count:
                 log.info("resumed %d in-flight jobs", count, extra={"project": project})
 
@@ -368,10 +374,6 @@ class App:
             log.exception("firing crashed", extra={"rule": name})
         finally:
             self.scheduler.publish_next_fire_times()
-
-    async def refresh_inventory(self) -> None:
-        config = self.active_config
-        await self.pipeline.inventory(config, self.clients, [p.name for p in config.projects])
 
     async def keep_windows(self) -> None:
         """Re-stop graphs that came back running inside a keep_stopped_until window."""

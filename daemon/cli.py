@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+
 from daemon import __version__
 from daemon.app import App, serve
 from daemon.config import Config, ConfigError, Selector, config_json_schema, load_config
@@ -35,11 +37,22 @@ from daemon.settings import Settings
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class SettingsError(Exception):
+    """A GRAPHNAP_* variable (or secret file) that cannot be used."""
+
+
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     config = getattr(args, "file", None) or getattr(args, "config", None)
     if config:
         overrides["config"] = config
-    return Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "GRAPHNAP_" + "__".join(str(part).upper() for part in err["loc"])
+            lines.append(f"  {name}: {err['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -410,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.func in (cmd_validate, cmd_schema, cmd_emulator):
         setup_logging(args.log_level or "INFO", "text")
-    with contextlib.suppress(KeyboardInterrupt):
-        return int(args.func(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return int(args.func(args))
+    except SettingsError as exc:
+        print(f"graphnap: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK

@@ -162,3 +162,15 @@ async def test_once_fires_follows_jobs_and_prints_the_outcome_per_graph(tmp_path
         code, out, err = await _run_cli("once", "nope", "--config", str(config), env=env)
         assert code == 2
         assert "unknown schedule 'nope'; known: night-stop, morning-start" in err
+
+
+def test_bad_settings_name_the_variable_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GRAPHNAP_LISTEN_PORT", "nine")
+    monkeypatch.setenv("GRAPHNAP_CREDENTIALS__LAB__AK", "AKONLY")
+    assert main(["run", "--config", str(ROOT / "config/demo.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "GRAPHNAP_LISTEN_PORT: Input should be a valid integer" in err
+    assert "GRAPHNAP_CREDENTIALS__LAB: an AK needs its SK" in err
+    assert "AKONLY" not in err

@@ -617,3 +617,35 @@ async def test_a_broken_state_file_is_ignored_with_a_warning(
         await start(make_app(state_file=state))
     assert "state file" in caplog.text
     assert "unreadable" in caplog.text
+
+
+async def test_jobs_are_resumed_once_ges_answers_even_if_it_was_down_at_start_up(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    first = await start(make_app(sleep=never))
+    await first.fire("night-stop")
+    await first.tracker.stop()  # killed with three jobs in flight
+
+    cloud.inject("list_graphs", 503, "APIG.1009", "Service unavailable.", times=4)  # every attempt
+    second = await start(make_app())
+    assert second.tracker.jobs() == []
+    assert second.readiness()[0].startswith(
+        "project lab: no inventory yet (ges list_graphs: APIG.1009 (HTTP 503)"
+    )
+
+    await second.refresh_inventory()  # the periodic inventory, once GES answers again
+    assert len(second.tracker.jobs()) == 3
+    await second.settle()
+    assert second.readiness() == []
+    assert cloud.count("graph_action") == 3
+    assert (
+        sample(
+            second,
+            "graphnap_actions_total",
+            project="lab",
+            rule="resumed",
+            action="stop",
+            outcome="succeeded",
+        )
+        == 3
+    )
