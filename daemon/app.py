@@ -442,7 +442,8 @@ class App:
         for http in self._http:
             await http.aclose()
         await asyncio.gather(*self._background, return_exceptions=True)
-        log.info("graphnap stopped")
+        if self.config is not None:
+            log.info("graphnap stopped")
 
     # --- StatusSource for the ops server ------------------------------------------------
 

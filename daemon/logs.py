@@ -56,9 +56,9 @@ def setup_logging(
         TextFormatter()
         if fmt == "text"
         else JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            timestamp=False,
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # ISO 8601 in UTC
         )
     )
     root = logging.getLogger()
