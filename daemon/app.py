@@ -81,7 +81,7 @@ class App:
         self.loaded_at: datetime | None = None
         self.last_reload_error = ""
         self.clients: dict[str, GesClient] = {}
-        self._client_defs: dict[str, tuple[Project, str]] = {}
+        self._client_defs: dict[str, Project] = {}  # what each client was built from
         self._http: list[httpx.AsyncClient] = []
         self._firings: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -115,10 +115,9 @@ class App:
     def _activate(self, config: Config, version: str) -> None:
         self.config, self.config_version, self.loaded_at = config, version, self.clock()
         for project in config.projects:
-            definition = (project, project.credentials)
-            if self._client_defs.get(project.name) != definition:
+            if self._client_defs.get(project.name) != project:
                 self.clients[project.name] = self._client(project)
-                self._client_defs[project.name] = definition
+                self._client_defs[project.name] = project
         for name in set(self.clients) - {p.name for p in config.projects}:
             del self.clients[name]  # its HTTP client closes at shutdown; trackers may still use it
             del self._client_defs[name]
@@ -298,11 +297,13 @@ class App:
             run, lost = missed_firings(
                 schedule, self._last_scheduled.get(schedule.name), now, grace
             )
-            for when in lost:
-                self.metrics.misfires.labels(schedule.name).inc()
+            if lost:
+                self.metrics.misfires.labels(schedule.name).inc(len(lost))
                 log.warning(
-                    "firing of %s was missed while graphnap was down, beyond misfire_grace",
-                    when.isoformat(),
+                    "%d firings were missed while graphnap was down, beyond misfire_grace (%s to %s)",
+                    len(lost),
+                    lost[0].isoformat(),
+                    lost[-1].isoformat(),
                     extra={"rule": schedule.name, "reason": "missed while down"},
                 )
             if run is not None:
