@@ -74,13 +74,12 @@ class Executor:
         dry_run: bool,
         job_timeout: timedelta,
         backup_id: str | None = None,
-        quiet_skips: bool = False,
     ) -> list[Result]:
         """Apply every decision; one failing graph never stops the others."""
         return list(
             await asyncio.gather(
                 *(
-                    self._apply(d, clients[d.project], dry_run, job_timeout, backup_id, quiet_skips)
+                    self._apply(d, clients[d.project], dry_run, job_timeout, backup_id)
                     for d in decisions
                 )
             )
@@ -93,7 +92,6 @@ class Executor:
         dry_run: bool,
         job_timeout: timedelta,
         backup_id: str | None,
-        quiet_skips: bool,
     ) -> Result:
         key = (decision.project, decision.graph_id)
         if decision.act and (key in self._claimed or self._tracker.is_in_flight(*key)):
@@ -101,9 +99,7 @@ class Executor:
                 decision, act=False, reason="a job for this graph is already in flight"
             )
         if not decision.act:
-            return self._record(
-                decision, "skipped", decision.reason, logging.DEBUG if quiet_skips else logging.INFO
-            )
+            return self._record(decision, "skipped", decision.reason)
         if dry_run:
             return self._record(
                 decision, "dry_run", f"dry run: would {decision.action} ({decision.reason})"

@@ -21,7 +21,7 @@ from daemon.executor import Executor, Result
 from daemon.ges import GesClient, Graph
 from daemon.metrics import Metrics
 from daemon.planning import holiday_reason, plan, selects, target_projects, window_end
-from daemon.tracker import Tracker, failure_reason
+from daemon.tracker import Tracker
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -120,9 +120,7 @@ class Pipeline:
         projects = target_projects(schedule, [p.name for p in config.projects])
         inventory, failed = await self.inventory(config, clients, projects)
         for project in failed:
-            self._metrics.action_failures.labels(
-                project, schedule.action, failure_reason("inventory")
-            ).inc()
+            self._metrics.action_failures.labels(project, schedule.action, "inventory").inc()
         decisions = plan(
             schedule,
             inventory,

@@ -92,11 +92,11 @@ class Tracker:
         self._tasks.pop(key, None)
         self._metrics.jobs_in_flight.labels(job.project, job.action).dec()
 
-    async def wait(self, timeout_s: float | None = None) -> None:
+    async def wait(self) -> None:
         """Until every job followed now has ended (for `graphnap once` and tests)."""
         tasks = [task for _, task in self._tasks.values()]
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+            await asyncio.wait(tasks)
 
     async def stop(self) -> None:
         """Stop following (at shutdown). The jobs go on in the cloud; the next start resumes them."""
