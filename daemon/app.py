@@ -71,7 +71,7 @@ class App:
         )
         self.pipeline = Pipeline(self.executor, self.tracker, self.metrics, clock=clock)
         self.scheduler = Scheduler(
-            self._fire_scheduled,
+            self._on_schedule,
             self.metrics,
             default_grace=timedelta(seconds=settings.misfire_grace_s),
         )
@@ -91,6 +91,7 @@ class App:
         self._closed = False
         self._refused_version = ""
         self._resumed: set[str] = set()  # projects whose Task Center has been read
+        self._running_rules: set[str] = set()  # one firing of a schedule at a time
         self._beat = 0.0
 
     # --- config -------------------------------------------------------------------------
@@ -347,20 +348,34 @@ class App:
             default_timeout=timedelta(seconds=self.settings.job_timeout_s),
         )
 
+    async def _on_schedule(self, name: str) -> None:
+        """APScheduler's job: the firing runs as a task of ours, so shutdown can wait for it."""
+        await self._spawn(self._fire_scheduled(name))
+
     async def _fire_scheduled(self, name: str) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._firings.add(task)
-            task.add_done_callback(self._firings.discard)
         try:
             if name not in {s.name for s in self.active_config.schedules}:
                 log.info(
                     "firing dropped: the schedule was removed by a reload", extra={"rule": name}
                 )
                 return
+            if name in self._running_rules:  # the start-up catch-up runs outside APScheduler
+                self.metrics.misfires.labels(name).inc()
+                log.warning(
+                    "firing skipped: the previous one is still running", extra={"rule": name}
+                )
+                return
             schedule = self.active_config.schedule(name)
             scheduled = previous_fire(cron_trigger(schedule.cron, schedule.timezone), self.clock())
-            if scheduled is not None and is_dst_repeat(self._last_scheduled.get(name), scheduled):
+            last = self._last_scheduled.get(name)
+            if scheduled is not None and last is not None and scheduled <= last:
+                log.info(
+                    "firing skipped: it already ran for %s",
+                    scheduled.isoformat(),
+                    extra={"rule": name},
+                )
+                return
+            if scheduled is not None and is_dst_repeat(last, scheduled):
                 log.info(
                     "firing skipped: DST repeats this hour; it already ran once",
                     extra={"rule": name},
@@ -370,7 +385,11 @@ class App:
                 self._last_scheduled[name] = scheduled
                 if self.settings.state_file is not None:
                     save_last_fires(self.settings.state_file, self._last_scheduled)
-            await self.fire(name)
+            self._running_rules.add(name)
+            try:
+                await self.fire(name)
+            finally:
+                self._running_rules.discard(name)
         except Exception:  # the daemon survives any failure inside a firing
             log.exception("firing crashed", extra={"rule": name})
         finally:

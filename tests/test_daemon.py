@@ -649,3 +649,24 @@ async def test_jobs_are_resumed_once_ges_answers_even_if_it_was_down_at_start_up
         )
         == 3
     )
+
+
+async def test_one_firing_of_a_schedule_at_a_time_and_once_per_fire_time(
+    make_app: MakeApp,
+    cloud: Cloud,
+    clock: ManualClock,
+    lab: dict[str, EmuGraph],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock.advance(2 * 3600 + 60)  # 20:01: the 20:00 firing is due
+    app = make_app()
+    await app.start(serve=False, schedule=False, watch=False)
+    with caplog.at_level(logging.INFO):
+        await asyncio.gather(app._fire_scheduled("night-stop"), app._fire_scheduled("night-stop"))
+        await app._fire_scheduled("night-stop")  # the same 20:00 fire time again
+        await app.settle()
+    assert cloud.count("graph_action") == 3
+    assert cloud.count("list_graphs") == 2  # start-up inventory and one firing
+    assert sample(app, "graphnap_schedule_misfires_total", rule="night-stop") == 1
+    assert "the previous one is still running" in caplog.text
+    assert "it already ran for 2026-11-27T20:00:00+08:00" in caplog.text
