@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import signal
 import sys
@@ -210,11 +211,22 @@ async def _once(settings: Settings, name: str, dry_run: bool) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(
+        args,
+        listen_host="127.0.0.1",
+        listen_port=9464,
+        log_format="text",
+        poll_initial_s=2,
+        poll_max_s=5,
+        inventory_interval_s=10,
+        reconcile_interval_s=30,
+        credentials={"demo": {"ak": DEMO_AK, "sk": DEMO_SK}},
+    )
     setup_logging(args.log_level or "INFO", "text")
-    return asyncio.run(_demo(args))
+    return asyncio.run(_demo(args.config, settings))
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _demo(config: Path, settings: Settings) -> int:
     from daemon.emulator import Cloud, EmulatorServer, Faults, Timing
 
     cloud = Cloud(
@@ -232,17 +244,6 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     emulator = EmulatorServer(cloud, "127.0.0.1", 8900)
     url = await emulator.start()
-    settings = Settings(
-        config=args.config,
-        listen_host="127.0.0.1",
-        listen_port=9464,
-        log_format="text",
-        poll_initial_s=2,
-        poll_max_s=5,
-        inventory_interval_s=10,
-        reconcile_interval_s=30,
-        credentials={"demo": {"ak": DEMO_AK, "sk": DEMO_SK}},
-    )
     app = App(settings)
     try:
         await app.start()
@@ -252,7 +253,7 @@ async def _demo(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(
         f"""
-graphnap demo: the daemon runs {args.config} against the GES emulator at {url}.
+graphnap demo: the daemon runs {config} against the GES emulator at {url}.
   metrics   http://127.0.0.1:9464/metrics   (graphnap_actions_total, graphnap_jobs_in_flight, ...)
   status    http://127.0.0.1:9464/status    (next firings, jobs in flight, decisions and reasons)
   emulator  {url}/_emulator/state
@@ -312,7 +313,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     for project_id in project_ids:
         cloud.populate(project_id, args.graphs, busy=args.busy, stopped=args.stopped)
 
-    async def serve() -> None:
+    async def serve_emulator() -> None:
         server = EmulatorServer(cloud, args.host, args.port)
         url = await server.start()
         print(
@@ -329,7 +330,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         finally:
             await server.stop()
 
-    asyncio.run(serve())
+    asyncio.run(serve_emulator())
     return EXIT_OK
 
 
@@ -428,5 +429,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args))
     except SettingsError as exc:
         print(f"graphnap: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        print(
+            f"graphnap: cannot listen: {exc.strerror or exc}\n  hint: another process holds "
+            "this address (an earlier demo or emulator?); stop it, or choose another port "
+            "(--port for the emulator, GRAPHNAP_LISTEN_PORT for the daemon)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return EXIT_OK

@@ -373,9 +373,8 @@ def error_for(response: httpx.Response, operation: str) -> ApiError:
         "request_id": response.headers.get("X-Request-Id", ""),
     }
     message = message or response.reason_phrase
-    if status == 429 or code.endswith(".0308"):
-        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
-    if status >= 500 or code in RETRYABLE_CODES or (status == 504):
+    # Throttling (429, APIG.0308 / APIGW.0308), any 5xx, and the transient GES faults.
+    if status == 429 or status >= 500 or code.endswith(".0308") or code in RETRYABLE_CODES:
         return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
     if status in (401, 403):
         return AuthError(message, **kwargs)

@@ -174,3 +174,17 @@ def test_bad_settings_name_the_variable_and_exit_2(
     assert "GRAPHNAP_LISTEN_PORT: Input should be a valid integer" in err
     assert "GRAPHNAP_CREDENTIALS__LAB: an AK needs its SK" in err
     assert "AKONLY" not in err
+
+
+def test_a_busy_port_is_a_clear_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["emulator", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"('127.0.0.1', {port})" in err
+    assert "another process holds this address" in err
+    assert "Traceback" not in err

@@ -129,6 +129,20 @@ def sample(app: App, metric: str, /, **labels: str) -> float:
     return app.registry.get_sample_value(metric, labels) or 0.0
 
 
+def actions(app: App, outcome: str, *, rule: str = "night-stop", action: str = "stop") -> float:
+    """graphnap_actions_total for the lab project."""
+    return sample(
+        app, "graphnap_actions_total", project="lab", rule=rule, action=action, outcome=outcome
+    )
+
+
+def failures(app: App, reason: str) -> float:
+    """graphnap_action_failures_total of stops in the lab project."""
+    return sample(
+        app, "graphnap_action_failures_total", project="lab", action="stop", reason=reason
+    )
+
+
 async def never(seconds: float) -> None:
     """A tracker sleep that never ends: jobs stay in flight for as long as the test needs."""
     await asyncio.Future()
@@ -178,28 +192,8 @@ async def test_a_firing_stops_exactly_the_selected_graphs_and_says_why_it_skips_
     assert {r.graph for r in succeeded} == {"dev-a", "dev-b", "test-c"}  # type: ignore[attr-defined]
     assert all(r.job_id and r.duration_s > 0 for r in succeeded)  # type: ignore[attr-defined]
 
-    assert (
-        sample(
-            app,
-            "graphnap_actions_total",
-            project="lab",
-            rule="night-stop",
-            action="stop",
-            outcome="succeeded",
-        )
-        == 3
-    )
-    assert (
-        sample(
-            app,
-            "graphnap_actions_total",
-            project="lab",
-            rule="night-stop",
-            action="stop",
-            outcome="skipped",
-        )
-        == 5
-    )
+    assert actions(app, "succeeded") == 3
+    assert actions(app, "skipped") == 5
     assert sample(app, "graphnap_job_duration_seconds_count", action="stop") == 3
     assert sample(app, "graphnap_jobs_in_flight", project="lab", action="stop") == 0
 
@@ -213,23 +207,8 @@ async def test_stop_answered_with_ges_7001_counts_as_already_done(
     await app.settle()
     outcomes = sorted(r.outcome for r in report.results if r.decision.act)
     assert outcomes == ["already_done", "requested", "requested"]
-    assert (
-        sample(
-            app,
-            "graphnap_actions_total",
-            project="lab",
-            rule="night-stop",
-            action="stop",
-            outcome="already_done",
-        )
-        == 1
-    )
-    assert (
-        sample(
-            app, "graphnap_action_failures_total", project="lab", action="stop", reason="GES.7001"
-        )
-        == 0
-    )
+    assert actions(app, "already_done") == 1
+    assert failures(app, "GES.7001") == 0
 
 
 async def test_throttling_and_5xx_are_retried_and_succeed(
@@ -255,17 +234,7 @@ async def test_throttling_and_5xx_are_retried_and_succeed(
         )
         == 1
     )
-    assert (
-        sample(
-            app,
-            "graphnap_actions_total",
-            project="lab",
-            rule="night-stop",
-            action="stop",
-            outcome="succeeded",
-        )
-        == 3
-    )
+    assert actions(app, "succeeded") == 3
 
 
 async def test_a_failed_job_is_reported_failed_with_its_reason(
@@ -281,23 +250,8 @@ async def test_a_failed_job_is_reported_failed_with_its_reason(
     assert failed[0].levelno == logging.ERROR
     assert failed[0].reason.startswith("job failed: emulated failure")  # type: ignore[attr-defined]
     assert statuses(cloud)[failed[0].graph] == 200  # type: ignore[attr-defined]
-    assert (
-        sample(
-            app, "graphnap_action_failures_total", project="lab", action="stop", reason="job_failed"
-        )
-        == 1
-    )
-    assert (
-        sample(
-            app,
-            "graphnap_actions_total",
-            project="lab",
-            rule="night-stop",
-            action="stop",
-            outcome="failed",
-        )
-        == 1
-    )
+    assert failures(app, "job_failed") == 1
+    assert actions(app, "failed") == 1
 
 
 async def test_a_permanent_refusal_fails_that_graph_only(
@@ -312,12 +266,7 @@ async def test_a_permanent_refusal_fails_that_graph_only(
         "requested",
         "requested",
     ]
-    assert (
-        sample(
-            app, "graphnap_action_failures_total", project="lab", action="stop", reason="GES.7041"
-        )
-        == 1
-    )
+    assert failures(app, "GES.7041") == 1
     assert cloud.count("graph_action") == 3  # no retry of a permanent error
 
 
@@ -344,17 +293,7 @@ async def test_a_daemon_killed_with_jobs_in_flight_finishes_them_after_restart_w
         "dev-stopped",
     }
     assert cloud.count("graph_action") == 3
-    assert (
-        sample(
-            second,
-            "graphnap_actions_total",
-            project="lab",
-            rule="resumed",
-            action="stop",
-            outcome="succeeded",
-        )
-        == 3
-    )
+    assert actions(second, "succeeded", rule="resumed") == 3
 
 
 async def test_concurrent_firings_never_act_twice_on_one_graph(
@@ -380,17 +319,7 @@ async def test_dry_run_runs_everything_but_the_post(
         "test-c",
     ]
     assert any("dry run: would stop" in getattr(r, "reason", "") for r in caplog.records)
-    assert (
-        sample(
-            app,
-            "graphnap_actions_total",
-            project="lab",
-            rule="night-stop",
-            action="stop",
-            outcome="dry_run",
-        )
-        == 3
-    )
+    assert actions(app, "dry_run") == 3
 
 
 async def test_keep_stopped_window_restops_graphs_that_come_back(
@@ -638,17 +567,7 @@ async def test_jobs_are_resumed_once_ges_answers_even_if_it_was_down_at_start_up
     await second.settle()
     assert second.readiness() == []
     assert cloud.count("graph_action") == 3
-    assert (
-        sample(
-            second,
-            "graphnap_actions_total",
-            project="lab",
-            rule="resumed",
-            action="stop",
-            outcome="succeeded",
-        )
-        == 3
-    )
+    assert actions(second, "succeeded", rule="resumed") == 3
 
 
 async def test_one_firing_of_a_schedule_at_a_time_and_once_per_fire_time(
