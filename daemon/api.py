@@ -7,13 +7,20 @@ with its attempt number and the last attempt re-raises.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -25,6 +32,7 @@ from tenacity import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 Sleep = Callable[[float], Awaitable[None]]
 
 BODY_LIMIT = 300  # characters of a response body that may reach an exception or a log
@@ -87,6 +95,37 @@ class AlreadyDoneError(PermanentError):
 
 class InvalidResponseError(PermanentError):
     """The API answered 2xx with a body that does not have the documented shape."""
+
+
+class InvalidIdError(PermanentError):
+    """An id that cannot go into a URL path (it came from config or from an API answer)."""
+
+
+_PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_RESOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+
+
+def check_project_id(project_id: str, service: str = "api") -> str:
+    if not _PROJECT_ID_RE.fullmatch(project_id):
+        raise InvalidIdError(
+            f"invalid project id {project_id!r}: expected up to 64 letters and digits",
+            service=service,
+            operation="check_id",
+            code="invalid_id",
+        )
+    return project_id
+
+
+def check_resource_id(kind: str, value: str, service: str = "api") -> str:
+    """Ids go into URL paths: only letters, digits and '-' (no '/', '..', '%')."""
+    if not _RESOURCE_ID_RE.fullmatch(value):
+        raise InvalidIdError(
+            f"invalid {kind} id {value!r}: expected letters, digits and '-'",
+            service=service,
+            operation="check_id",
+            code="invalid_id",
+        )
+    return value
 
 
 def truncate(text: str, limit: int = BODY_LIMIT) -> str:
@@ -200,3 +239,135 @@ def retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+class RequestGate:
+    """Paces one project's requests, polls included: at most `max_in_flight` at once and
+    `rate_per_s` per second, so slow answers cannot pile up connections to the cloud and
+    the project's budget is shared fairly between actions, polls, inventories and every
+    service (GES, Cloud Eye) of the project."""
+
+    def __init__(self, max_in_flight: int, rate_per_s: float) -> None:
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._rate = (
+            AsyncLimiter(rate_per_s, 1) if rate_per_s >= 1 else AsyncLimiter(1, 1 / rate_per_s)
+        )
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire()
+        try:
+            await self._rate.acquire()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+ErrorMapper = Callable[[httpx.Response, str], ApiError]
+
+
+class JsonApi:
+    """One JSON API of one project over an injected httpx.AsyncClient (which carries
+    base_url, auth and timeouts): the rate gate, retries, request metrics, the mapping of
+    every failure into this module's errors, and the parsing of answers into models.
+    Service clients (GES, Cloud Eye) own their paths and wire models and use this."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        service: str,
+        what: str,
+        *,
+        map_error: ErrorMapper,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Sleep = asyncio.sleep,
+        observe: RequestObserver = ignore_request,
+        limiter: AbstractAsyncContextManager[Any] | None = None,
+    ) -> None:
+        self._http = http
+        self._service = service
+        self._what = what
+        self._map_error = map_error
+        self._retry = retry
+        self._sleep = sleep
+        self._observe = observe
+        self._limiter = limiter or contextlib.nullcontext()
+
+    async def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        params: Mapping[str, str] | None = None,
+        json: object = None,
+    ) -> M:
+        """One call, retried while the error is retryable; the answer parsed into `model`."""
+
+        async def once() -> M:
+            return await self._send(operation, method, path, model, params, json)
+
+        return await with_retries(
+            once, self._retry, self._sleep, f"{self._service} {operation} ({self._what})"
+        )
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        model: type[M],
+        params: Mapping[str, str] | None,
+        json: object,
+    ) -> M:
+        async with self._limiter:  # the project's request rate, shared by every caller
+            response = await self._request(operation, method, path, params, json)
+        if response.status_code >= 400:
+            raise self._map_error(response, operation)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidResponseError(
+                f"unexpected {model.__name__} body: {exc.error_count()} problems, first: {first['loc']} {first['msg']}",
+                service=self._service,
+                operation=operation,
+                status=response.status_code,
+                code="invalid_response",
+            ) from None
+
+    async def _request(
+        self, operation: str, method: str, path: str, params: Mapping[str, str] | None, json: object
+    ) -> httpx.Response:
+        """One HTTP exchange, observed for metrics; failures without an answer are mapped."""
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except ApiError as exc:  # raised by the auth flow (IAM token fetch)
+            self._observe(self._service, operation, exc.code, time.perf_counter() - started)
+            raise
+        except httpx.HTTPError as exc:
+            error = transport_error(exc, self._service, operation)
+            self._observe(self._service, operation, error.code, time.perf_counter() - started)
+            raise error from exc
+        self._observe(
+            self._service, operation, str(response.status_code), time.perf_counter() - started
+        )
+        return response
+
+
+def error_kwargs(
+    response: httpx.Response, service: str, operation: str
+) -> tuple[str, dict[str, Any]]:
+    """(message, the ApiError keyword arguments) from an error answer of any Huawei API."""
+    code, message = parse_error_body(response.text)
+    return message or response.reason_phrase, {
+        "service": service,
+        "operation": operation,
+        "status": response.status_code,
+        "code": code,
+        "request_id": response.headers.get("X-Request-Id", ""),
+    }

@@ -21,10 +21,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from daemon import __version__
-from daemon.api import RetryPolicy, Sleep
+from daemon.api import RequestGate, RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.config import Config, ConfigError, Problem, Project, cron_trigger, load_config
-from daemon.executor import Executor, RequestGate
+from daemon.executor import Executor
 from daemon.firing import Pipeline, Report
 from daemon.ges import GesClient
 from daemon.metrics import Metrics

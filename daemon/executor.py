@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from aiolimiter import AsyncLimiter
-
 from daemon.api import AlreadyDoneError, ApiError
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
@@ -23,29 +21,6 @@ from daemon.tracker import JobOutcome, TrackedJob, Tracker, failure_reason
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
-
-
-class RequestGate:
-    """Paces one project's requests, polls included: at most `max_in_flight` at once and
-    `rate_per_s` per second, so slow answers cannot pile up connections to GES and the
-    project's budget is shared fairly between actions, polls and inventories."""
-
-    def __init__(self, max_in_flight: int, rate_per_s: float) -> None:
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._rate = (
-            AsyncLimiter(rate_per_s, 1) if rate_per_s >= 1 else AsyncLimiter(1, 1 / rate_per_s)
-        )
-
-    async def __aenter__(self) -> None:
-        await self._slots.acquire()
-        try:
-            await self._rate.acquire()
-        except BaseException:
-            self._slots.release()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._slots.release()
 
 
 @dataclass(frozen=True)
@@ -128,11 +103,6 @@ class Executor:
         except ApiError as exc:
             self._metrics.action_failures.labels(
                 decision.project, decision.action, failure_reason(exc.code)
-            ).inc()
-            return self._record(decision, "failed", str(exc), logging.ERROR)
-        except ValueError as exc:  # an id the API could not take
-            self._metrics.action_failures.labels(
-                decision.project, decision.action, "invalid_id"
             ).inc()
             return self._record(decision, "failed", str(exc), logging.ERROR)
         except Exception as exc:  # a bug must cost this graph only, and be seen

@@ -72,7 +72,7 @@ class Pipeline:
             if isinstance(answer, BaseException):
                 if not isinstance(answer, Exception):
                     raise answer  # cancellation and the like are not a project's failure
-                if not isinstance(answer, ApiError | ValueError):
+                if not isinstance(answer, ApiError):
                     log.error(
                         "unexpected error listing graphs",
                         exc_info=answer,

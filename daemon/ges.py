@@ -8,41 +8,35 @@ only what is retryable. It knows nothing of schedules.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
-import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import date
 from enum import IntEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from daemon.api import (
     AlreadyDoneError,
     ApiError,
     AuthError,
-    InvalidResponseError,
+    JsonApi,
     NotFoundError,
     PermanentError,
     RequestObserver,
     RetryableError,
     RetryPolicy,
     Sleep,
+    check_project_id,
+    check_resource_id,
+    error_kwargs,
     ignore_request,
-    parse_error_body,
     retry_after,
-    transport_error,
-    with_retries,
 )
 
 SERVICE = "ges"
 Action = Literal["stop", "start"]
-
-_PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
-_RESOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 
 # Transient GES faults the error table advises retrying: backup in progress, IaaS and engine
 # faults, graph still being created.
@@ -173,28 +167,9 @@ class JobList(_Wire):
     job_list: list[Job] = Field(default=[], alias="jobList")
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def check_project_id(project_id: str) -> str:
-    if not _PROJECT_ID_RE.fullmatch(project_id):
-        raise ValueError(f"invalid project id {project_id!r}: expected up to 64 letters and digits")
-    return project_id
-
-
-def check_resource_id(kind: str, value: str) -> str:
-    """Ids go into URL paths: only letters, digits and '-' (no '/', '..', '%')."""
-    if not _RESOURCE_ID_RE.fullmatch(value):
-        raise ValueError(f"invalid {kind} id {value!r}: expected letters, digits and '-'")
-    return value
-
-
 class GesClient:
-    """One project's GES management API, over an injected httpx.AsyncClient.
-
-    The AsyncClient carries base_url, auth and timeouts; this class owns paths, wire
-    models, error mapping and retries.
-    """
+    """One project's GES management API: paths, wire models and error mapping over the
+    shared JsonApi transport (rate gate, retries, request metrics)."""
 
     def __init__(
         self,
@@ -207,12 +182,17 @@ class GesClient:
         page_size: int = 100,
         limiter: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
-        self._http = http
-        self._limiter = limiter or contextlib.nullcontext()
-        self.project_id = check_project_id(project_id)
-        self._retry = retry
-        self._sleep = sleep
-        self._observe = observe
+        self.project_id = check_project_id(project_id, SERVICE)
+        self._api = JsonApi(
+            http,
+            SERVICE,
+            self.project_id,
+            map_error=error_for,
+            retry=retry,
+            sleep=sleep,
+            observe=observe,
+            limiter=limiter,
+        )
         self._page_size = page_size
         self._prefix = f"/v1.0/{self.project_id}/graphs"
 
@@ -220,7 +200,7 @@ class GesClient:
         """Every graph of the project, paging until graphCount items have arrived."""
         graphs: list[Graph] = []
         while True:
-            page = await self._call(
+            page = await self._api.call(
                 "list_graphs",
                 "GET",
                 self._prefix,
@@ -232,8 +212,8 @@ class GesClient:
                 return graphs
 
     async def show_graph(self, graph_id: str) -> Graph:
-        path = f"{self._prefix}/{check_resource_id('graph', graph_id)}"
-        return (await self._call("show_graph", "GET", path, GraphEnvelope)).graph
+        path = f"{self._prefix}/{_id('graph', graph_id)}"
+        return (await self._api.call("show_graph", "GET", path, GraphEnvelope)).graph
 
     async def stop_graph(self, graph_id: str) -> str:
         """Ask GES to stop a graph; the job id. AlreadyDoneError if it is not running."""
@@ -242,12 +222,12 @@ class GesClient:
     async def start_graph(self, graph_id: str, backup_id: str | None = None) -> str:
         """Ask GES to start a graph (from a backup if given); the job id.
         AlreadyDoneError if it is not stopped."""
-        body = {"graph_backup_id": check_resource_id("backup", backup_id)} if backup_id else None
+        body = {"graph_backup_id": _id("backup", backup_id)} if backup_id else None
         return await self._action("start", graph_id, body)
 
     async def job_status(self, graph_id: str, job_id: str) -> Job:
-        path = f"{self._prefix}/{check_resource_id('graph', graph_id)}/jobs/{check_resource_id('job', job_id)}/status"
-        return await self._call("job_status", "GET", path, Job)
+        path = f"{self._prefix}/{_id('graph', graph_id)}/jobs/{_id('job', job_id)}/status"
+        return await self._api.call("job_status", "GET", path, Job)
 
     async def list_jobs(
         self,
@@ -270,7 +250,7 @@ class GesClient:
         jobs: list[Job] = []
         while True:
             params = {**base, "offset": str(len(jobs)), "limit": str(self._page_size)}
-            page = await self._call(
+            page = await self._api.call(
                 "list_jobs", "GET", f"{self._prefix}/jobs", JobList, params=params
             )
             jobs.extend(page.job_list)
@@ -278,9 +258,9 @@ class GesClient:
                 return jobs
 
     async def _action(self, action: Action, graph_id: str, body: dict[str, str] | None) -> str:
-        path = f"{self._prefix}/{check_resource_id('graph', graph_id)}/action"
+        path = f"{self._prefix}/{_id('graph', graph_id)}/action"
         try:
-            result = await self._call(
+            result = await self._api.call(
                 f"{action}_graph",
                 "POST",
                 path,
@@ -299,80 +279,17 @@ class GesClient:
                     request_id=exc.request_id,
                 ) from exc
             raise
-        return check_resource_id("job", result.job_id)
+        return _id("job", result.job_id)
 
-    async def _call(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        model: type[M],
-        *,
-        params: Mapping[str, str] | None = None,
-        json: object = None,
-    ) -> M:
-        async def once() -> M:
-            return await self._send(operation, method, path, model, params, json)
 
-        return await with_retries(
-            once, self._retry, self._sleep, f"ges {operation} ({self.project_id})"
-        )
-
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        model: type[M],
-        params: Mapping[str, str] | None,
-        json: object,
-    ) -> M:
-        async with self._limiter:  # the project's request rate, shared by every caller
-            response = await self._request(operation, method, path, params, json)
-        if response.status_code >= 400:
-            raise error_for(response, operation)
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InvalidResponseError(
-                f"unexpected {model.__name__} body: {exc.error_count()} problems, first: {first['loc']} {first['msg']}",
-                service=SERVICE,
-                operation=operation,
-                status=response.status_code,
-                code="invalid_response",
-            ) from None
-
-    async def _request(
-        self, operation: str, method: str, path: str, params: Mapping[str, str] | None, json: object
-    ) -> httpx.Response:
-        """One HTTP exchange, observed for metrics; failures without an answer are mapped."""
-        started = time.perf_counter()
-        try:
-            response = await self._http.request(method, path, params=params, json=json)
-        except ApiError as exc:  # raised by the auth flow (IAM token fetch)
-            self._observe(SERVICE, operation, exc.code, time.perf_counter() - started)
-            raise
-        except httpx.HTTPError as exc:
-            error = transport_error(exc, SERVICE, operation)
-            self._observe(SERVICE, operation, error.code, time.perf_counter() - started)
-            raise error from exc
-        self._observe(SERVICE, operation, str(response.status_code), time.perf_counter() - started)
-        return response
+def _id(kind: str, value: str) -> str:
+    return check_resource_id(kind, value, SERVICE)
 
 
 def error_for(response: httpx.Response, operation: str) -> ApiError:
     """Map a 4xx/5xx answer to our error vocabulary."""
-    status = response.status_code
-    code, message = parse_error_body(response.text)
-    kwargs: dict[str, Any] = {
-        "service": SERVICE,
-        "operation": operation,
-        "status": status,
-        "code": code,
-        "request_id": response.headers.get("X-Request-Id", ""),
-    }
-    message = message or response.reason_phrase
+    message, kwargs = error_kwargs(response, SERVICE, operation)
+    status, code = response.status_code, kwargs["code"]
     # Throttling (429, APIG.0308 / APIGW.0308), any 5xx, and the transient GES faults.
     if status == 429 or status >= 500 or code.endswith(".0308") or code in RETRYABLE_CODES:
         return RetryableError(message, retry_after_s=retry_after(response), **kwargs)

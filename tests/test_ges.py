@@ -11,6 +11,7 @@ import pytest
 from daemon.api import (
     AlreadyDoneError,
     AuthError,
+    InvalidIdError,
     InvalidResponseError,
     NotFoundError,
     PermanentError,
@@ -264,11 +265,11 @@ async def test_ids_that_could_change_the_url_are_refused_before_any_request(bad:
         raise AssertionError("no request may be sent")
 
     ges = client(handler)
-    with pytest.raises(ValueError, match="invalid"):
+    with pytest.raises(InvalidIdError, match="invalid"):
         await ges.stop_graph(bad)
-    with pytest.raises(ValueError, match="invalid"):
+    with pytest.raises(InvalidIdError, match="invalid"):
         await ges.job_status(GRAPH_ID, bad)
-    with pytest.raises(ValueError, match="invalid project id"):
+    with pytest.raises(InvalidIdError, match="invalid project id"):
         GesClient(httpx.AsyncClient(), "../../etc")
 
 
