@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from daemon.executor import Executor
 from daemon.firing import Pipeline, Report
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
+from daemon.model import Clock
 from daemon.planning import is_dst_repeat, missed_firings, previous_fire
 from daemon.scheduler import Scheduler
 from daemon.server import OpsServer
@@ -36,7 +37,6 @@ from daemon.state import load_last_fires, save_last_fires
 from daemon.tracker import Tracker
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -25,17 +25,13 @@ from daemon.api import (
     parse_error_body,
     transport_error,
 )
+from daemon.model import Clock
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _encode(text: str) -> str:
@@ -82,7 +78,7 @@ class AkSkAuth(httpx.Auth):
         *,
         project_id: str | None = None,
         security_token: SecretStr | None = None,
-        clock: Clock = utc_now,
+        clock: Clock,
     ) -> None:
         self._ak = ak
         self._sk = sk
@@ -131,7 +127,7 @@ class TokenProvider:
         domain: str,
         project_id: str,
         refresh_margin: timedelta = timedelta(hours=1),
-        clock: Clock = utc_now,
+        clock: Clock,
     ) -> None:
         self._http = http
         self._url = f"{iam_endpoint.rstrip('/')}/v3/auth/tokens"

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from daemon.api import AlreadyDoneError, ApiError
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
+from daemon.model import Clock
 from daemon.planning import Decision
 from daemon.tracker import JobOutcome, TrackedJob, Tracker, failure_reason
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)

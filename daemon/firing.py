@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,13 +18,13 @@ from typing import Any
 from daemon.api import ApiError
 from daemon.config import Config, Schedule
 from daemon.executor import Executor, Result
-from daemon.ges import GesClient, Graph
+from daemon.ges import GesClient
 from daemon.metrics import Metrics
+from daemon.model import Clock, Graph
 from daemon.planning import holiday_reason, plan, selects, target_projects, window_end
 from daemon.tracker import Tracker
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 
 
 @dataclass
@@ -180,8 +180,8 @@ def _priced(
         (
             g.id,
             g.name,
-            g.status_code,
-            config.pricing.hourly_price(g.graph_size_type_index, g.replication)
+            g.status,
+            config.pricing.hourly_price(g.size_index, g.replication)
             if is_managed(config, project, g)
             else None,
         )

@@ -1,6 +1,6 @@
 """Async client for the GES v1 management API: graphs, stop/start actions and jobs.
 
-It speaks the API's camelCase wire format, maps every failure into daemon.api's errors
+It speaks the API's camelCase wire format and maps it into daemon.model, maps every failure into daemon.api's errors
 (a stop on a graph that is not running is AlreadyDoneError, not a failure) and retries
 only what is retryable. It knows nothing of schedules.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from datetime import date
-from enum import IntEnum
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -34,9 +33,10 @@ from daemon.api import (
     ignore_request,
     retry_after,
 )
+from daemon.model import Action, Graph, GraphStatus, Job
 
 SERVICE = "ges"
-Action = Literal["stop", "start"]
+_JOB_STATES = frozenset({"pending", "running", "success", "failed", "partiallyFailed"})
 
 # Transient GES faults the error table advises retrying: backup in progress, IaaS and engine
 # faults, graph still being created.
@@ -50,38 +50,6 @@ ALREADY_DONE_CODES: Mapping[Action, frozenset[str]] = {
     "start": frozenset({"GES.7037"}),
 }
 NOT_FOUND_CODES = frozenset({"GES.7000", "GES.7007", "GES.7054"})
-
-
-class GraphStatus(IntEnum):
-    """GES graph status codes (the API sends them as strings)."""
-
-    PREPARING = 100
-    RUNNING = 200
-    UPGRADING = 201
-    IMPORTING = 202
-    ROLLING_BACK = 203
-    EXPORTING = 204
-    CLEARING = 205
-    PREPARING_EXPANSION = 206
-    EXPANDING = 207
-    ROLLING_BACK_EXPANSION = 208
-    PREPARING_REPLICAS = 210
-    ADDING_REPLICAS = 211
-    FAULTY = 300
-    CREATION_FAILED = 303
-    DELETED = 400
-    FROZEN = 800
-    STOPPED = 900
-    STOPPING = 901
-    BACKING_UP = 903
-    STARTING = 920
-
-
-def describe_status(code: int) -> str:
-    try:
-        return GraphStatus(code).name.lower().replace("_", " ")
-    except ValueError:
-        return f"status {code}"
 
 
 def _tags(value: object) -> object:
@@ -107,7 +75,7 @@ class Tag(_Wire):
     value: str = ""
 
 
-class Graph(_Wire):
+class WireGraph(_Wire):
     id: str
     name: str
     status: str
@@ -121,32 +89,36 @@ class Graph(_Wire):
     tags: Annotated[list[Tag], BeforeValidator(_tags)] = []
     sys_tags: list[Any] = []
 
-    @property
-    def status_code(self) -> int:
+    def to_model(self) -> Graph:
         try:
-            return int(self.status)
+            status = int(self.status)
         except ValueError:
-            return -1
-
-    @property
-    def tag_map(self) -> dict[str, str]:
-        return {tag.key: tag.value for tag in self.tags}
+            status = GraphStatus.UNKNOWN
+        return Graph(
+            id=self.id,
+            name=self.name,
+            status=status,
+            size_index=self.graph_size_type_index,
+            replication=self.replication,
+            tags={tag.key: tag.value for tag in self.tags},
+            updated=parse_time(self.updated),
+        )
 
 
 class GraphList(_Wire):
     graph_count: int = Field(alias="graphCount")
-    graphs: list[Graph] = []
+    graphs: list[WireGraph] = []
 
 
 class GraphEnvelope(_Wire):
-    graph: Graph
+    graph: WireGraph
 
 
 class JobResponse(_Wire):
     job_id: str = Field(alias="jobId")
 
 
-class Job(_Wire):
+class WireJob(_Wire):
     job_id: str = Field(alias="jobId")
     status: str
     job_type: str | None = Field(default=None, alias="jobType")
@@ -157,14 +129,20 @@ class Job(_Wire):
     fail_reason: str | None = Field(default=None, alias="failReason")
     job_progress: float | None = Field(default=None, alias="jobProgress")
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in ("success", "failed", "partiallyFailed")
+    def to_model(self) -> Job:
+        state = self.status if self.status in _JOB_STATES else "unknown"
+        return Job(
+            id=self.job_id,
+            state=state,  # type: ignore[arg-type]
+            graph_name=self.related_graph,
+            begin=parse_time(self.begin_time),
+            fail_reason=self.fail_reason,
+        )
 
 
 class JobList(_Wire):
     job_count: int = Field(alias="jobCount")
-    job_list: list[Job] = Field(default=[], alias="jobList")
+    job_list: list[WireJob] = Field(default=[], alias="jobList")
 
 
 class GesClient:
@@ -207,13 +185,13 @@ class GesClient:
                 GraphList,
                 params={"offset": str(len(graphs)), "limit": str(self._page_size)},
             )
-            graphs.extend(page.graphs)
+            graphs.extend(g.to_model() for g in page.graphs)
             if not page.graphs or len(graphs) >= page.graph_count:
                 return graphs
 
     async def show_graph(self, graph_id: str) -> Graph:
         path = f"{self._prefix}/{_id('graph', graph_id)}"
-        return (await self._api.call("show_graph", "GET", path, GraphEnvelope)).graph
+        return (await self._api.call("show_graph", "GET", path, GraphEnvelope)).graph.to_model()
 
     async def stop_graph(self, graph_id: str) -> str:
         """Ask GES to stop a graph; the job id. AlreadyDoneError if it is not running."""
@@ -227,7 +205,7 @@ class GesClient:
 
     async def job_status(self, graph_id: str, job_id: str) -> Job:
         path = f"{self._prefix}/{_id('graph', graph_id)}/jobs/{_id('job', job_id)}/status"
-        return await self._api.call("job_status", "GET", path, Job)
+        return (await self._api.call("job_status", "GET", path, WireJob)).to_model()
 
     async def list_jobs(
         self,
@@ -253,7 +231,7 @@ class GesClient:
             page = await self._api.call(
                 "list_jobs", "GET", f"{self._prefix}/jobs", JobList, params=params
             )
-            jobs.extend(page.job_list)
+            jobs.extend(j.to_model() for j in page.job_list)
             if not page.job_list or len(jobs) >= page.job_count:
                 return jobs
 
@@ -280,6 +258,18 @@ class GesClient:
                 ) from exc
             raise
         return _id("job", result.job_id)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """GES times are UTC, as 'yyyy-MM-ddTHH:mm:ss' or 'yyyy-MM-dd HH:mm:ss' (the docs
+    disagree); anything else is None, never an error."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace(" ", "T"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _id(kind: str, value: str) -> str:

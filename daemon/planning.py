@@ -11,15 +11,13 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import Calendar, OptOutTags, Schedule, Selector, cron_trigger
-from daemon.ges import Graph, GraphStatus, describe_status
+from daemon.model import Action, Graph, GraphStatus, describe_status
 
-Action = Literal["stop", "start"]
 _LOOKBACKS = (
     timedelta(minutes=2),
     timedelta(hours=1),
@@ -49,7 +47,7 @@ def selects(selector: Selector, project: str, graph: Graph) -> bool:
         return False
     if selector.names and not any(fnmatchcase(graph.name, pattern) for pattern in selector.names):
         return False
-    tags = graph.tag_map
+    tags = graph.tags
     return all(key in tags and value in ("*", tags[key]) for key, value in selector.tags.items())
 
 
@@ -93,7 +91,7 @@ def _decide(
 ) -> tuple[bool, str]:
     if schedule.exclude is not None and selects(schedule.exclude, project, graph):
         return False, "excluded by the rule's exclude"
-    tags = graph.tag_map
+    tags = graph.tags
     if opt_out.skip in tags:
         return False, f"opted out by tag {opt_out.skip}"
     if opt_out.snooze_until in tags:
@@ -107,7 +105,7 @@ def _decide(
             return False, f"snoozed until {until.isoformat()} by tag {opt_out.snooze_until}"
     if (project, graph.id) in in_flight:
         return False, "a job for this graph is already in flight"
-    return _by_status(schedule.action, graph.status_code, window_until)
+    return _by_status(schedule.action, graph.status, window_until)
 
 
 def _by_status(action: Action, code: int, window_until: datetime | None) -> tuple[bool, str]:

@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from daemon.api import ApiError, NotFoundError, Sleep
-from daemon.ges import GesClient, Graph, GraphStatus, Job, describe_status
+from daemon.ges import GesClient
 from daemon.metrics import Metrics
+from daemon.model import (
+    MOVING_STATUS,
+    TARGET_STATUS,
+    Action,
+    Clock,
+    Graph,
+    GraphStatus,
+    Job,
+    describe_status,
+)
 
 log = logging.getLogger(__name__)
 
-Action = Literal["stop", "start"]
-Clock = Callable[[], datetime]
 RESUMED_RULE = "resumed"
-
-_TARGET = {"stop": GraphStatus.STOPPED, "start": GraphStatus.RUNNING}
-_MOVING = {"stop": GraphStatus.STOPPING, "start": GraphStatus.STARTING}
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,7 @@ class Tracker:
         the graph's status says which action it is, whatever the job's (undocumented) name.
         """
         moving = {
-            g.name: g
-            for g in graphs
-            if g.status_code in (GraphStatus.STOPPING, GraphStatus.STARTING)
+            g.name: g for g in graphs if g.status in (GraphStatus.STOPPING, GraphStatus.STARTING)
         }
         if not moving:
             return 0
@@ -126,18 +129,18 @@ class Tracker:
             jobs += await ges.list_jobs(status=status, since=since)
         resumed = 0
         for job in jobs:
-            graph = moving.get(job.related_graph or "")
+            graph = moving.get(job.graph_name or "")
             if graph is None or self.is_in_flight(project, graph.id):
                 continue
-            action: Action = "stop" if graph.status_code == GraphStatus.STOPPING else "start"
+            action: Action = "stop" if graph.status == GraphStatus.STOPPING else "start"
             tracked = TrackedJob(
                 project,
                 graph.id,
                 graph.name,
-                job.job_id,
+                job.id,
                 action,
                 RESUMED_RULE,
-                _parse_time(job.begin_time) or self._clock(),
+                job.begin or self._clock(),
                 job_timeout,
             )
             log.info(
@@ -148,7 +151,7 @@ class Tracker:
                     "graph_id": graph.id,
                     "graph": graph.name,
                     "action": action,
-                    "job_id": job.job_id,
+                    "job_id": job.id,
                     "rule": RESUMED_RULE,
                 },
             )
@@ -186,15 +189,15 @@ class Tracker:
             try:
                 if not job_done:
                     status = await ges.job_status(job.graph_id, job.job_id)
-                    last_seen = f"job {status.status}"
-                    if status.status in ("failed", "partiallyFailed"):
+                    last_seen = f"job {status.state}"
+                    if status.is_failed:
                         return self._finish(
                             job,
                             "failed",
                             f"job failed: {status.fail_reason or 'no reason given'}",
                             "job_failed",
                         )
-                    job_done = status.status == "success"
+                    job_done = status.state == "success"
                     if not job_done:
                         continue
                 graph = await ges.show_graph(job.graph_id)
@@ -210,11 +213,11 @@ class Tracker:
                     extra={"project": job.project, "graph_id": job.graph_id, "job_id": job.job_id},
                 )
                 continue
-            code = graph.status_code
+            code = graph.status
             last_seen = describe_status(code)
-            if code == _TARGET[job.action]:
+            if code == TARGET_STATUS[job.action]:
                 return self._finish(job, "succeeded", f"graph is {describe_status(code)}", "")
-            if code != _MOVING[job.action]:
+            if code != MOVING_STATUS[job.action]:
                 return self._finish(
                     job, "failed", f"job ended but graph is {describe_status(code)}", "job_failed"
                 )
@@ -247,17 +250,6 @@ class Tracker:
         )
         self.finished = [*self.finished[-99:], result]
         return result
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    """Job times are UTC, as 'yyyy-MM-ddTHH:mm:ss' or 'yyyy-MM-dd HH:mm:ss'."""
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace(" ", "T"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def failure_reason(code: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -51,7 +51,12 @@ def test_signer_reproduces_huawei_sdk_vectors(case: dict[str, object]) -> None:
 
 
 def test_signer_sends_query_in_canonical_order_and_keeps_secrets_out_of_repr() -> None:
-    auth = AkSkAuth(SecretStr("AKEXAMPLE"), SecretStr("very-secret-sk"), project_id=PROJECT)
+    auth = AkSkAuth(
+        SecretStr("AKEXAMPLE"),
+        SecretStr("very-secret-sk"),
+        project_id=PROJECT,
+        clock=lambda: datetime(2026, 11, 27, tzinfo=UTC),
+    )
     request = httpx.Request("GET", "https://ges.example/v1.0/p/graphs?offset=0&limit=100&a=x%2Cy")
     auth.sign(request)
     assert request.url.query == b"a=x%2Cy&limit=100&offset=0"
@@ -91,7 +96,7 @@ async def test_token_is_cached_renewed_before_expiry_and_after_a_401(
 
 
 async def test_wrong_password_is_an_auth_error_without_the_password(
-    cloud: Cloud, emulator: str
+    cloud: Cloud, emulator: str, clock: ManualClock
 ) -> None:
     async with httpx.AsyncClient() as iam:
         provider = TokenProvider(
@@ -101,6 +106,7 @@ async def test_wrong_password_is_an_auth_error_without_the_password(
             password=SecretStr("wrong-password-123"),
             domain=DEMO_DOMAIN,
             project_id=PROJECT,
+            clock=clock,
         )
         with pytest.raises(AuthError) as caught:
             await provider.token()

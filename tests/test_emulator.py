@@ -33,24 +33,24 @@ async def test_stop_then_start_follows_jobs_and_statuses_on_the_emulator_clock(
     ges = ges_factory(http)
 
     job_id = await ges.stop_graph(graph.id)
-    assert (await ges.show_graph(graph.id)).status == "901"
-    assert (await ges.job_status(graph.id, job_id)).status == "pending"
+    assert (await ges.show_graph(graph.id)).status == 901
+    assert (await ges.job_status(graph.id, job_id)).state == "pending"
     clock.advance(3)
-    assert (await ges.job_status(graph.id, job_id)).status == "running"
+    assert (await ges.job_status(graph.id, job_id)).state == "running"
     clock.advance(10)
     job = await ges.job_status(graph.id, job_id)
-    assert (job.status, job.job_name, job.related_graph) == ("success", "StopGraph", "dev-recsys")
-    assert (await ges.show_graph(graph.id)).status == "900"
+    assert (job.state, job.graph_name) == ("success", "dev-recsys")
+    assert (await ges.show_graph(graph.id)).status == 900
 
     with pytest.raises(AlreadyDoneError) as caught:
         await ges.stop_graph(graph.id)
     assert caught.value.code == "GES.7001"
 
     start_job = await ges.start_graph(graph.id)
-    assert (await ges.show_graph(graph.id)).status == "920"
+    assert (await ges.show_graph(graph.id)).status == 920
     clock.advance(30)
-    assert (await ges.job_status(graph.id, start_job)).status == "success"
-    assert (await ges.show_graph(graph.id)).status == "200"
+    assert (await ges.job_status(graph.id, start_job)).state == "success"
+    assert (await ges.show_graph(graph.id)).status == 200
 
 
 async def test_list_graphs_pages_and_list_jobs_reports_the_task_center(
@@ -61,14 +61,14 @@ async def test_list_graphs_pages_and_list_jobs_reports_the_task_center(
     graphs = await ges.list_graphs()
     assert len(graphs) == 23
     assert len({g.id for g in graphs}) == 23
-    assert sum(g.status == "900" for g in graphs) == 4
-    assert sum(g.status in ("202", "204", "205") for g in graphs) == 3
-    running = [g for g in graphs if g.status == "200"]
+    assert sum(g.status == 900 for g in graphs) == 4
+    assert sum(g.status in (202, 204, 205) for g in graphs) == 3
+    running = [g for g in graphs if g.status == 200]
     for graph in running[:9]:
         await ges.stop_graph(graph.id)
     jobs = await ges.list_jobs()
     assert len(jobs) == 9
-    assert {j.related_graph for j in jobs} == {g.name for g in running[:9]}
+    assert {j.graph_name for j in jobs} == {g.name for g in running[:9]}
     assert await ges.list_jobs(status="success") == []
 
 
@@ -81,9 +81,9 @@ async def test_a_failed_job_reports_its_reason_and_the_graph_keeps_running(
     job_id = await ges.stop_graph(graph.id)
     clock.advance(60)
     job = await ges.job_status(graph.id, job_id)
-    assert job.status == "failed"
+    assert job.state == "failed"
     assert job.fail_reason
-    assert (await ges.show_graph(graph.id)).status == "200"
+    assert (await ges.show_graph(graph.id)).status == 200
 
 
 async def test_throttling_and_5xx_from_the_emulator_are_retried_to_success(

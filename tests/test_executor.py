@@ -10,8 +10,9 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from daemon.executor import Executor
-from daemon.ges import GesClient, Graph, Job
+from daemon.ges import GesClient
 from daemon.metrics import Metrics
+from daemon.model import Graph, Job
 from daemon.planning import Decision
 from daemon.tracker import Tracker
 from tests.conftest import PROJECT
@@ -35,10 +36,10 @@ class FlakyGes(GesClient):
     async def job_status(self, graph_id: str, job_id: str) -> Job:
         if graph_id == "g-2":
             raise KeyError("another bug")
-        return Job(jobId=job_id, status="success")
+        return Job(id=job_id, state="success")
 
     async def show_graph(self, graph_id: str) -> Graph:
-        return Graph(id=graph_id, name=graph_id, status="900")
+        return Graph(id=graph_id, name=graph_id, status=900)
 
 
 def decision(graph_id: str) -> Decision:

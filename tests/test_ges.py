@@ -81,8 +81,8 @@ async def test_list_graphs_reads_every_page_and_parses_camel_case() -> None:
     assert [p["offset"] for p in seen] == ["0", "2", "4"]
     first = graphs[0]
     assert isinstance(first, Graph)
-    assert (first.status_code, first.graph_size_type_index, first.replication) == (200, "4", 3)
-    assert first.tag_map == {"env": "dev"}
+    assert (first.status, first.size_index, first.replication) == (200, "4", 3)
+    assert first.tags == {"env": "dev"}
 
 
 async def test_stop_returns_the_job_id_from_a_post_to_the_action_path() -> None:
@@ -285,9 +285,7 @@ async def test_list_jobs_sends_the_task_center_filters() -> None:
         return httpx.Response(200, json={"jobCount": 1, "jobList": [job]})
 
     jobs = await client(handler).list_jobs(status="running", since=date(2026, 11, 20))
-    assert [(j.job_id, j.job_name, j.related_graph, j.is_terminal) for j in jobs] == [
-        ("j1", "StopGraph", "dev-1", False)
-    ]
+    assert [(j.id, j.graph_name, j.is_terminal) for j in jobs] == [("j1", "dev-1", False)]
 
 
 async def test_every_request_including_retries_passes_the_project_rate_limiter() -> None:

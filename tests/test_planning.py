@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.config import Calendar, OptOutTags, Schedule, Selector, cron_trigger
-from daemon.ges import Graph
+from daemon.model import Graph
 from daemon.planning import (
     fire_times,
     holiday_reason,
@@ -28,8 +28,8 @@ def graph(name: str, status: int = 200, gid: str | None = None, **tags: str) -> 
     return Graph(
         id=gid or f"id-{name}",
         name=name,
-        status=str(status),
-        tags=[{"key": k, "value": v} for k, v in tags.items()],
+        status=status,
+        tags=tags,
     )
 
 

@@ -1,0 +1,119 @@
+"""The domain as the daemon sees it: graphs, jobs, actions and statuses, and the Protocol of
+cloud operations that the passes, executor and tracker use. No wire format lives here: the
+GES v1 client maps its camelCase answers into these types (a v2 client would do the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import IntEnum
+from typing import Literal, Protocol
+
+Action = Literal["stop", "start"]
+Clock = Callable[[], datetime]
+"""Returns an aware UTC datetime. Only the composition root holds the real one."""
+
+
+class GraphStatus(IntEnum):
+    """GES graph status codes."""
+
+    UNKNOWN = -1  # the API sent something that is not a number
+    PREPARING = 100
+    RUNNING = 200
+    UPGRADING = 201
+    IMPORTING = 202
+    ROLLING_BACK = 203
+    EXPORTING = 204
+    CLEARING = 205
+    PREPARING_EXPANSION = 206
+    EXPANDING = 207
+    ROLLING_BACK_EXPANSION = 208
+    PREPARING_REPLICAS = 210
+    ADDING_REPLICAS = 211
+    FAULTY = 300
+    CREATION_FAILED = 303
+    DELETED = 400
+    FROZEN = 800
+    STOPPED = 900
+    STOPPING = 901
+    BACKING_UP = 903
+    STARTING = 920
+
+
+# Where each action leads, and the status a graph shows on its way there.
+TARGET_STATUS: Mapping[Action, GraphStatus] = {
+    "stop": GraphStatus.STOPPED,
+    "start": GraphStatus.RUNNING,
+}
+MOVING_STATUS: Mapping[Action, GraphStatus] = {
+    "stop": GraphStatus.STOPPING,
+    "start": GraphStatus.STARTING,
+}
+
+
+def describe_status(code: int) -> str:
+    try:
+        return GraphStatus(code).name.lower().replace("_", " ")
+    except ValueError:
+        return f"status {code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    id: str
+    name: str
+    status: int  # a GraphStatus code; codes GES adds later pass through as numbers
+    size_index: str = ""  # graphSizeTypeIndex: the price table's key
+    replication: int = 1
+    tags: Mapping[str, str] = field(default_factory=dict)
+    updated: datetime | None = None  # GES's `updated`; changes at stop and start
+
+
+JobState = Literal["pending", "running", "success", "failed", "partiallyFailed", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    state: JobState
+    graph_name: str | None = None  # the Task Center names the graph, not its id
+    begin: datetime | None = None
+    fail_reason: str | None = None
+
+    @property
+    def is_failed(self) -> bool:
+        return self.state in ("failed", "partiallyFailed")
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.is_failed or self.state == "success"
+
+
+class GraphApi(Protocol):
+    """One project's graph operations. Failures raise daemon.api's errors: AlreadyDoneError
+    for an action the graph needs no more, NotFoundError, RetryableError, PermanentError."""
+
+    async def list_graphs(self) -> list[Graph]: ...
+
+    async def show_graph(self, graph_id: str) -> Graph: ...
+
+    async def stop_graph(self, graph_id: str) -> str:
+        """The id of the stop job."""
+        ...
+
+    async def start_graph(self, graph_id: str, backup_id: str | None = None) -> str:
+        """The id of the start job."""
+        ...
+
+    async def job_status(self, graph_id: str, job_id: str) -> Job: ...
+
+    async def list_jobs(
+        self,
+        *,
+        status: Literal["running", "waiting", "success", "failed"] | None = None,
+        since: date | None = None,
+    ) -> list[Job]:
+        """The Task Center's jobs (every page); `since` is a whole day."""
+        ...
