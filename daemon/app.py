@@ -23,14 +23,15 @@ from prometheus_client import CollectorRegistry
 from daemon import __version__
 from daemon.api import RequestGate, RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
-from daemon.config import Config, ConfigError, Problem, Project, cron_trigger, load_config
+from daemon.config import Config, Project
+from daemon.cron import cron_trigger, is_dst_repeat, previous_fire
 from daemon.executor import Executor
 from daemon.firing import Pipeline, Report
 from daemon.ges import GesClient
+from daemon.loader import ConfigError, Problem, load_config
 from daemon.metrics import Metrics
 from daemon.model import Clock
-from daemon.planning import is_dst_repeat, missed_firings, previous_fire
-from daemon.scheduler import Scheduler
+from daemon.scheduler import Scheduler, missed_firings
 from daemon.server import OpsServer
 from daemon.settings import Settings
 from daemon.state import load_last_fires, save_last_fires

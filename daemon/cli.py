@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from daemon import __version__
 from daemon.app import App, serve
-from daemon.config import Config, ConfigError, Selector, config_json_schema, load_config
+from daemon.config import Config, Selector, config_json_schema
+from daemon.cron import cron_trigger, fire_times
 from daemon.emulator.cloud import (
     DEMO_AK,
     DEMO_DOMAIN,
@@ -31,8 +32,9 @@ from daemon.emulator.cloud import (
     DEMO_SK,
     DEMO_USER,
 )
+from daemon.loader import ConfigError, load_config
 from daemon.logs import setup_logging
-from daemon.planning import fire_times, holiday_reason, plan, target_projects
+from daemon.planning import holiday_reason, plan, target_projects
 from daemon.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -90,7 +92,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         targets = _describe_selector(schedule.targets)
         if schedule.exclude:
             targets += f" minus {_describe_selector(schedule.exclude)}"
-        for fire in fire_times(schedule, now, now + timedelta(hours=args.hours)):
+        trigger = cron_trigger(schedule.cron, schedule.timezone)
+        for fire in fire_times(trigger, now, now + timedelta(hours=args.hours)):
             local = fire.astimezone(ZoneInfo(schedule.timezone))
             note = holiday_reason(schedule, config.calendars, fire)
             action = schedule.action + (" (dry run)" if schedule.dry_run else "")

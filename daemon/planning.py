@@ -7,25 +7,15 @@ are bugs.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-
-from daemon.config import Calendar, OptOutTags, Schedule, Selector, cron_trigger
+from daemon.config import Calendar, OptOutTags, Schedule, Selector
+from daemon.cron import cron_trigger, next_fire, previous_fire
 from daemon.model import Action, Graph, GraphStatus, describe_status
-
-_LOOKBACKS = (
-    timedelta(minutes=2),
-    timedelta(hours=1),
-    timedelta(days=1),
-    timedelta(days=8),
-    timedelta(days=32),
-    timedelta(days=370),
-)
 
 
 @dataclass(frozen=True)
@@ -163,45 +153,6 @@ def holiday_reason(
     return None
 
 
-def next_fire(trigger: CronTrigger, after: datetime) -> datetime | None:
-    """The first fire time strictly after `after`, skipping the repeat of a wall-clock
-    time that a DST fall-back makes happen twice (cron runs it once).
-
-    The step is taken in UTC: adding to a folded local time (02:30, fold=1) would land on
-    the same instant again and APScheduler would hand back that same fire time.
-    """
-    start = after.astimezone(UTC) + timedelta(microseconds=1)
-    fire: datetime | None = trigger.get_next_fire_time(None, start)
-    if fire is not None and is_dst_repeat(after, fire):
-        fire = trigger.get_next_fire_time(None, fire.astimezone(UTC) + timedelta(microseconds=1))
-    return fire
-
-
-def is_dst_repeat(previous: datetime | None, fire: datetime) -> bool:
-    """True when `fire` shows the same local wall-clock time as `previous` within a few
-    hours: the second pass through an hour that DST fall-back repeats."""
-    if previous is None or fire.tzinfo is None:
-        return False
-    local_previous = previous.astimezone(fire.tzinfo)
-    return (
-        local_previous.replace(tzinfo=None, fold=0) == fire.replace(tzinfo=None, fold=0)
-        # in UTC: with one shared tzinfo, Python subtracts wall-clock times
-        and timedelta(0) < fire.astimezone(UTC) - previous.astimezone(UTC) <= timedelta(hours=3)
-    )
-
-
-def previous_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
-    """The last fire time at or before `now` (within a year), found without a reverse API:
-    widen the look-back until a firing lies inside it, then walk forward."""
-    for lookback in _LOOKBACKS:
-        fire: datetime | None = trigger.get_next_fire_time(None, now - lookback)
-        if fire is not None and fire <= now:
-            while (later := next_fire(trigger, fire)) is not None and later <= now:
-                fire = later
-            return fire
-    return None
-
-
 def window_end(schedule: Schedule, now: datetime) -> datetime | None:
     """If `now` lies inside the schedule's keep-stopped window, when the window ends."""
     if schedule.keep_stopped_until is None:
@@ -211,41 +162,3 @@ def window_end(schedule: Schedule, now: datetime) -> datetime | None:
         return None
     end = next_fire(cron_trigger(schedule.keep_stopped_until, schedule.timezone), start)
     return end if end is not None and end > now else None
-
-
-def fire_times(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Every fire time of a schedule in (start, end]."""
-    trigger = cron_trigger(schedule.cron, schedule.timezone)
-    fire = next_fire(trigger, start)
-    while fire is not None and fire <= end:
-        yield fire
-        fire = next_fire(trigger, fire)
-
-
-def missed_firings(
-    schedule: Schedule,
-    last_fired: datetime | None,
-    now: datetime,
-    grace: timedelta,
-    limit: int = 1000,
-) -> tuple[datetime | None, list[datetime]]:
-    """At start-up: (the firing to run late, the firings lost) since `last_fired`.
-
-    The latest scheduled firing runs late if it is at most `grace` old. Without a record of
-    the last firing (no state file) nothing can be called lost: graphnap may simply not
-    have been deployed then.
-    """
-    trigger = cron_trigger(schedule.cron, schedule.timezone)
-    latest = previous_fire(trigger, now)
-    if latest is None or (last_fired is not None and latest <= last_fired):
-        return None, []
-    run = latest if now - latest <= grace else None
-    lost: list[datetime] = []
-    if last_fired is not None:
-        fire = next_fire(trigger, last_fired)
-        while fire is not None and fire < latest and len(lost) < limit:
-            lost.append(fire)
-            fire = next_fire(trigger, fire)
-        if run is None:
-            lost.append(latest)
-    return run, lost

@@ -20,7 +20,8 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon.config import Config, cron_trigger
+from daemon.config import Config, Schedule
+from daemon.cron import cron_trigger, next_fire, previous_fire
 from daemon.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -97,3 +98,32 @@ class Scheduler:
         )
         self._metrics.misfires.labels(event.job_id).inc()
         log.warning("firing missed (%s)", why, extra={"rule": event.job_id, "reason": why})
+
+
+def missed_firings(
+    schedule: Schedule,
+    last_fired: datetime | None,
+    now: datetime,
+    grace: timedelta,
+    limit: int = 1000,
+) -> tuple[datetime | None, list[datetime]]:
+    """At start-up: (the firing to run late, the firings lost) since `last_fired`.
+
+    The latest scheduled firing runs late if it is at most `grace` old. Without a record of
+    the last firing (no state file) nothing can be called lost: graphnap may simply not
+    have been deployed then.
+    """
+    trigger = cron_trigger(schedule.cron, schedule.timezone)
+    latest = previous_fire(trigger, now)
+    if latest is None or (last_fired is not None and latest <= last_fired):
+        return None, []
+    run = latest if now - latest <= grace else None
+    lost: list[datetime] = []
+    if last_fired is not None:
+        fire = next_fire(trigger, last_fired)
+        while fire is not None and fire < latest and len(lost) < limit:
+            lost.append(fire)
+            fire = next_fire(trigger, fire)
+        if run is None:
+            lost.append(latest)
+    return run, lost

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config import ConfigError, cron_trigger, load_config, parse_config, parse_duration
+from daemon.config import parse_duration
+from daemon.loader import ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).parents[1]
 PROJECT = """
@@ -188,15 +188,16 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
 
-def test_numeric_weekdays_follow_crontab_not_apscheduler() -> None:
-    # 2026-11-27 is a Friday: crontab 1-5 is Monday-Friday, so the next firing after Friday
-    # 21:00 is Monday 20:00 (APScheduler's own numbering would pick Saturday).
-    tz = ZoneInfo("Asia/Shanghai")
-    trigger = cron_trigger("0 20 * * 1-5", "Asia/Shanghai")
-    after = datetime(2026, 11, 27, 21, 0, tzinfo=tz)
-    assert trigger.get_next_fire_time(None, after) == datetime(2026, 11, 30, 20, 0, tzinfo=tz)
-    sunday = cron_trigger("0 9 * * 0", "UTC").get_next_fire_time(
-        None, datetime(2026, 11, 27, tzinfo=ZoneInfo("UTC"))
+def test_a_single_name_is_accepted_where_a_list_of_names_is_asked_for() -> None:
+    text = schedule(
+        "calendars:\n  cn-holidays: {country: CN}\n",
+        targets='{projects: analytics, names: "dev-*"}',
+        exclude='{names: "*-keep"}',
+        skip_on="cn-holidays",
     )
-    assert sunday.weekday() == 6
-    assert cron_trigger("0 9 * * 7", "UTC").get_next_fire_time(None, after).weekday() == 6
+    (rule,) = parse_config(text).schedules
+    assert rule.targets.projects == ["analytics"]
+    assert rule.targets.names == ["dev-*"]
+    assert rule.exclude is not None
+    assert rule.exclude.names == ["*-keep"]
+    assert rule.skip_on == ["cn-holidays"]

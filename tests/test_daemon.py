@@ -19,7 +19,7 @@ import pytest
 
 from daemon.api import Sleep
 from daemon.app import App
-from daemon.config import ConfigError
+from daemon.loader import ConfigError
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
 from daemon.settings import Settings

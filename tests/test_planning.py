@@ -7,14 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config import Calendar, OptOutTags, Schedule, Selector, cron_trigger
+from daemon.config import Calendar, OptOutTags, Schedule, Selector
 from daemon.model import Graph
 from daemon.planning import (
-    fire_times,
     holiday_reason,
-    missed_firings,
     plan,
-    previous_fire,
     selects,
     window_end,
 )
@@ -150,61 +147,6 @@ def test_only_selected_graphs_get_decisions() -> None:
     assert [(d.project, d.graph_name) for d in decisions] == [("p", "a")]
 
 
-@pytest.mark.parametrize(
-    ("cron", "tz", "start", "expected_utc"),
-    [
-        # 20:00 in Shanghai (UTC+8, no DST) is 12:00 UTC
-        (
-            "0 20 * * mon-fri",
-            "Asia/Shanghai",
-            datetime(2026, 11, 27, 0, 0, tzinfo=UTC),
-            ["2026-11-27T12:00", "2026-11-30T12:00"],
-        ),
-        # numeric weekdays are crontab's: 1-5 is Monday to Friday, never Saturday
-        (
-            "0 20 * * 1-5",
-            "Asia/Shanghai",
-            datetime(2026, 11, 27, 0, 0, tzinfo=UTC),
-            ["2026-11-27T12:00", "2026-11-30T12:00"],
-        ),
-        # Berlin spring forward (2026-03-29): 20:00 CEST is 18:00 UTC; the day before 19:00 UTC
-        (
-            "0 20 * * *",
-            "Europe/Berlin",
-            datetime(2026, 3, 28, 0, 0, tzinfo=UTC),
-            ["2026-03-28T19:00", "2026-03-29T18:00"],
-        ),
-        # 02:30 does not exist on the spring-forward day in Berlin: that day it fires at 03:30 CEST (01:30 UTC)
-        (
-            "30 2 * * *",
-            "Europe/Berlin",
-            datetime(2026, 3, 28, 12, 0, tzinfo=UTC),
-            ["2026-03-29T01:30", "2026-03-30T00:30"],
-        ),
-        # fall back (2026-10-25): 02:30 happens twice; it fires once, like cron
-        (
-            "30 2 * * *",
-            "Europe/Berlin",
-            datetime(2026, 10, 24, 12, 0, tzinfo=UTC),
-            ["2026-10-25T00:30", "2026-10-26T01:30"],
-        ),
-        # US DST end (2026-11-01): 08:00 New York is 12:00 UTC before, 13:00 UTC after
-        (
-            "0 8 * * *",
-            "America/New_York",
-            datetime(2026, 10, 31, 0, 0, tzinfo=UTC),
-            ["2026-10-31T12:00", "2026-11-01T13:00"],
-        ),
-    ],
-)
-def test_fire_times_in_time_zones_and_across_dst(
-    cron: str, tz: str, start: datetime, expected_utc: list[str]
-) -> None:
-    rule = schedule(cron=cron, timezone=tz)
-    fires = list(fire_times(rule, start, start + timedelta(days=4)))[:2]
-    assert [f.astimezone(UTC).strftime("%Y-%m-%dT%H:%M") for f in fires] == expected_utc
-
-
 def test_holidays_skip_by_the_schedules_local_date() -> None:
     calendars = {
         "cn": Calendar(country="CN"),
@@ -265,33 +207,3 @@ def test_window_reason_says_the_graph_came_back() -> None:
         == "came back running inside the keep-stopped window (until 2026-11-30T08:00:00+08:00)"
     )
     assert decide(graph("g", 900), window_until=until) == (False, "already stopped")
-
-
-def test_previous_fire_and_missed_firings() -> None:
-    trigger = cron_trigger("0 20 * * mon-fri", "Asia/Shanghai")
-    monday_noon = datetime(2026, 11, 30, 12, 0, tzinfo=SHANGHAI)
-    assert previous_fire(trigger, monday_noon) == datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
-    assert previous_fire(
-        cron_trigger("*/2 * * * *", "UTC"), datetime(2026, 1, 1, 0, 3, 59, tzinfo=UTC)
-    ) == datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
-    rule = schedule()
-    late = datetime(2026, 11, 27, 20, 40, tzinfo=SHANGHAI)
-    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
-    assert missed_firings(rule, None, late, timedelta(hours=1)) == (friday, [])
-    assert missed_firings(rule, None, late, timedelta(minutes=30)) == (
-        None,
-        [],
-    )  # unknown: not counted
-    assert missed_firings(rule, friday, late, timedelta(hours=1)) == (None, [])  # it did run
-
-
-def test_firings_lost_while_down_are_listed_when_the_last_one_is_known() -> None:
-    rule = schedule()  # 20:00 Mon-Fri
-    last = datetime(2026, 11, 24, 20, 0, tzinfo=SHANGHAI)  # Tuesday
-    friday_late = datetime(2026, 11, 27, 20, 10, tzinfo=SHANGHAI)
-    run, lost = missed_firings(rule, last, friday_late, timedelta(hours=1))
-    assert run == datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
-    assert [d.day for d in lost] == [25, 26]  # Wednesday and Thursday
-    run, lost = missed_firings(rule, last, friday_late + timedelta(hours=2), timedelta(hours=1))
-    assert run is None
-    assert [d.day for d in lost] == [25, 26, 27]
