@@ -117,3 +117,38 @@ class GraphApi(Protocol):
     ) -> list[Job]:
         """The Task Center's jobs (every page); `since` is a whole day."""
         ...
+
+
+# --- Cloud Eye ---
+
+Aggregation = Literal["average", "max", "min", "sum", "variance"]
+"""Cloud Eye's `filter`: how the raw one-minute values of one period are combined."""
+
+REQUEST_COUNT = "ges004_request_count"
+
+
+@dataclass(frozen=True, slots=True)
+class Datapoint:
+    """One Cloud Eye value: the aggregate of the period that starts at `at` (aware UTC)."""
+
+    at: datetime
+    value: float
+
+
+class MetricApi(Protocol):
+    """One project's Cloud Eye reads for graphs (namespace SYS.GES, dimension instance_id).
+    Failures raise daemon.api's errors, as GraphApi's do."""
+
+    async def request_counts(
+        self,
+        graph_ids: list[str],
+        *,
+        metric: str = REQUEST_COUNT,
+        aggregation: Aggregation = "sum",
+        start: datetime,
+        end: datetime,
+        period_s: int,
+    ) -> dict[str, list[Datapoint]]:
+        """Every graph's datapoints with start <= at < end, oldest first; a graph without
+        data maps to an empty list. As many requests as the API's limits need."""
+        ...
