@@ -57,11 +57,11 @@ async def one_size(
         )  # type: ignore[arg-type]
         app = App(settings)
         await app.start(serve=False, schedule=False, watch=False)
-        graphs = app.pipeline.projects["lab"].graphs
-        schedule = app.active_config.schedule("stop-all")
+        graphs = app.passes.projects["lab"].graphs
+        schedule = app.config.schedule("stop-all")
 
         started = time.perf_counter()
-        await app.refresh_inventory()
+        await app.passes.refresh_inventory(app.config)
         inventory_s = time.perf_counter() - started
 
         started = time.perf_counter()

@@ -34,7 +34,7 @@ from daemon.emulator.cloud import (
 )
 from daemon.loader import ConfigError, load_config
 from daemon.logs import setup_logging
-from daemon.planning import holiday_reason, plan, target_projects
+from daemon.planning import holiday_reason
 from daemon.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -130,32 +130,30 @@ async def _offline_app(settings: Settings) -> AsyncIterator[App]:
 
 
 async def _plan_live(settings: Settings, config: Config) -> int:
+    """What each schedule would do if it fired now: the firing's own path (inventory,
+    holidays, planning, executor) in dry-run, so it can never disagree with `once`."""
     try:
         async with _offline_app(settings) as app:
-            now = datetime.now(UTC)
             rows = []
             for schedule in config.schedules:
-                projects = target_projects(schedule, [p.name for p in config.projects])
-                inventory = {
-                    p: app.pipeline.projects[p].graphs
-                    for p in projects
-                    if p in app.pipeline.projects
-                }
-                for d in plan(
-                    schedule, inventory, now, config.opt_out_tags, app.tracker.in_flight()
-                ):
+                report = await app.fire(schedule.name, dry_run=True)
+                if report.skipped_reason:
+                    rows.append((schedule.name, "", "", "skip", report.skipped_reason))
+                for result in report.results:
+                    d = result.decision
+                    acts = result.outcome == "dry_run"
                     rows.append(
                         (
                             schedule.name,
                             d.project,
                             d.graph_name,
-                            d.action if d.act else "skip",
-                            d.reason,
+                            d.action if acts else "skip",
+                            d.reason if acts else result.reason,
                         )
                     )
             print("\nIf each schedule fired now:")
             _table(["schedule", "project", "graph", "decision", "reason"], rows)
-            failed = {p: s.error for p, s in app.pipeline.projects.items() if s.error}
+            failed = {p: s.error for p, s in app.passes.projects.items() if s.error}
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
@@ -179,7 +177,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 async def _once(settings: Settings, name: str, dry_run: bool) -> int:
     try:
         async with _offline_app(settings) as app:
-            names = [s.name for s in app.active_config.schedules]
+            names = [s.name for s in app.config.schedules]
             if name not in names:
                 print(
                     f"unknown schedule {name!r}; known: {', '.join(names) or 'none'}",
@@ -188,7 +186,7 @@ async def _once(settings: Settings, name: str, dry_run: bool) -> int:
                 return EXIT_USAGE
             report = await app.fire(name, dry_run=dry_run)
             outcomes = await asyncio.gather(*(r.job for r in report.results if r.job is not None))
-            errors = {p: app.pipeline.projects[p].error for p in report.failed_projects}
+            errors = {p: app.passes.projects[p].error for p in report.failed_projects}
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE

@@ -1,8 +1,10 @@
 """Applies decisions: bounded concurrency, dry-run, and never a second action on a graph
-whose job is still in flight. It does not choose targets.
+whose request or job is still in flight (the tracker keeps that list). It does not choose
+targets.
 
-Every decision ends in exactly one of: skipped (with the planner's reason), dry_run,
-already_done, failed (with an error code), or a job handed to the tracker.
+Every decision ends in exactly one outcome, recorded through daemon.outcomes: skipped (with
+the planner's reason), dry_run, already_done, failed (with an error code), or requested
+(a job handed to the tracker, whose end is recorded in turn).
 """
 
 from __future__ import annotations
@@ -10,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from daemon.api import AlreadyDoneError, ApiError
-from daemon.ges import GesClient
-from daemon.metrics import Metrics
-from daemon.model import Clock
-from daemon.planning import Decision
-from daemon.tracker import JobOutcome, TrackedJob, Tracker, failure_reason
+from daemon.model import GraphApi
+from daemon.outcomes import Kind, Outcome, Outcomes
+from daemon.planning import IN_FLIGHT, Decision
+from daemon.tracker import JobOutcome, Tracker, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -26,35 +27,33 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Result:
     decision: Decision
-    outcome: str  # skipped, dry_run, already_done, failed, requested
+    outcome: Kind
     reason: str
     job: asyncio.Task[JobOutcome] | None = None
 
 
 class Executor:
-    def __init__(
-        self, tracker: Tracker, metrics: Metrics, *, clock: Clock, max_concurrency: int = 8
-    ) -> None:
+    def __init__(self, tracker: Tracker, outcomes: Outcomes, *, max_concurrency: int = 8) -> None:
         self._tracker = tracker
-        self._metrics = metrics
-        self._clock = clock
+        self._outcomes = outcomes
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._claimed: set[tuple[str, str]] = set()  # graphs whose action request is on the wire
 
     async def execute(
         self,
         decisions: Sequence[Decision],
-        clients: Mapping[str, GesClient],
+        apis: Mapping[str, GraphApi],
         *,
+        now: datetime,
         dry_run: bool,
         job_timeout: timedelta,
         backup_id: str | None = None,
     ) -> list[Result]:
-        """Apply every decision; one failing graph never stops the others."""
+        """Apply every decision; one failing graph never stops the others. `now` is the
+        pass's time, stamped on the decisions' outcomes."""
         return list(
             await asyncio.gather(
                 *(
-                    self._apply(d, clients[d.project], dry_run, job_timeout, backup_id)
+                    self._apply(d, apis[d.project], now, dry_run, job_timeout, backup_id)
                     for d in decisions
                 )
             )
@@ -63,93 +62,65 @@ class Executor:
     async def _apply(
         self,
         decision: Decision,
-        ges: GesClient,
+        api: GraphApi,
+        now: datetime,
         dry_run: bool,
         job_timeout: timedelta,
         backup_id: str | None,
     ) -> Result:
-        key = (decision.project, decision.graph_id)
-        if decision.act and (key in self._claimed or self._tracker.is_in_flight(*key)):
-            decision = replace(
-                decision, act=False, reason="a job for this graph is already in flight"
-            )
-        if not decision.act:
-            return self._record(decision, "skipped", decision.reason)
+        d = decision
+        if not d.act:
+            return self._record(now, d, "skipped", d.reason)
         if dry_run:
-            return self._record(
-                decision, "dry_run", f"dry run: would {decision.action} ({decision.reason})"
-            )
-        self._claimed.add(key)
+            return self._record(now, d, "dry_run", f"dry run: would {d.action} ({d.reason})")
+        # Planning saw the graph free; another pass may have claimed it since.
+        if not self._tracker.claim(d.project, d.graph_id):
+            return self._record(now, d, "skipped", IN_FLIGHT)
         try:
             async with self._slots:
-                requested_at = self._clock()
-                if decision.action == "stop":
-                    job_id = await ges.stop_graph(decision.graph_id)
+                if d.action == "stop":
+                    job_id = await api.stop_graph(d.graph_id)
                 else:
-                    job_id = await ges.start_graph(decision.graph_id, backup_id)
-            job = TrackedJob(
-                decision.project,
-                decision.graph_id,
-                decision.graph_name,
-                job_id,
-                decision.action,
-                decision.rule,
-                requested_at,
-                job_timeout,
-            )
-            task = self._tracker.follow(ges, job)
+                    job_id = await api.start_graph(d.graph_id, backup_id)
         except AlreadyDoneError as exc:
-            return self._record(decision, "already_done", f"GES says {exc.code}: {exc.message}")
+            self._tracker.release(d.project, d.graph_id)
+            return self._record(now, d, "already_done", f"GES says {exc.code}: {exc.message}")
         except ApiError as exc:
-            self._metrics.action_failures.labels(
-                decision.project, decision.action, failure_reason(exc.code)
-            ).inc()
-            return self._record(decision, "failed", str(exc), logging.ERROR)
+            self._tracker.release(d.project, d.graph_id)
+            return self._record(now, d, "failed", str(exc), failure_reason(exc.code))
         except Exception as exc:  # a bug must cost this graph only, and be seen
-            log.exception("unexpected error applying a decision", extra=_facts(decision))
-            self._metrics.action_failures.labels(
-                decision.project, decision.action, "internal"
-            ).inc()
+            self._tracker.release(d.project, d.graph_id)
+            log.exception("unexpected error applying a decision", extra={"rule": d.rule})
             return self._record(
-                decision, "failed", f"internal error: {type(exc).__name__}", logging.ERROR
+                now, d, "failed", f"internal error: {type(exc).__name__}", "internal"
             )
-        finally:
-            self._claimed.discard(key)
-        log.info(
-            "%s requested",
-            decision.action,
-            extra=_facts(decision, outcome="requested", reason=decision.reason, job_id=job_id),
+        task = self._tracker.follow(
+            api, d.project, d.graph_id, d.graph_name, job_id, d.action, d.rule, job_timeout
         )
-        return Result(decision, "requested", decision.reason, task)
+        self._record(now, d, "requested", d.reason, job_id=job_id)
+        return Result(d, "requested", d.reason, task)
 
     def _record(
-        self, decision: Decision, outcome: str, reason: str, level: int = logging.INFO
+        self,
+        now: datetime,
+        d: Decision,
+        outcome: Kind,
+        reason: str,
+        failure: str = "",
+        job_id: str = "",
     ) -> Result:
-        self._metrics.actions.labels(
-            decision.project, decision.rule, decision.action, outcome
-        ).inc()
-        verb = {
-            "skipped": "skip",
-            "dry_run": "dry run",
-            "already_done": "already done",
-            "failed": "failed",
-        }[outcome]
-        log.log(
-            level,
-            "%s %s",
-            decision.action,
-            verb,
-            extra=_facts(decision, outcome=outcome, reason=reason),
+        self._outcomes.record(
+            Outcome(
+                now,
+                d.project,
+                d.graph_id,
+                d.graph_name,
+                d.rule,
+                d.action,
+                outcome,
+                reason,
+                job_id=job_id,
+                failure=failure,
+            )
         )
-        return Result(decision, outcome, reason)
-
-
-def _facts(decision: Decision, **more: str) -> dict[str, str]:
-    return {
-        "project": decision.project,
-        "graph_id": decision.graph_id,
-        "graph": decision.graph_name,
-        "rule": decision.rule,
-        "action": decision.action,
-        **more,
-    }
+        return Result(d, outcome, reason)

@@ -17,6 +17,8 @@ from daemon.config import Calendar, OptOutTags, Schedule, Selector
 from daemon.cron import cron_trigger, next_fire, previous_fire
 from daemon.model import Action, Graph, GraphStatus, describe_status
 
+IN_FLIGHT = "a job for this graph is already in flight"
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -94,7 +96,7 @@ def _decide(
         if now < until:
             return False, f"snoozed until {until.isoformat()} by tag {opt_out.snooze_until}"
     if (project, graph.id) in in_flight:
-        return False, "a job for this graph is already in flight"
+        return False, IN_FLIGHT
     return _by_status(schedule.action, graph.status, window_until)
 
 
@@ -162,3 +164,14 @@ def window_end(schedule: Schedule, now: datetime) -> datetime | None:
         return None
     end = next_fire(cron_trigger(schedule.keep_stopped_until, schedule.timezone), start)
     return end if end is not None and end > now else None
+
+
+def is_managed(schedules: Sequence[Schedule], project: str, graph: Graph) -> bool:
+    """A graph some stop schedule selects (and does not exclude): its stopped hours count
+    as savings."""
+    return any(
+        s.action == "stop"
+        and selects(s.targets, project, graph)
+        and not (s.exclude is not None and selects(s.exclude, project, graph))
+        for s in schedules
+    )

@@ -1,15 +1,24 @@
-"""Turns the config's schedules into APScheduler cron jobs, and swaps them on reload.
+"""The firing policy: one APScheduler cron trigger per schedule, swapped on reload, and the
+rules around each firing. It calls the firing with the schedule's **scheduled** fire time,
+and knows nothing of GES.
 
-Misfire policy, explicitly: firings coalesce; one firing of a schedule runs at a time; a
-firing that comes late (the loop was busy, the host slept) still runs within the
-schedule's misfire_grace and is counted as a misfire beyond it. It knows nothing of GES.
+- Firings coalesce, and one firing of a schedule runs at a time.
+- A fire time runs once: never twice for one fire time, and the second pass through a
+  wall-clock hour that DST fall-back repeats does not fire again (cron's behaviour).
+- A firing that comes late (the loop was busy, the host slept) still runs within the
+  schedule's misfire_grace; beyond it, it is a misfire.
+- At start-up, the latest firing missed while graphnap was down runs if it is within its
+  grace. With a state file, the firings lost while down are counted as misfires too.
+Misfires are counted in one place, `_misfire`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -17,87 +26,244 @@ from apscheduler.events import (
     JobExecutionEvent,
     JobSubmissionEvent,
 )
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.job import Job as ApsJob
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.config import Config, Schedule
-from daemon.cron import cron_trigger, next_fire, previous_fire
+from daemon.cron import cron_trigger, is_dst_repeat, next_fire, previous_fire
 from daemon.metrics import Metrics
+from daemon.model import Clock
+from daemon.state import load_last_fires, save_last_fires
 
 log = logging.getLogger(__name__)
 
-Fire = Callable[[str], Awaitable[None]]
-_PERIODIC_PREFIX = "__"
+Firing = Callable[[Config, Schedule, datetime], Awaitable[object]]
+Periodic = Callable[[], Awaitable[None]]
 
 
 class Scheduler:
-    def __init__(self, fire: Fire, metrics: Metrics, *, default_grace: timedelta) -> None:
-        self._fire = fire
+    def __init__(
+        self,
+        firing: Firing,
+        metrics: Metrics,
+        *,
+        clock: Clock,
+        default_grace: timedelta,
+        state_file: Path | None = None,
+    ) -> None:
+        self._firing = firing
         self._metrics = metrics
+        self._clock = clock
         self._default_grace = default_grace
+        self._state_file = state_file
+        self._config: Config | None = None
+        self._scheduled: dict[str, datetime] = {}  # the fire time each schedule last ran for
+        self._last_run: dict[str, datetime] = {}  # when that firing started
+        self._running: set[str] = set()  # one firing of a schedule at a time
+        self._tasks: set[asyncio.Task[None]] = set()
         self._aps = AsyncIOScheduler(
-            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1},
+            executors={"default": AsyncIOExecutor(), "firings": _FiringExecutor(self._spawn)},
         )
         self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
-    def start(self) -> None:
-        self._aps.start()
+    # --- life cycle -------------------------------------------------------------------------
 
-    def shutdown(self) -> None:
-        """No new firings from now on; running ones are the caller's to wait for."""
-        if self._aps.running:
-            self._aps.shutdown(wait=False)
+    def start(self, config: Config) -> None:
+        """Start the cron triggers, then catch up on what was missed while not running."""
+        if self._state_file is not None:
+            self._scheduled = load_last_fires(self._state_file)
+        self.apply(config)
+        self._aps.start()
+        self._publish_next_fire_times()
+        self._catch_up(config, self._clock())
 
     def apply(self, config: Config) -> None:
         """Make the cron jobs match the config: add, replace, remove. A firing that is
         running keeps the config it started with."""
+        self._config = config
         wanted = {s.name for s in config.schedules}
         for job in self._aps.get_jobs():
-            if not job.id.startswith(_PERIODIC_PREFIX) and job.id not in wanted:
+            if job.executor == "firings" and job.id not in wanted:
                 job.remove()
                 log.info("schedule removed", extra={"rule": job.id})
         for schedule in config.schedules:
-            grace = schedule.misfire_grace or self._default_grace
             self._aps.add_job(
-                self._fire,
+                self._due,
                 cron_trigger(schedule.cron, schedule.timezone),
                 args=[schedule.name],
                 id=schedule.name,
                 name=schedule.name,
+                executor="firings",
                 replace_existing=True,
-                misfire_grace_time=max(int(grace.total_seconds()), 1),
+                misfire_grace_time=max(int(self._grace(schedule).total_seconds()), 1),
             )
-        self.publish_next_fire_times()
+        self._publish_next_fire_times()
 
-    def every(self, name: str, interval_s: float, func: Callable[[], Awaitable[None]]) -> None:
-        """A periodic housekeeping job (inventory, window pass) on the same scheduler."""
+    def every(self, name: str, interval_s: float, func: Periodic) -> None:
+        """A periodic pass (inventory, windows) on the same scheduler."""
         self._aps.add_job(
             func,
             IntervalTrigger(seconds=interval_s),
-            id=f"{_PERIODIC_PREFIX}{name}",
+            id=f"pass:{name}",
             name=name,
             replace_existing=True,
             misfire_grace_time=max(int(interval_s), 1),
         )
 
+    async def stop(self, grace_s: float) -> None:
+        """No new firings; wait for running ones up to `grace_s`, then cut them short."""
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+        pending = [t for t in self._tasks if not t.done()]
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            log.warning("%d firings cut short by the shutdown grace", len(late))
+
+    async def settle(self) -> None:
+        """Until every firing started so far has ended (for tests and one-shot commands)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- views ------------------------------------------------------------------------------
+
     def next_fire_times(self) -> dict[str, datetime | None]:
         return {
             job.id: getattr(job, "next_run_time", None)  # unset until the scheduler runs
             for job in self._aps.get_jobs()
-            if not job.id.startswith(_PERIODIC_PREFIX)
+            if job.executor == "firings"
         }
 
-    def publish_next_fire_times(self) -> None:
-        self._metrics.set_next_fire_times(self.next_fire_times())
+    def last_fire_times(self) -> Mapping[str, datetime]:
+        return dict(self._last_run)
+
+    # --- the policy -------------------------------------------------------------------------
+
+    async def run(self, name: str, fire_time: datetime) -> None:
+        """One due firing of schedule `name` for its scheduled `fire_time`, under the policy
+        above. The daemon survives any failure inside it."""
+        try:
+            await self._run(name, fire_time)
+        except Exception:
+            log.exception("firing crashed", extra={"rule": name})
+        finally:
+            self._publish_next_fire_times()
+
+    async def _run(self, name: str, fire_time: datetime) -> None:
+        config = self._config
+        schedule = next((s for s in config.schedules if s.name == name), None) if config else None
+        if config is None or schedule is None:
+            log.info("firing dropped: the schedule was removed by a reload", extra={"rule": name})
+            return
+        if name in self._running:  # the start-up catch-up runs outside APScheduler
+            self._misfire(name, "the previous one is still running")
+            return
+        last = self._scheduled.get(name)
+        if last is not None and fire_time <= last:
+            log.info(
+                "firing skipped: it already ran for %s",
+                fire_time.isoformat(),
+                extra={"rule": name},
+            )
+            return
+        if is_dst_repeat(last, fire_time):
+            log.info(
+                "firing skipped: DST repeats this hour; it already ran once", extra={"rule": name}
+            )
+            return
+        self._scheduled[name] = fire_time
+        if self._state_file is not None:
+            save_last_fires(self._state_file, self._scheduled)
+        started = self._clock()
+        self._last_run[name] = started
+        self._metrics.last_fire.labels(name).set(started.timestamp())
+        self._running.add(name)
+        try:
+            await self._firing(config, schedule, fire_time)
+        finally:
+            self._running.discard(name)
+
+    def _catch_up(self, config: Config, now: datetime) -> None:
+        """Run the latest firing missed while graphnap was not running if it is within
+        its misfire_grace; count the ones lost (known only with a state file)."""
+        for schedule in config.schedules:
+            run, lost = missed_firings(
+                schedule, self._scheduled.get(schedule.name), now, self._grace(schedule)
+            )
+            if lost:
+                self._misfire(
+                    schedule.name,
+                    "missed while down",
+                    count=len(lost),
+                    detail=f"{len(lost)} firings were missed while graphnap was down, beyond "
+                    f"misfire_grace ({lost[0].isoformat()} to {lost[-1].isoformat()})",
+                )
+            if run is not None:
+                log.warning(
+                    "firing of %s came while graphnap was not running; within misfire_grace, so it runs now, %.0fs late",
+                    run.isoformat(),
+                    (now - run).total_seconds(),
+                    extra={
+                        "rule": schedule.name,
+                        "reason": "missed while down, within misfire_grace",
+                    },
+                )
+                self._spawn(self.run(schedule.name, run))
+
+    def _misfire(self, name: str, why: str, *, count: int = 1, detail: str = "") -> None:
+        self._metrics.misfires.labels(name).inc(count)
+        log.warning(detail or f"firing missed ({why})", extra={"rule": name, "reason": why})
 
     def _on_missed(self, event: JobExecutionEvent | JobSubmissionEvent) -> None:
-        if event.job_id.startswith(_PERIODIC_PREFIX):
+        job = self._aps.get_job(event.job_id)
+        if job is None or job.executor != "firings":
             return
-        why = (
-            "another firing still running" if event.code == EVENT_JOB_MAX_INSTANCES else "too late"
-        )
-        self._metrics.misfires.labels(event.job_id).inc()
-        log.warning("firing missed (%s)", why, extra={"rule": event.job_id, "reason": why})
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self._misfire(event.job_id, "the previous one is still running")
+        else:
+            self._misfire(event.job_id, "too late")
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _due(self, name: str, *fire_time: datetime) -> None:
+        """APScheduler's job. _FiringExecutor adds the scheduled fire time to the job's
+        arguments; APScheduler checks them against the signature, hence the star."""
+        await self.run(name, *fire_time)
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _grace(self, schedule: Schedule) -> timedelta:
+        return schedule.misfire_grace or self._default_grace
+
+    def _publish_next_fire_times(self) -> None:
+        self._metrics.set_next_fire_times(self.next_fire_times())
+
+
+class _FiringExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs a cron job as a task of the Scheduler's own (so shutdown can give it a grace)
+    and hands it its scheduled fire time, which APScheduler 3 otherwise keeps to itself.
+    With coalescing, the latest of the due run times is the one that runs."""
+
+    def __init__(self, spawn: Callable[[Awaitable[None]], asyncio.Task[None]]) -> None:
+        super().__init__()
+        self._spawn = spawn
+
+    def _do_submit_job(self, job: ApsJob, run_times: list[datetime]) -> None:
+        task = self._spawn(job.func(*job.args, run_times[-1]))
+        task.add_done_callback(lambda _: self._run_job_success(job.id, []))
 
 
 def missed_firings(

@@ -1,5 +1,7 @@
 """Follows every stop/start job to success, failure or timeout, and finds them again after
-a restart through the Task Center. It never issues actions.
+a restart through the Task Center. It never issues actions, but it is the one place that
+knows which graphs have an action in flight: claimed (the request is on the wire) or
+followed (a job is running).
 
 Polling backs off from poll_initial_s to poll_max_s. A job that says success is confirmed
 by the graph's own status; a job the API no longer knows is judged by the graph's status.
@@ -15,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from daemon.api import ApiError, NotFoundError, Sleep
-from daemon.ges import GesClient
 from daemon.metrics import Metrics
 from daemon.model import (
     MOVING_STATUS,
@@ -23,14 +24,17 @@ from daemon.model import (
     Action,
     Clock,
     Graph,
+    GraphApi,
     GraphStatus,
     Job,
     describe_status,
 )
+from daemon.outcomes import Outcome, Outcomes
 
 log = logging.getLogger(__name__)
 
 RESUMED_RULE = "resumed"
+GraphKey = tuple[str, str]  # (project, graph id)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class TrackedJob:
     requested_at: datetime
     timeout: timedelta
 
+    @property
+    def key(self) -> GraphKey:
+        return (self.project, self.graph_id)
+
 
 @dataclass(frozen=True)
 class JobOutcome:
@@ -56,6 +64,7 @@ class JobOutcome:
 class Tracker:
     def __init__(
         self,
+        outcomes: Outcomes,
         metrics: Metrics,
         *,
         clock: Clock,
@@ -63,39 +72,77 @@ class Tracker:
         poll_initial_s: float = 10.0,
         poll_max_s: float = 60.0,
     ) -> None:
-        self._metrics = metrics
+        self._outcomes = outcomes
+        self._gauge = metrics.jobs_in_flight
         self._clock = clock
         self._sleep = sleep
         self._poll_initial_s = poll_initial_s
         self._poll_max_s = poll_max_s
-        self._tasks: dict[tuple[str, str], tuple[TrackedJob, asyncio.Task[JobOutcome]]] = {}
-        self.finished: list[JobOutcome] = []  # the last outcomes, for /status
+        self._claimed: set[GraphKey] = set()
+        self._tasks: dict[GraphKey, tuple[TrackedJob, asyncio.Task[JobOutcome]]] = {}
 
-    def is_in_flight(self, project: str, graph_id: str) -> bool:
-        return (project, graph_id) in self._tasks
+    # --- what is in flight ----------------------------------------------------------------
 
-    def in_flight(self) -> set[tuple[str, str]]:
-        return set(self._tasks)
+    def claim(self, project: str, graph_id: str) -> bool:
+        """Reserve a graph for one action request; False when it already has one in flight.
+        The claim ends with follow() (the job is followed) or release() (no job came)."""
+        key = (project, graph_id)
+        if key in self._claimed or key in self._tasks:
+            return False
+        self._claimed.add(key)
+        return True
+
+    def release(self, project: str, graph_id: str) -> None:
+        self._claimed.discard((project, graph_id))
+
+    def in_flight(self) -> frozenset[GraphKey]:
+        """Graphs with an action request or a job in flight."""
+        return frozenset(self._claimed | self._tasks.keys())
 
     def jobs(self) -> list[TrackedJob]:
         return [job for job, _ in self._tasks.values()]
 
-    def follow(self, ges: GesClient, job: TrackedJob) -> asyncio.Task[JobOutcome]:
-        """Start following a job; the task resolves to its outcome. Idempotent per graph."""
-        key = (job.project, job.graph_id)
+    # --- following --------------------------------------------------------------------------
+
+    def follow(
+        self,
+        api: GraphApi,
+        project: str,
+        graph_id: str,
+        graph_name: str,
+        job_id: str,
+        action: Action,
+        rule: str,
+        timeout: timedelta,
+        *,
+        requested_at: datetime | None = None,
+    ) -> asyncio.Task[JobOutcome]:
+        """Follow a job until its end; the task resolves to its outcome. Idempotent per graph."""
+        key = (project, graph_id)
+        self._claimed.discard(key)
         if key in self._tasks:
             return self._tasks[key][1]
-        self._metrics.jobs_in_flight.labels(job.project, job.action).inc()
+        job = TrackedJob(
+            project,
+            graph_id,
+            graph_name,
+            job_id,
+            action,
+            rule,
+            requested_at or self._clock(),
+            timeout,
+        )
+        self._gauge.labels(project, action).inc()
         task = asyncio.get_running_loop().create_task(
-            self._follow(ges, job), name=f"track-{job.job_id}"
+            self._follow(api, job), name=f"track-{job_id}"
         )
         self._tasks[key] = (job, task)
-        task.add_done_callback(lambda _: self._forget(key, job))
+        task.add_done_callback(lambda _: self._forget(job))
         return task
 
-    def _forget(self, key: tuple[str, str], job: TrackedJob) -> None:
-        self._tasks.pop(key, None)
-        self._metrics.jobs_in_flight.labels(job.project, job.action).dec()
+    def _forget(self, job: TrackedJob) -> None:
+        self._tasks.pop(job.key, None)
+        self._gauge.labels(job.project, job.action).dec()
 
     async def wait(self) -> None:
         """Until every job followed now has ended (for `graphnap once` and tests)."""
@@ -111,7 +158,7 @@ class Tracker:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def resume(
-        self, project: str, ges: GesClient, graphs: Sequence[Graph], job_timeout: timedelta
+        self, project: str, api: GraphApi, graphs: Sequence[Graph], job_timeout: timedelta
     ) -> int:
         """Follow again the stop/start jobs still running in the Task Center.
 
@@ -126,23 +173,13 @@ class Tracker:
         since = (self._clock() - timedelta(days=2)).date()
         jobs: list[Job] = []
         for status in ("running", "waiting"):
-            jobs += await ges.list_jobs(status=status, since=since)
+            jobs += await api.list_jobs(status=status, since=since)
         resumed = 0
         for job in jobs:
             graph = moving.get(job.graph_name or "")
-            if graph is None or self.is_in_flight(project, graph.id):
+            if graph is None or (project, graph.id) in self.in_flight():
                 continue
             action: Action = "stop" if graph.status == GraphStatus.STOPPING else "start"
-            tracked = TrackedJob(
-                project,
-                graph.id,
-                graph.name,
-                job.id,
-                action,
-                RESUMED_RULE,
-                job.begin or self._clock(),
-                job_timeout,
-            )
             log.info(
                 "resuming a %s job found in the Task Center",
                 action,
@@ -155,13 +192,23 @@ class Tracker:
                     "rule": RESUMED_RULE,
                 },
             )
-            self.follow(ges, tracked)
+            self.follow(
+                api,
+                project,
+                graph.id,
+                graph.name,
+                job.id,
+                action,
+                RESUMED_RULE,
+                job_timeout,
+                requested_at=job.begin,
+            )
             resumed += 1
         return resumed
 
-    async def _follow(self, ges: GesClient, job: TrackedJob) -> JobOutcome:
+    async def _follow(self, api: GraphApi, job: TrackedJob) -> JobOutcome:
         try:
-            return await self._poll(ges, job)
+            return await self._poll(api, job)
         except Exception as exc:  # a bug must not make a job vanish without an outcome
             log.exception(
                 "unexpected error following a job",
@@ -171,7 +218,7 @@ class Tracker:
                 job, "failed", f"internal error while following: {type(exc).__name__}", "internal"
             )
 
-    async def _poll(self, ges: GesClient, job: TrackedJob) -> JobOutcome:
+    async def _poll(self, api: GraphApi, job: TrackedJob) -> JobOutcome:
         delay = self._poll_initial_s
         job_done = False
         last_seen = "pending"
@@ -188,7 +235,7 @@ class Tracker:
             delay = min(delay * 1.5, self._poll_max_s)
             try:
                 if not job_done:
-                    status = await ges.job_status(job.graph_id, job.job_id)
+                    status = await api.job_status(job.graph_id, job.job_id)
                     last_seen = f"job {status.state}"
                     if status.is_failed:
                         return self._finish(
@@ -200,7 +247,7 @@ class Tracker:
                     job_done = status.state == "success"
                     if not job_done:
                         continue
-                graph = await ges.show_graph(job.graph_id)
+                graph = await api.show_graph(job.graph_id)
             except NotFoundError as exc:
                 if exc.code == "GES.7000":
                     return self._finish(job, "failed", "graph deleted while its job ran", exc.code)
@@ -225,31 +272,24 @@ class Tracker:
     def _finish(
         self, job: TrackedJob, outcome: Literal["succeeded", "failed"], reason: str, failure: str
     ) -> JobOutcome:
-        duration = max((self._clock() - job.requested_at).total_seconds(), 0.0)
-        result = JobOutcome(job, outcome, reason, duration)
-        self._metrics.actions.labels(job.project, job.rule, job.action, outcome).inc()
-        self._metrics.job_duration.labels(job.action).observe(duration)
-        if failure:
-            self._metrics.action_failures.labels(job.project, job.action, failure).inc()
-        log.log(
-            logging.INFO if outcome == "succeeded" else logging.ERROR,
-            "%s %s",
-            job.action,
-            outcome,
-            extra={
-                "project": job.project,
-                "graph_id": job.graph_id,
-                "graph": job.graph_name,
-                "rule": job.rule,
-                "action": job.action,
-                "job_id": job.job_id,
-                "outcome": outcome,
-                "reason": reason,
-                "duration_s": duration,
-            },
+        now = self._clock()
+        duration = max((now - job.requested_at).total_seconds(), 0.0)
+        self._outcomes.record(
+            Outcome(
+                now,
+                job.project,
+                job.graph_id,
+                job.graph_name,
+                job.rule,
+                job.action,
+                outcome,
+                reason,
+                job_id=job.job_id,
+                failure=failure,
+                duration_s=duration,
+            )
         )
-        self.finished = [*self.finished[-99:], result]
-        return result
+        return JobOutcome(job, outcome, reason, duration)
 
 
 def failure_reason(code: str) -> str:

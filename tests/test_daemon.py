@@ -19,9 +19,9 @@ import pytest
 
 from daemon.api import Sleep
 from daemon.app import App
-from daemon.loader import ConfigError
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
+from daemon.loader import ConfigError
 from daemon.settings import Settings
 from tests.conftest import PROJECT
 
@@ -339,7 +339,7 @@ async def test_keep_stopped_window_restops_graphs_that_come_back(
 
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        await app.keep_windows()
+        await app.passes.keep_windows(app.config)
         await app.settle()
     assert statuses(cloud)["dev-a"] == 900
     assert (
@@ -354,7 +354,7 @@ async def test_keep_stopped_window_restops_graphs_that_come_back(
     clock.advance(12 * 3600)  # 09:05 next morning: the window is over
     cloud.act(PROJECT, lab["dev-a"].id, "start")
     clock.advance(60)
-    await app.keep_windows()
+    await app.passes.keep_windows(app.config)
     assert (
         cloud.count("graph_action", graph_id=lab["dev-a"].id) == 2
     )  # nothing new outside the window
@@ -366,9 +366,9 @@ async def test_savings_accrue_for_managed_graphs_while_stopped(
     app = await start(make_app())
     await app.fire("night-stop")
     await app.settle()
-    await app.refresh_inventory()
+    await app.passes.refresh_inventory(app.config)
     clock.advance(2 * 3600)
-    await app.refresh_inventory()
+    await app.passes.refresh_inventory(app.config)
     # dev-a 1.25 + dev-b 12 x 2 replicas + test-c 1.25 + dev-stopped 1.25 (managed, already stopped), for 2 h
     assert sample(
         app, "graphnap_estimated_savings_total", project="lab", currency="USD"
@@ -427,19 +427,19 @@ async def test_an_invalid_config_on_reload_keeps_the_old_schedules(
 
     config_file.write_text(good.replace('cron: "0 20 * * *"', 'cron: "0 25 * * *"'))
     with caplog.at_level(logging.ERROR):
-        assert await app.reload() is False
+        assert await app.source.reload() is False
     assert app.scheduler.next_fire_times() == before
     assert sample(app, "graphnap_config_last_reload_successful") == 0
     assert sample(app, "graphnap_config_reloads_total", result="failure") == 1
     assert "schedules[0].cron" in caplog.text
-    assert "schedules[0].cron" in app.status()["config"]["last_reload_error"]
+    assert "schedules[0].cron" in app.status.status()["config"]["last_reload_error"]
 
     config_file.write_text(
         good.replace("name: morning-start", "name: early-start").replace(
             '"0 8 * * *"\n    timezone', '"0 7 * * *"\n    timezone'
         )
     )
-    assert await app.reload() is True
+    assert await app.source.reload() is True
     assert set(app.scheduler.next_fire_times()) == {"night-stop", "early-start"}
     assert sample(app, "graphnap_config_last_reload_successful") == 1
     assert sample(app, "graphnap_config_reloads_total", result="success") == 1
@@ -485,11 +485,11 @@ async def test_readiness_waits_for_a_first_inventory(
 ) -> None:
     cloud.inject("list_graphs", 403, "GES.7041", "Insufficient permission.", times=1)
     app = await start(make_app())
-    assert app.readiness() == [
+    assert app.status.readiness() == [
         "project lab: no inventory yet (ges list_graphs: GES.7041 (HTTP 403): Insufficient permission.)"
-    ] or app.readiness()[0].startswith("project lab: no inventory yet")
-    await app.refresh_inventory()
-    assert app.readiness() == []
+    ] or app.status.readiness()[0].startswith("project lab: no inventory yet")
+    await app.passes.refresh_inventory(app.config)
+    assert app.status.readiness() == []
 
 
 def test_utc_start_is_a_friday_evening() -> None:
@@ -514,10 +514,10 @@ async def test_a_configmap_symlink_swap_is_picked_up(
 
     app = make_app(config=mount / "config.yaml")
     await app.start(serve=False, schedule=True, watch=False)
-    assert await app.check_config() is False  # nothing changed
+    assert await app.source.check() is False  # nothing changed
     (mount / "..data_tmp").symlink_to(second.name)
     (mount / "..data_tmp").replace(mount / "..data")  # the atomic swap
-    assert await app.check_config() is True
+    assert await app.source.check() is True
     assert set(app.scheduler.next_fire_times()) == {"night-stop", "later-start"}
 
 
@@ -543,7 +543,7 @@ async def test_a_broken_state_file_is_ignored_with_a_warning(
     state = tmp_path / "graphnap.json"
     state.write_text("{not json")
     with caplog.at_level(logging.WARNING):
-        await start(make_app(state_file=state))
+        await start(make_app(state_file=state), schedule=True)  # the scheduler reads it
     assert "state file" in caplog.text
     assert "unreadable" in caplog.text
 
@@ -558,14 +558,16 @@ async def test_jobs_are_resumed_once_ges_answers_even_if_it_was_down_at_start_up
     cloud.inject("list_graphs", 503, "APIG.1009", "Service unavailable.", times=4)  # every attempt
     second = await start(make_app())
     assert second.tracker.jobs() == []
-    assert second.readiness()[0].startswith(
+    assert second.status.readiness()[0].startswith(
         "project lab: no inventory yet (ges list_graphs: APIG.1009 (HTTP 503)"
     )
 
-    await second.refresh_inventory()  # the periodic inventory, once GES answers again
+    await second.passes.refresh_inventory(
+        second.config
+    )  # the periodic inventory, once GES answers again
     assert len(second.tracker.jobs()) == 3
     await second.settle()
-    assert second.readiness() == []
+    assert second.status.readiness() == []
     assert cloud.count("graph_action") == 3
     assert actions(second, "succeeded", rule="resumed") == 3
 
@@ -580,9 +582,13 @@ async def test_one_firing_of_a_schedule_at_a_time_and_once_per_fire_time(
     clock.advance(2 * 3600 + 60)  # 20:01: the 20:00 firing is due
     app = make_app()
     await app.start(serve=False, schedule=False, watch=False)
+    app.scheduler.apply(app.config)
+    due = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
     with caplog.at_level(logging.INFO):
-        await asyncio.gather(app._fire_scheduled("night-stop"), app._fire_scheduled("night-stop"))
-        await app._fire_scheduled("night-stop")  # the same 20:00 fire time again
+        await asyncio.gather(
+            app.scheduler.run("night-stop", due), app.scheduler.run("night-stop", due)
+        )
+        await app.scheduler.run("night-stop", due)  # the same 20:00 fire time again
         await app.settle()
     assert cloud.count("graph_action") == 3
     assert cloud.count("list_graphs") == 2  # start-up inventory and one firing

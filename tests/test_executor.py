@@ -13,6 +13,7 @@ from daemon.executor import Executor
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
 from daemon.model import Graph, Job
+from daemon.outcomes import Outcomes
 from daemon.planning import Decision
 from daemon.tracker import Tracker
 from tests.conftest import PROJECT
@@ -51,12 +52,14 @@ async def test_a_bug_for_one_graph_fails_that_graph_only_and_is_counted() -> Non
         await asyncio.sleep(0)
 
     metrics = Metrics(CollectorRegistry())
-    tracker = Tracker(metrics, clock=lambda: NOW, sleep=no_wait)
-    executor = Executor(tracker, metrics, clock=lambda: NOW)
+    outcomes = Outcomes(metrics)
+    tracker = Tracker(outcomes, metrics, clock=lambda: NOW, sleep=no_wait)
+    executor = Executor(tracker, outcomes)
     ges = FlakyGes()
     results = await executor.execute(
         [decision("g-1"), decision("g-bad"), decision("g-2")],
         {"lab": ges},
+        now=NOW,
         dry_run=False,
         job_timeout=timedelta(minutes=5),
     )

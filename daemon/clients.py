@@ -1,0 +1,129 @@
+"""One set of API clients per project: its auth (AK/SK signer or IAM token), its rate gate,
+its endpoints. A project's clients are rebuilt when its definition changes on reload and
+closed at shutdown. It holds no schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
+
+import httpx
+
+from daemon import __version__
+from daemon.api import RequestGate, RetryPolicy, Sleep
+from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
+from daemon.config import Config, Project
+from daemon.ges import GesClient
+from daemon.loader import Problem
+from daemon.metrics import Metrics
+from daemon.model import Clock, GraphApi
+from daemon.settings import Settings
+
+
+def missing_credentials(config: Config, settings: Settings) -> list[Problem]:
+    """Every project whose credential set is not given, with where to give it."""
+    return [
+        Problem(
+            ("projects", i, "credentials"),
+            f"credential set {p.credentials!r} is not given",
+            f"set GRAPHNAP_CREDENTIALS__{p.credentials.upper()}__AK and __SK (or __USER, __PASSWORD, "
+            f"__DOMAIN), or files {p.credentials}.ak / {p.credentials}.sk in GRAPHNAP_SECRETS_DIR",
+        )
+        for i, p in enumerate(config.projects)
+        if settings.credential_set(p.credentials) is None
+    ]
+
+
+class Clients:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, *, clock: Clock, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._sleep = sleep
+        self._ges: dict[str, GesClient] = {}
+        self._defs: dict[str, Project] = {}  # what each project's clients were built from
+        self._http: list[httpx.AsyncClient] = []
+
+    def update(self, config: Config) -> None:
+        """Build clients for new or changed projects; forget removed ones (their HTTP
+        clients stay open until close(): a job being followed may still use them)."""
+        for project in config.projects:
+            if self._defs.get(project.name) != project:
+                self._ges[project.name] = self._build(project)
+                self._defs[project.name] = project
+        for name in set(self._ges) - {p.name for p in config.projects}:
+            del self._ges[name]
+            del self._defs[name]
+
+    def graph_apis(self) -> Mapping[str, GraphApi]:
+        return self._ges
+
+    async def close(self) -> None:
+        for http in self._http:
+            await http.aclose()
+        self._http.clear()
+
+    def _build(self, project: Project) -> GesClient:
+        creds = self._settings.credential_set(project.credentials)
+        if creds is None:  # checked at load: a config without them is never activated
+            raise RuntimeError(f"credential set {project.credentials!r} is not given")
+        timeout = httpx.Timeout(self._settings.request_timeout_s)
+        auth: httpx.Auth
+        if creds.kind == "aksk":
+            assert creds.ak is not None
+            assert creds.sk is not None
+            auth = AkSkAuth(
+                creds.ak,
+                creds.sk,
+                project_id=project.project_id,
+                security_token=creds.security_token,
+                clock=self._clock,
+            )
+        else:
+            assert creds.user is not None
+            assert creds.password is not None
+            assert creds.domain is not None
+            iam_http = self._open(httpx.AsyncClient(timeout=timeout))
+            provider = TokenProvider(
+                iam_http,
+                iam_endpoint=project.iam_endpoint,
+                user=creds.user,
+                password=creds.password,
+                domain=creds.domain,
+                project_id=project.project_id,
+                clock=self._clock,
+                refresh_margin=timedelta(seconds=self._settings.token_refresh_margin_s),
+            )
+            auth = TokenAuth(provider, project.project_id)
+        http = self._open(
+            httpx.AsyncClient(
+                base_url=project.ges_endpoint,
+                auth=auth,
+                timeout=timeout,
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": f"graphnap/{__version__}",
+                },
+            )
+        )
+        gate = RequestGate(self._settings.max_concurrency, self._settings.project_rate_per_s)
+        retry = self._settings.retry
+        return GesClient(
+            http,
+            project.project_id,
+            retry=RetryPolicy(
+                retry.attempts, retry.backoff_initial_s, retry.backoff_max_s, retry.backoff_jitter_s
+            ),
+            sleep=self._sleep,
+            observe=self._metrics.observe_request,
+            page_size=self._settings.page_size,
+            limiter=gate,
+        )
+
+    def _open(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
+        self._http.append(http)
+        return http

@@ -1,0 +1,134 @@
+"""What the ops server shows: liveness (the event loop's heartbeat), readiness (config
+loaded, every project's first inventory answered) and the /status document, each built
+from the parts' own read-only views. Nothing here calls GES or shows a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from daemon import __version__
+from daemon.outcomes import Outcomes
+from daemon.passes import ProjectState
+from daemon.reload import ConfigSource
+from daemon.tracker import Tracker
+
+STALL_AFTER_S = 30.0  # no heartbeat for this long: the event loop is stuck
+
+
+class Heartbeat:
+    """Beats on the event loop; /healthz says alive while the beats keep coming."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self._every_s = every_s
+        self._beat = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._beat = loop.time()
+            await asyncio.sleep(self._every_s)
+
+    def is_alive(self) -> bool:
+        return asyncio.get_running_loop().time() - self._beat < STALL_AFTER_S
+
+
+class StatusView:
+    def __init__(
+        self,
+        source: ConfigSource,
+        heartbeat: Heartbeat,
+        projects: Mapping[str, ProjectState],
+        tracker: Tracker,
+        outcomes: Outcomes,
+        *,
+        next_fires: Callable[[], Mapping[str, datetime | None]],
+        last_fires: Callable[[], Mapping[str, datetime]],
+        dry_run: bool,
+    ) -> None:
+        self._source = source
+        self._heartbeat = heartbeat
+        self._projects = projects
+        self._tracker = tracker
+        self._outcomes = outcomes
+        self._next_fires = next_fires
+        self._last_fires = last_fires
+        self._dry_run = dry_run
+
+    def is_alive(self) -> bool:
+        return self._heartbeat.is_alive()
+
+    def readiness(self) -> list[str]:
+        """What still keeps the daemon from being ready; empty when ready."""
+        if not self._source.is_loaded:
+            return ["config not loaded"]
+        waiting = []
+        for project in self._source.config.projects:
+            state = self._projects.get(project.name)
+            if state is None or state.at is None:
+                error = f" ({state.error})" if state is not None and state.error else ""
+                waiting.append(f"project {project.name}: no inventory yet{error}")
+        return waiting
+
+    def status(self) -> dict[str, Any]:
+        config = self._source.config
+        next_fire, last_fire = self._next_fires(), self._last_fires()
+        waiting = self.readiness()
+        return {
+            "version": __version__,
+            "config": {
+                "path": str(self._source.path),
+                "version": self._source.version,
+                "loaded_at": self._source.loaded_at,
+                "last_reload_error": self._source.last_error,
+            },
+            "ready": not waiting,
+            "waiting_for": waiting,
+            "dry_run": self._dry_run,
+            "schedules": [
+                {
+                    "name": s.name,
+                    "action": s.action,
+                    "cron": s.cron,
+                    "timezone": s.timezone,
+                    "next_fire": next_fire.get(s.name),
+                    "last_fire": last_fire.get(s.name),
+                    "keep_stopped_until": s.keep_stopped_until,
+                    "skip_on": s.skip_on,
+                    "dry_run": s.dry_run,
+                }
+                for s in config.schedules
+            ],
+            "idle_rules": [
+                {"name": r.name, "state": "loaded, not evaluated (Cloud Eye support pending)"}
+                for r in config.idle_rules
+            ],
+            "projects": [
+                {
+                    "name": p.name,
+                    "region": p.region,
+                    "project_id": p.project_id,
+                    "graphs": len(state.graphs) if (state := self._projects.get(p.name)) else None,
+                    "last_inventory": state.at if state else None,
+                    "error": state.error if state else "",
+                }
+                for p in config.projects
+            ],
+            "jobs_in_flight": [
+                {
+                    "project": j.project,
+                    "graph_id": j.graph_id,
+                    "graph": j.graph_name,
+                    "job_id": j.job_id,
+                    "action": j.action,
+                    "rule": j.rule,
+                    "requested_at": j.requested_at,
+                }
+                for j in self._tracker.jobs()
+            ],
+            "recent_outcomes": self._outcomes.job_ends(20),
+            "last_decisions": self._outcomes.decisions(50),
+        }
