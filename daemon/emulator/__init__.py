@@ -1,4 +1,4 @@
-"""A fake Huawei cloud (GES v1, IAM, the API gateway) over real HTTP on loopback.
+"""A fake Huawei cloud (GES v1, Cloud Eye, IAM, the API gateway) over real HTTP on loopback.
 
 It stands on its own: it imports nothing of the daemon code it fakes, so the daemon's
 client and Huawei's SDK are both checked against an independent implementation.

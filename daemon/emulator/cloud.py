@@ -1,4 +1,5 @@
-"""The emulated cloud's state: projects, graphs, Task Center jobs, IAM users and tokens, faults.
+"""The emulated cloud's state: projects, graphs, Task Center jobs, IAM users and tokens, faults,
+and each graph's status history and request traffic (what Cloud Eye reports).
 
 No HTTP here and no background tasks: a graph's status and a job's progress are computed
 from the clock when they are read, so a test that moves a manual clock sees exact
@@ -14,6 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
+
+from daemon.emulator import cloudeye
+from daemon.emulator.cloudeye import Traffic
 
 Clock = Callable[[], datetime]
 Kind = Literal["stop", "start"]
@@ -51,7 +55,7 @@ class CloudFault(Exception):
         code: str,
         message: str,
         *,
-        source: Literal["ges", "gateway", "iam"] = "ges",
+        source: Literal["ges", "gateway", "iam", "ces"] = "ges",
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -67,6 +71,8 @@ class Timing:
     pending_s: float = 1.0
     stop_s: float = 8.0
     start_s: float = 15.0
+    # Cloud Eye publishes a minute this long after it ends (the real service: 5-10 minutes).
+    metrics_lag_s: float = 360.0
 
 
 @dataclass
@@ -125,6 +131,15 @@ class EmuGraph:
     updated: datetime = field(default_factory=system_clock)
     job: EmuJob | None = None  # the stop/start job moving the graph, if any
     previous_status: int = RUNNING
+    # (since, status) for every status the graph has had: Cloud Eye's data follows it
+    history: list[tuple[datetime, int]] = field(default_factory=list)
+    traffic: Traffic = 0.0
+    gaps: list[tuple[datetime, datetime]] = field(default_factory=list)  # no data, though up
+
+    def record(self, status: int, since: datetime) -> None:
+        self.status = status
+        if not self.history or self.history[-1][1] != status:
+            self.history.append((since, status))
 
 
 @dataclass
@@ -187,8 +202,11 @@ class Cloud:
         replication: int = 1,
         tags: dict[str, str] | None = None,
         graph_id: str | None = None,
+        created: datetime | None = None,
+        traffic: Traffic = 0.0,
     ) -> EmuGraph:
-        now = self.clock()
+        """A graph; `created` in the past gives it a history (running since then) for backtests."""
+        now = created or self.clock()
         graph = EmuGraph(
             id=graph_id or self._uuid(),
             name=name,
@@ -199,6 +217,8 @@ class Cloud:
             status=status,
             created=now,
             updated=now,
+            history=[(now, status)],
+            traffic=traffic,
         )
         self.graphs[project_id][graph.id] = graph
         return graph
@@ -214,6 +234,9 @@ class Cloud:
                 status = self.rng.choice([202, 204, 205])  # importing, exporting, clearing
             elif i < busy + stopped:
                 status = STOPPED
+            # prod is queried all day, test now and then, dev not at all: an idle rule on
+            # env=dev has something to stop and a deferral something to wait for.
+            traffic: Traffic = 40.0 if env == "prod" else _office_hours if env == "test" else 0.0
             self.add_graph(
                 project_id,
                 f"{env}-{self.rng.choice(domains)}-{i:02d}",
@@ -221,6 +244,7 @@ class Cloud:
                 size_index=self.rng.choice(["1", "1", "2", "4"]),
                 replication=self.rng.choice([1, 1, 3]),
                 tags={"env": env, "team": self.rng.choice(["ml", "risk", "data"])},
+                traffic=traffic,
             )
 
     def graph(self, project_id: str, graph_id: str) -> EmuGraph:
@@ -241,9 +265,9 @@ class Cloud:
             job = graph.job
             if job is not None and now >= job.end_at:
                 if job.fails:
-                    graph.status = graph.previous_status
+                    graph.record(graph.previous_status, job.end_at)
                 else:
-                    graph.status = STOPPED if job.kind == "stop" else RUNNING
+                    graph.record(STOPPED if job.kind == "stop" else RUNNING, job.end_at)
                 graph.updated = job.end_at
                 graph.job = None
                 del self._moving[graph.id]
@@ -278,7 +302,7 @@ class Cloud:
         )
         self.jobs[job.id] = job
         graph.previous_status = graph.status
-        graph.status = STOPPING if kind == "stop" else STARTING
+        graph.record(STOPPING if kind == "stop" else STARTING, now)
         graph.updated = now
         graph.job = job
         self._moving[graph.id] = graph
@@ -312,6 +336,64 @@ class Cloud:
             and (until is None or job.created.date() <= until)
         ]
         return sorted(jobs, key=lambda j: j.created, reverse=True)
+
+    def set_status(self, project_id: str, graph_id: str, status: int) -> None:
+        """Move a graph to any status now (a busy import, a fault), remembered for Cloud Eye."""
+        graph = self.graph(project_id, graph_id)
+        graph.record(status, self.clock())
+        graph.updated = self.clock()
+
+    # --- Cloud Eye ------------------------------------------------------------------------
+
+    def set_traffic(self, project_id: str, graph_id: str, traffic: Traffic) -> None:
+        """Requests per minute while the graph runs: a number, or a function of the minute."""
+        self.graph(project_id, graph_id).traffic = traffic
+
+    def add_gap(self, project_id: str, graph_id: str, start: datetime, end: datetime) -> None:
+        """Cloud Eye has no data for [start, end) although the graph runs (a collector hiccup)."""
+        self.graph(project_id, graph_id).gaps.append((start, end))
+
+    def metric_points(
+        self,
+        project_id: str,
+        graph_id: str,
+        metric_name: str,
+        how: str,
+        *,
+        period_s: int,
+        from_ms: int,
+        to_ms: int,
+        limit: int,
+    ) -> list[tuple[int, float]]:
+        """(timestamp ms, value) as Cloud Eye answers: `from` moved to the window cap and
+        floored to the period; no data for unknown graphs and metrics."""
+        self.settle()
+        graph = self.graphs.get(project_id, {}).get(graph_id)
+        metric = cloudeye.METRICS.get(metric_name)
+        if graph is None or metric is None:
+            return []
+        now = self.clock()
+        if not graph.history or graph.history[-1][1] != graph.status:
+            graph.record(graph.status, now)  # a test set the status directly: known from now
+        cap_ms = int(cloudeye.WINDOW_CAPS[period_s].total_seconds() * 1000)
+        from_ms = max(from_ms, to_ms - cap_ms)
+        step_ms = period_s * 1000
+        from_ms -= from_ms % step_ms
+        ranges = cloudeye.reporting_minutes(
+            graph.history,
+            graph.gaps,
+            visible_until=now - timedelta(seconds=self.timing.metrics_lag_s),
+        )
+        return cloudeye.series(
+            ranges,
+            graph.traffic,
+            metric,
+            how=how,
+            period_s=period_s,
+            start=datetime.fromtimestamp(from_ms / 1000, UTC),
+            end=datetime.fromtimestamp(to_ms / 1000, UTC),
+            limit=limit,
+        )
 
     # --- IAM ------------------------------------------------------------------------------
 
@@ -373,8 +455,12 @@ class Cloud:
         for fault in self.faults.scripted:
             if fault.times > 0 and fault.operation in (operation, "*"):
                 fault.times -= 1
-                source: Literal["ges", "gateway"] = (
-                    "gateway" if fault.code.startswith("APIG") else "ges"
+                source: Literal["ges", "gateway", "ces"] = (
+                    "gateway"
+                    if fault.code.startswith("APIG")
+                    else "ces"
+                    if fault.code.startswith("ces.")
+                    else "ges"
                 )
                 return CloudFault(fault.status, fault.code, fault.message, source=source)
         self.faults.scripted = [f for f in self.faults.scripted if f.times > 0]
@@ -407,6 +493,11 @@ class Cloud:
         self.settle()
         for graphs in self.graphs.values():
             yield from graphs.values()
+
+
+def _office_hours(minute: datetime) -> float:
+    """Some requests in working hours (UTC+8), none at night."""
+    return 6.0 if 1 <= minute.hour < 11 else 0.0
 
 
 # Fake credentials for the demo and the README's commands; they open nothing but the emulator.

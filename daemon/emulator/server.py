@@ -1,8 +1,9 @@
-"""The emulator's HTTP face: GES v1 management API, IAM tokens, and the gateway's checks.
+"""The emulator's HTTP face: GES v1 management API, Cloud Eye metric queries, IAM tokens, and
+the gateway's checks.
 
 Routes, field names, status codes and error bodies follow ../shared/ges-api.md, so that
 Huawei's own SDK works against it unchanged. `/_emulator/*` is a control plane for demos
-and tests (state, faults) and is not part of any Huawei API.
+and tests (state, faults, traffic) and is not part of any Huawei API.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
+from daemon.emulator import cloudeye
 from daemon.emulator.cloud import (
     JOB_NAMES,
     Cloud,
@@ -44,6 +47,14 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
 def _error(fault: CloudFault, request_id: str) -> web.Response:
     if fault.source == "ges":
         body: dict[str, Any] = {"errorCode": fault.code, "errorMessage": fault.message}
+    elif fault.source == "ces":
+        # Cloud Eye v1's own error shape (api-ces ErrorCode page): the code is nested.
+        body = {
+            "code": fault.status,
+            "element": HTTPStatus(fault.status).phrase,
+            "message": fault.message,
+            "details": {"details": fault.message, "code": fault.code},
+        }
     elif fault.source == "iam":
         body = {
             "error": {"code": fault.status, "message": fault.message, "title": "Unauthorized"},
@@ -120,9 +131,13 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if cloud.faults.latency_s and not request.path.startswith("/_emulator"):
             await asyncio.sleep(cloud.faults.latency_s)
-        if request.path.startswith("/v1.0/"):
+        if request.path.startswith(("/v1.0/", "/V1.0/")):
             await _authenticate(request, cloud)
             fault = cloud.fault_for(operation)
+            if fault and fault.source == "ges" and request.path.startswith("/V1.0/"):
+                # a random or scripted engine fault, answered the way Cloud Eye would
+                code = "ces.0007" if fault.status >= 500 else fault.code
+                fault = CloudFault(fault.status, code, fault.message, source="ces")
             if fault:
                 raise fault
         response = await handler(request)
@@ -267,6 +282,150 @@ async def list_jobs(request: web.Request) -> web.Response:
     )
 
 
+# --- Cloud Eye -----------------------------------------------------------------------------
+
+
+def _ces_fault(code: str, message: str) -> CloudFault:
+    return CloudFault(400, code, message, source="ces")
+
+
+def _ces_project(request: web.Request) -> str:
+    project_id = request.match_info["project_id"]
+    if project_id not in request.app[CLOUD].graphs:
+        raise _ces_fault("ces.0003", "The tenant ID is left blank or incorrect.")
+    return project_id
+
+
+def _window(period: object, how: object, from_ms: object, to_ms: object, code: str) -> None:
+    """Refuse what CES refuses; `code` is ces.0014 for a body, ces.0013 for URL parameters."""
+    if period not in cloudeye.WINDOW_CAPS:
+        raise _ces_fault(
+            code, f"Invalid period {period!r}: one of 1, 60, 300, 1200, 3600, 14400, 86400."
+        )
+    if how not in cloudeye.FILTERS:
+        raise _ces_fault(code, f"Invalid filter {how!r}: one of {', '.join(cloudeye.FILTERS)}.")
+    if not (isinstance(from_ms, int) and isinstance(to_ms, int)) or isinstance(from_ms, bool):
+        raise _ces_fault(code, "from and to must be epoch milliseconds.")
+    if from_ms >= to_ms:
+        raise _ces_fault(code, "from must be earlier than to.")
+
+
+def _instance(dimensions: list[dict[str, Any]]) -> str | None:
+    return next((d["value"] for d in dimensions if d.get("name") == cloudeye.DIMENSION), None)
+
+
+async def batch_query_metric_data(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    project_id = _ces_project(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _ces_fault("ces.0014", "Some content in message body is not correct.") from None
+    if not isinstance(body, dict) or not isinstance(body.get("metrics"), list):
+        raise _ces_fault("ces.0014", "Some content in message body is not correct: metrics.")
+    metrics: list[Any] = body["metrics"]
+    if not 1 <= len(metrics) <= cloudeye.MAX_METRICS:
+        raise _ces_fault(
+            "ces.0014",
+            f"Some content in message body is not correct: metrics must have 1 to "
+            f"{cloudeye.MAX_METRICS} items, got {len(metrics)}.",
+        )
+    period_raw = body.get("period")
+    if not isinstance(period_raw, str) or not period_raw.isdigit():
+        raise _ces_fault("ces.0014", "Some content in message body is not correct: period.")
+    period, how = int(period_raw), body.get("filter")
+    _window(period, how, body.get("from"), body.get("to"), "ces.0014")
+    for metric in metrics:
+        dims = metric.get("dimensions") if isinstance(metric, dict) else None
+        if (
+            not isinstance(dims, list)
+            or not 1 <= len(dims) <= 4
+            or not all(isinstance(d, dict) and {"name", "value"} <= set(d) for d in dims)
+            or not isinstance(metric.get("namespace"), str)
+            or not isinstance(metric.get("metric_name"), str)
+        ):
+            raise _ces_fault("ces.0014", "Some content in message body is not correct: metrics.")
+    budget = cloudeye.MAX_POINTS  # for all metrics together: later ones get what is left
+    answer = []
+    for metric in metrics:
+        name, graph_id = metric["metric_name"], _instance(metric["dimensions"])
+        points: list[tuple[int, float]] = []
+        if metric["namespace"] == cloudeye.NAMESPACE and graph_id is not None and budget > 0:
+            points = cloud.metric_points(
+                project_id,
+                graph_id,
+                name,
+                str(how),
+                period_s=period,
+                from_ms=body["from"],
+                to_ms=body["to"],
+                limit=budget,
+            )
+        budget -= len(points)
+        known = cloudeye.METRICS.get(name)
+        answer.append(
+            {
+                "namespace": metric["namespace"],
+                "metric_name": name,
+                "dimensions": metric["dimensions"],
+                "unit": known.unit if known else "",
+                "datapoints": [{str(how): value, "timestamp": ts} for ts, value in points],
+            }
+        )
+    return _json({"metrics": answer})
+
+
+async def show_metric_data(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    project_id = _ces_project(request)
+    query = request.query
+    missing = [
+        k
+        for k in ("namespace", "metric_name", "dim.0", "filter", "period", "from", "to")
+        if not query.get(k)
+    ]
+    if missing:
+        raise _ces_fault(
+            "ces.0013", f"The URL parameter is invalid or does not exist: {missing[0]}."
+        )
+    numbers = {k: query[k] for k in ("period", "from", "to")}
+    if not all(v.isdigit() for v in numbers.values()):
+        raise _ces_fault(
+            "ces.0013", "The URL parameter is invalid: period, from and to are integers."
+        )
+    key, _, graph_id = query["dim.0"].partition(",")
+    if not graph_id:
+        raise _ces_fault("ces.0013", "The URL parameter is invalid: dim.0 is key,value.")
+    period, how, from_ms, to_ms = (
+        int(numbers["period"]),
+        query["filter"],
+        int(numbers["from"]),
+        int(numbers["to"]),
+    )
+    _window(period, how, from_ms, to_ms, "ces.0013")
+    name = query["metric_name"]
+    points: list[tuple[int, float]] = []
+    if query["namespace"] == cloudeye.NAMESPACE and key == cloudeye.DIMENSION:
+        points = cloud.metric_points(
+            project_id,
+            graph_id,
+            name,
+            how,
+            period_s=period,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            limit=cloudeye.MAX_POINTS,
+        )
+    known = cloudeye.METRICS.get(name)
+    unit = known.unit if known else ""
+    return _json(
+        {
+            "metric_name": name,
+            "datapoints": [{how: value, "timestamp": ts, "unit": unit} for ts, value in points],
+        }
+    )
+
+
 # --- IAM -----------------------------------------------------------------------------------
 
 
@@ -347,6 +506,30 @@ async def emulator_faults(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+async def emulator_traffic(request: web.Request) -> web.Response:
+    """POST {"project_id", "graph_id", "requests_per_minute": 12.5,
+    "gaps": [{"from": "2026-11-27T10:00:00+00:00", "to": "..."}]}: a graph's traffic from now
+    on (while it runs) and periods without Cloud Eye data."""
+    cloud = request.app[CLOUD]
+    try:
+        body = await request.json()
+        project_id, graph_id = body["project_id"], body["graph_id"]
+        if "requests_per_minute" in body:
+            cloud.set_traffic(project_id, graph_id, float(body["requests_per_minute"]))
+        for gap in body.get("gaps", []):
+            cloud.add_gap(
+                project_id,
+                graph_id,
+                datetime.fromisoformat(gap["from"]),
+                datetime.fromisoformat(gap["to"]),
+            )
+    except CloudFault as fault:
+        return _json({"error": f"bad traffic request: {fault.message}"}, 400)
+    except (ValueError, TypeError, KeyError) as exc:
+        return _json({"error": f"bad traffic request: {exc!r}"}, 400)
+    return _json({"ok": True})
+
+
 def build_app(cloud: Cloud) -> web.Application:
     app = web.Application(middlewares=[gateway])
     app[CLOUD] = cloud
@@ -358,9 +541,16 @@ def build_app(cloud: Cloud) -> web.Application:
     app.router.add_get(
         f"{prefix}/{{graph_id}}/jobs/{{job_id}}/status", job_status, name="job_status"
     )
+    app.router.add_post(
+        "/V1.0/{project_id}/batch-query-metric-data",
+        batch_query_metric_data,
+        name="batch_query_metric_data",
+    )
+    app.router.add_get("/V1.0/{project_id}/metric-data", show_metric_data, name="show_metric_data")
     app.router.add_post("/v3/auth/tokens", create_token, name="create_token")
     app.router.add_get("/_emulator/state", emulator_state, name="emulator_state")
     app.router.add_post("/_emulator/faults", emulator_faults, name="emulator_faults")
+    app.router.add_post("/_emulator/traffic", emulator_traffic, name="emulator_traffic")
     return app
 
 
