@@ -14,14 +14,14 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from daemon import __version__
-from daemon.app import App, serve
+from daemon.app import App, serve, utc_now
 from daemon.config import Config, Selector, config_json_schema
 from daemon.cron import cron_trigger, fire_times
 from daemon.emulator.cloud import (
@@ -86,7 +86,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
-    now = datetime.now(UTC)
+    now = utc_now()
     rows = []
     for schedule in config.schedules:
         targets = _describe_selector(schedule.targets)

@@ -1,14 +1,25 @@
-"""The firing policy: which firings run late at start-up and which are lost, on fixed times."""
+"""The firing policy on a manual clock with a fake firing: once per fire time, one at a time,
+the DST repeat, catch-up at start, misfires, the state file and the shutdown grace."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from daemon.config import Schedule
-from daemon.scheduler import missed_firings
+import pytest
+from prometheus_client import CollectorRegistry
+
+from daemon.config import Config, Schedule
+from daemon.emulator import ManualClock
+from daemon.metrics import Metrics
+from daemon.scheduler import Scheduler, missed_firings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def schedule(**fields: object) -> Schedule:
@@ -42,3 +53,170 @@ def test_firings_lost_while_down_are_listed_when_the_last_one_is_known() -> None
     run, lost = missed_firings(rule, last, friday_late + timedelta(hours=2), timedelta(hours=1))
     assert run is None
     assert [d.day for d in lost] == [25, 26, 27]
+
+
+CONFIG_BASE = {
+    "projects": [{"name": "p", "region": "cn-north-4", "project_id": "abc", "credentials": "p"}],
+}
+
+
+def config_of(*schedules: Schedule) -> Config:
+    return Config.model_validate({**CONFIG_BASE, "schedules": [s.model_dump() for s in schedules]})
+
+
+class Firings:
+    """A fake firing: records (schedule, fire time) and can be held open."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, datetime]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.cancelled = 0
+
+    async def __call__(self, config: Config, schedule: Schedule, fire_time: datetime) -> None:
+        self.calls.append((schedule.name, fire_time))
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+@pytest.fixture
+def firings() -> Firings:
+    return Firings()
+
+
+def make(
+    firings: Firings, metrics: Metrics, clock: ManualClock, state_file: Path | None = None
+) -> Scheduler:
+    return Scheduler(
+        firings, metrics, clock=clock, default_grace=timedelta(hours=1), state_file=state_file
+    )
+
+
+def misfires(metrics: Metrics, rule: str = "rule") -> float:
+    return (
+        metrics.registry.get_sample_value("graphnap_schedule_misfires_total", {"rule": rule}) or 0
+    )
+
+
+async def test_a_fire_time_runs_once_and_one_firing_of_a_schedule_at_a_time(
+    firings: Firings, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    scheduler = make(firings, metrics, ManualClock(friday))
+    scheduler.apply(config_of(schedule()))
+    firings.release.clear()
+    with caplog.at_level(logging.INFO):
+        first = asyncio.ensure_future(scheduler.run("rule", friday))
+        await asyncio.sleep(0)  # the first firing is under way
+        await scheduler.run("rule", friday)  # overlapping: refused and counted
+        firings.release.set()
+        await first
+        await scheduler.run("rule", friday)  # the same fire time again: already ran
+        await scheduler.run("rule", friday + timedelta(days=3))  # Monday's: runs
+    assert firings.calls == [("rule", friday), ("rule", friday + timedelta(days=3))]
+    assert misfires(metrics) == 1
+    assert "the previous one is still running" in caplog.text
+    assert "it already ran for 2026-11-27T20:00:00+08:00" in caplog.text
+
+
+async def test_the_hour_dst_fall_back_repeats_fires_once(
+    firings: Firings, metrics: Metrics
+) -> None:
+    rule = schedule(cron="30 2 * * *", timezone="Europe/Berlin")
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC).astimezone(BERLIN)  # 02:30 CEST
+    repeat = datetime(2026, 10, 25, 1, 30, tzinfo=UTC).astimezone(BERLIN)  # 02:30 CET
+    scheduler = make(firings, metrics, ManualClock(first))
+    scheduler.apply(config_of(rule))
+    await scheduler.run("rule", first)
+    await scheduler.run("rule", repeat)
+    assert firings.calls == [("rule", first)]
+    assert misfires(metrics) == 0  # a repeat is not a missed firing
+
+
+async def test_a_firing_missed_while_down_runs_at_start_for_its_scheduled_time(
+    firings: Firings, metrics: Metrics
+) -> None:
+    clock = ManualClock(datetime(2026, 11, 27, 20, 40, tzinfo=SHANGHAI))
+    scheduler = make(firings, metrics, clock)
+    scheduler.start(config_of(schedule()))
+    await scheduler.settle()
+    await scheduler.stop(0)
+    # the firing it runs is the 20:00 one, 40 minutes late, not one "at 20:40"
+    assert firings.calls == [("rule", datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI))]
+    last = metrics.registry.get_sample_value(
+        "graphnap_schedule_last_fire_timestamp_seconds", {"rule": "rule"}
+    )
+    assert last == clock().timestamp()
+
+
+async def test_with_a_state_file_lost_firings_are_counted_and_the_fire_time_is_saved(
+    firings: Firings, metrics: Metrics, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_text('{"last_fire": {"rule": "2026-11-24T20:00:00+08:00"}}')  # Tuesday
+    clock = ManualClock(datetime(2026, 11, 27, 20, 10, tzinfo=SHANGHAI))  # Friday, 10 min late
+    scheduler = make(firings, metrics, clock, state_file=state)
+    scheduler.start(config_of(schedule()))
+    await scheduler.settle()
+    await scheduler.stop(0)
+    assert misfires(metrics) == 2  # Wednesday and Thursday
+    assert [t.day for _, t in firings.calls] == [27]
+    assert json.loads(state.read_text())["last_fire"]["rule"] == "2026-11-27T20:00:00+08:00"
+
+
+async def test_the_shutdown_grace_cuts_a_firing_short(
+    firings: Firings, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    firings.release.clear()  # a firing that would never end
+    clock = ManualClock(datetime(2026, 11, 27, 20, 5, tzinfo=SHANGHAI))
+    scheduler = make(firings, metrics, clock)
+    scheduler.start(config_of(schedule()))  # the catch-up starts the 20:00 firing
+    await asyncio.sleep(0)
+    assert len(firings.calls) == 1
+    with caplog.at_level(logging.WARNING):
+        await scheduler.stop(0)
+    assert firings.cancelled == 1
+    assert "1 firings cut short by the shutdown grace" in caplog.text
+
+
+async def test_a_schedule_removed_by_a_reload_does_not_fire(
+    firings: Firings, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    scheduler = make(firings, metrics, ManualClock(friday))
+    scheduler.apply(config_of(schedule()))
+    scheduler.apply(config_of(schedule(name="other")))
+    with caplog.at_level(logging.INFO):
+        await scheduler.run("rule", friday)
+    assert firings.calls == []
+    assert set(scheduler.next_fire_times()) == {"other"}
+    assert "removed by a reload" in caplog.text
+
+
+async def test_a_crashing_firing_is_logged_and_the_next_fire_time_still_runs(
+    metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[datetime] = []
+
+    async def crash(config: Config, rule: Schedule, fire_time: datetime) -> None:
+        calls.append(fire_time)
+        raise RuntimeError("bug")
+
+    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    scheduler = Scheduler(
+        crash, metrics, clock=ManualClock(friday), default_grace=timedelta(hours=1)
+    )
+    scheduler.apply(config_of(schedule()))
+    with caplog.at_level(logging.ERROR):
+        await scheduler.run("rule", friday)
+        await scheduler.run("rule", friday + timedelta(days=3))
+    assert len(calls) == 2
+    assert "firing crashed" in caplog.text
