@@ -1,0 +1,73 @@
+"""The alert rules: monitoring-mixins style, runbooks that exist, metrics that exist, and a
+promtool unit test that makes each alert fire and one that keeps it quiet."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from tests.deploy.support import ALERTS, ROOT, alert_rules, exported_names, metric_names, run, tool
+
+TESTS = Path(__file__).parent / "alerts_test.yaml"
+RUNBOOKS = ROOT / "deploy/runbooks.md"
+
+
+def test_promtool_check_and_unit_tests() -> None:
+    promtool = tool("promtool", "GRAPHNAP_PROMTOOL")
+    for args in (["check", "rules", str(ALERTS)], ["test", "rules", str(TESTS)]):
+        result = run(promtool, *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mixin_style() -> None:
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert re.fullmatch(r"Graphnap[A-Z][A-Za-z]+", name), name
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        annotations = rule["annotations"]
+        assert annotations["summary"].endswith("."), name
+        assert "{{ $" in annotations["description"] or "job=" in annotations["description"], name
+        assert annotations["runbook_url"].endswith("#" + name.lower()), name
+
+
+def test_every_runbook_exists() -> None:
+    headings = {
+        line[3:].strip().lower()
+        for line in RUNBOOKS.read_text().splitlines()
+        if line.startswith("## ")
+    }
+    for rule in alert_rules():
+        assert rule["alert"].lower() in headings, f"deploy/runbooks.md lacks ## {rule['alert']}"
+
+
+def test_alerts_use_exported_metrics() -> None:
+    exported = exported_names() | {"up"}
+    for rule in alert_rules():
+        names = metric_names(rule["expr"])
+        assert names <= exported, f"{rule['alert']}: {names - exported}"
+
+
+def test_each_alert_fires_and_keeps_quiet_in_a_unit_test() -> None:
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for case in yaml.safe_load(TESTS.read_text())["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names - fires == set(), "alerts never made to fire"
+    assert names - quiet == set(), "alerts never checked to keep quiet"
+
+
+def test_the_alerts_the_issue_lists() -> None:
+    assert {rule["alert"] for rule in alert_rules()} >= {
+        "GraphnapDown",
+        "GraphnapAbsent",
+        "GraphnapActionsFailing",
+        "GraphnapJobsTimedOut",
+        "GraphnapConfigReloadFailed",
+        "GraphnapApiThrottled",
+        "GraphnapScheduleMissed",
+        "GraphnapInventoryFailing",
+    }

@@ -1,0 +1,327 @@
+"""The Helm chart, rendered by the real helm: what a cluster would be given."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.support import (
+    ALERTS,
+    CHART,
+    DASHBOARD,
+    KUBE_VERSION,
+    helm,
+    kinds,
+    one,
+    render,
+    run,
+)
+
+PRODUCTION = CHART / "ci/production-values.yaml"
+EMULATOR = CHART / "ci/emulator-values.yaml"
+BAD_VALUES = sorted((Path(__file__).parent / "bad-values").glob("*.yaml"))
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (c,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container(docs).get("env", [])}
+
+
+def pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    "values", [[], [PRODUCTION], [EMULATOR]], ids=["default", "production", "emulator"]
+)
+def test_lint_strict(values: list[Path]) -> None:
+    args = ["lint", "--strict", "--kube-version", KUBE_VERSION, str(CHART)]
+    for file in values:
+        args += ["-f", str(file)]
+    helm(*args)
+
+
+def test_monitoring_objects_follow_the_api() -> None:
+    without = render()
+    assert kinds(without) == ["ConfigMap", "ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    assert kinds(render(api=True)) == [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "PrometheusRule",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    ]
+    forced = render(sets=["serviceMonitor.force=true", "prometheusRule.force=true"])
+    assert {"ServiceMonitor", "PrometheusRule"} <= set(kinds(forced))
+    off = render(api=True, sets=["serviceMonitor.enabled=false", "prometheusRule.enabled=false"])
+    assert not {"ServiceMonitor", "PrometheusRule"} & set(kinds(off))
+
+
+def test_one_hardened_pod_at_a_time() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec = pod(docs)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    sc = container(docs)["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["runAsNonRoot"] is True
+    assert isinstance(sc["runAsUser"], int)
+    assert sc["runAsUser"] > 0
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    resources = container(docs)["resources"]
+    assert resources["requests"]["cpu"]
+    assert resources["requests"]["memory"]
+    assert resources["limits"]["memory"]
+
+
+def test_probes_and_drain() -> None:
+    docs = render()
+    c = container(docs)
+    (port,) = c["ports"]
+    assert port["name"] == "metrics"
+    assert port["containerPort"] == 9464
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["args"] == ["run"]
+    grace = float(env(docs)["GRAPHNAP_SHUTDOWN_GRACE_S"])
+    assert pod(docs)["terminationGracePeriodSeconds"] > grace
+
+
+def test_drain_bound_must_fit_the_grace_period() -> None:
+    result = helm(
+        "template",
+        "gn",
+        str(CHART),
+        "--set",
+        "settings.shutdownGraceS=60",
+        "--set",
+        "terminationGracePeriodSeconds=40",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "terminationGracePeriodSeconds" in result.stderr
+
+
+def test_writable_paths_are_emptydirs() -> None:
+    docs = render()
+    mounts = {m["mountPath"]: m for m in container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(docs)["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert "emptyDir" in volumes[mounts["/var/lib/graphnap"]["name"]]
+    assert env(docs)["GRAPHNAP_STATE_FILE"] == "/var/lib/graphnap/state.json"
+    # The config is a directory mount (subPath mounts never see ConfigMap updates) and no
+    # checksum annotation restarts the pod on an edit: hot reload applies it.
+    config = mounts["/etc/graphnap"]
+    assert config["readOnly"] is True
+    assert "subPath" not in config
+    assert "configMap" in volumes[config["name"]]
+    assert env(docs)["GRAPHNAP_CONFIG"] == "/etc/graphnap/config.yaml"
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"].get("annotations", {})
+    assert not any("checksum" in key for key in annotations)
+    no_state = render(sets=["state.enabled=false"])
+    assert "GRAPHNAP_STATE_FILE" not in env(no_state)
+    assert "/var/lib/graphnap" not in {m["mountPath"] for m in container(no_state)["volumeMounts"]}
+
+
+def test_service_names_the_metrics_port() -> None:
+    docs = render()
+    service = one(docs, "Service")
+    (port,) = service["spec"]["ports"]
+    assert port == {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}
+    template_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= template_labels.items()
+
+
+def test_config_is_structured_and_valid(tmp_path: Path) -> None:
+    for values in (None, PRODUCTION, EMULATOR):
+        docs = render(*([values] if values else []))
+        config_map = one(docs, "ConfigMap", "graphnap")
+        config = yaml.safe_load(config_map["data"]["config.yaml"])
+        expected = yaml.safe_load((values or CHART / "values.yaml").read_text())["config"]
+        assert config == expected
+        path = tmp_path / "config.yaml"
+        path.write_text(config_map["data"]["config.yaml"])
+        result = run(sys.executable, "-m", "daemon", "validate", str(path))
+        assert result.returncode == 0, f"{values}: {result.stderr}"
+
+
+def test_credentials_are_files_from_a_secret() -> None:
+    docs = render()  # none given: nothing mounted (NOTES warns)
+    assert "GRAPHNAP_SECRETS_DIR" not in env(docs)
+    assert "Secret" not in kinds(docs)
+
+    docs = render(PRODUCTION)
+    assert "Secret" not in kinds(docs)
+    volume = next(v for v in pod(docs)["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == "graphnap-credentials"
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    assert env(docs)["GRAPHNAP_SECRETS_DIR"] == mount["mountPath"]
+    assert not any("AK" in name or "SK" in name for name in env(docs))
+
+    docs = render(EMULATOR)
+    secret = one(docs, "Secret")
+    assert sorted(secret["stringData"]) == ["demo.ak", "demo.sk"]
+    volume = next(v for v in pod(docs)["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+
+
+def test_service_monitor_selects_the_service() -> None:
+    docs = render(PRODUCTION, api=True)
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= one(docs, "Service")["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["graphnap"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
+    assert endpoint["interval"] == "60s"
+    # job="graphnap" whatever the release is called: the alerts select on it.
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    assert one(docs, "Service")["metadata"]["labels"]["app.kubernetes.io/name"] == "graphnap"
+
+
+def test_prometheus_rule_is_the_rules_file() -> None:
+    plain = yaml.safe_load(ALERTS.read_text())["groups"]
+    rule = one(render(api=True), "PrometheusRule")
+    assert rule["spec"]["groups"] == plain
+
+    docs = render(
+        PRODUCTION,
+        api=True,
+        sets=[
+            "prometheusRule.disabledAlerts={GraphnapApiThrottled}",
+            "prometheusRule.runbookBaseUrl=https://wiki.example.com/graphnap",
+            "nameOverride=gnap",
+        ],
+    )
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    names = [r["alert"] for r in rules]
+    assert "GraphnapApiThrottled" not in names
+    assert len(names) == sum(len(g["rules"]) for g in plain) - 1
+    for r in rules:
+        assert r["labels"]["team"] == "data-platform"
+        assert r["labels"]["severity"] in {"critical", "warning", "info"}
+        assert r["annotations"]["runbook_url"].startswith("https://wiki.example.com/graphnap#")
+        assert 'job="gnap"' in r["expr"]
+        assert 'job="graphnap"' not in r["expr"]
+
+
+def test_dashboard_config_map() -> None:
+    docs = render(PRODUCTION)
+    cm = one(docs, "ConfigMap", "-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Platform"}
+    assert json.loads(cm["data"]["graphnap.json"]) == json.loads(DASHBOARD.read_text())
+
+    docs = render(
+        sets=[
+            "dashboard.label=dashboards",
+            "dashboard.labelValue=graphnap",
+            "dashboard.folder=Cost",
+            "dashboard.folderAnnotation=k8s-sidecar-target-directory",
+        ]
+    )
+    cm = one(docs, "ConfigMap", "-dashboard")
+    assert cm["metadata"]["labels"]["dashboards"] == "graphnap"
+    assert "grafana_dashboard" not in cm["metadata"]["labels"]
+    assert cm["metadata"]["annotations"] == {"k8s-sidecar-target-directory": "Cost"}
+    off = render(sets=["dashboard.enabled=false"])
+    assert not any(d["metadata"]["name"].endswith("-dashboard") for d in off)
+
+
+def test_recommended_labels_everywhere() -> None:
+    for doc in render(PRODUCTION, api=True):
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "graphnap", doc["kind"]
+        assert labels["app.kubernetes.io/instance"] == "gn"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["team"] == "data-platform"  # commonLabels
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=[p.stem for p in BAD_VALUES])
+def test_schema_rejects_bad_values(bad: Path) -> None:
+    result = helm("template", "gn", str(CHART), "-f", str(bad), check=False)
+    assert result.returncode != 0, f"{bad.name} was accepted:\n{result.stdout[:500]}"
+    assert "schema" in result.stderr.lower() or "values don't meet" in result.stderr
+
+
+def leaf_paths(values: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of values.yaml down to the documented level (maps with defaults given
+    as a whole, like resources or probes, are one value)."""
+    paths = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in WHOLE_VALUES:
+            paths += leaf_paths(value, path + ".")
+        else:
+            paths.append(path)
+    return paths
+
+
+WHOLE_VALUES = {
+    "config",
+    "resources",
+    "podSecurityContext",
+    "securityContext",
+    "startupProbe",
+    "livenessProbe",
+    "readinessProbe",
+}
+
+
+def test_schema_and_readme_cover_every_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+    for path in leaf_paths(values):
+        node = schema
+        for part in path.split("."):
+            assert part in node.get("properties", {}), f"values.schema.json lacks {path}"
+            node = node["properties"][part]
+        assert node.get("description"), f"values.schema.json: {path} has no description"
+        assert f"`{path}`" in readme, f"helm/graphnap/README.md does not list {path}"
+    assert schema.get("additionalProperties") is False
+
+
+def test_notes_warn_about_missing_credentials(tmp_path: Path) -> None:
+    """helm template does not render NOTES.txt: render it as a file through `tpl`."""
+    chart = tmp_path / "graphnap"
+    shutil.copytree(CHART, chart)
+    (chart / "templates/NOTES.txt").rename(chart / "files/notes.txt")
+    (chart / "templates/notes.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "files/notes.txt") . | toJson }}\n'
+    )
+
+    def notes(*sets: str) -> str:
+        docs = render(chart=chart, sets=sets)
+        return next(d["notes"] for d in docs if "notes" in d and "kind" not in d)
+
+    assert "WARNING: no credentials" in notes()
+    assert "WARNING" not in notes("credentials.existingSecret=graphnap-credentials")
+    assert "DRY RUN" in notes("settings.dryRun=true", "credentials.existingSecret=x")
