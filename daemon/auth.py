@@ -139,6 +139,7 @@ class TokenProvider:
         self._clock = clock
         self._token: SecretStr | None = None
         self._expires_at = datetime.min.replace(tzinfo=UTC)
+        self._renew_at = self._expires_at
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -146,8 +147,14 @@ class TokenProvider:
 
     async def token(self) -> str:
         async with self._lock:
-            if self._token is None or self._clock() >= self._expires_at - self._margin:
+            if self._token is None or self._clock() >= self._renew_at:
+                fetched_at = self._clock()
                 self._token, self._expires_at = await self._fetch()
+                # Renew `margin` before expiry, but never before half the token's real
+                # lifetime: a token shorter-lived than the margin would otherwise be
+                # fetched anew for every request.
+                lifetime = self._expires_at - fetched_at
+                self._renew_at = self._expires_at - min(self._margin, lifetime / 2)
             return self._token.get_secret_value()
 
     def invalidate(self, token: str) -> None:

@@ -113,3 +113,26 @@ async def test_wrong_password_is_an_auth_error_without_the_password(
     assert caught.value.status == 401
     assert "wrong-password-123" not in str(caught.value)
     assert "wrong-password-123" not in repr(provider)
+
+
+async def test_a_token_shorter_lived_than_the_refresh_margin_is_reused_for_half_its_life(
+    cloud: Cloud, emulator: str, clock: ManualClock
+) -> None:
+    cloud.faults.token_ttl_s = 20 * 60  # 20 minutes, under the default one-hour margin
+    async with httpx.AsyncClient() as iam:
+        provider = TokenProvider(
+            iam,
+            iam_endpoint=emulator,
+            user=DEMO_USER,
+            password=SecretStr(DEMO_PASSWORD),
+            domain=DEMO_DOMAIN,
+            project_id=PROJECT,
+            clock=clock,
+        )
+        first = await provider.token()
+        clock.advance(9 * 60)
+        assert await provider.token() == first  # not one IAM call per request
+        assert cloud.count("create_token") == 1
+        clock.advance(2 * 60)  # past half its life: renewed, well before it expires
+        assert await provider.token() != first
+        assert cloud.count("create_token") == 2
