@@ -225,12 +225,7 @@ class Tracker:
         while True:
             remaining = (job.requested_at + job.timeout - self._clock()).total_seconds()
             if remaining <= 0:
-                return self._finish(
-                    job,
-                    "failed",
-                    f"timeout: still {last_seen} after {job.timeout.total_seconds():.0f}s",
-                    "timeout",
-                )
+                return await self._judge_at_timeout(api, job, last_seen)
             await self._sleep(min(delay, remaining))
             delay = min(delay * 1.5, self._poll_max_s)
             try:
@@ -268,6 +263,34 @@ class Tracker:
                 return self._finish(
                     job, "failed", f"job ended but graph is {describe_status(code)}", "job_failed"
                 )
+
+    async def _judge_at_timeout(self, api: GraphApi, job: TrackedJob, last_seen: str) -> JobOutcome:
+        """A job still not ended at its timeout may be stuck in the Task Center while the
+        graph got where it should: the graph's own status is the last word."""
+        seconds = job.timeout.total_seconds()
+        try:
+            graph = await api.show_graph(job.graph_id)
+        except ApiError as exc:
+            return self._finish(
+                job,
+                "failed",
+                f"timeout: still {last_seen} after {seconds:.0f}s (graph status unknown: {exc.code})",
+                "timeout",
+            )
+        if graph.status == TARGET_STATUS[job.action]:
+            return self._finish(
+                job,
+                "succeeded",
+                f"graph is {describe_status(graph.status)} (its job still said {last_seen} "
+                f"after {seconds:.0f}s)",
+                "",
+            )
+        return self._finish(
+            job,
+            "failed",
+            f"timeout: still {last_seen} after {seconds:.0f}s; graph is {describe_status(graph.status)}",
+            "timeout",
+        )
 
     def _finish(
         self, job: TrackedJob, outcome: Literal["succeeded", "failed"], reason: str, failure: str

@@ -102,7 +102,10 @@ async def test_a_job_that_never_ends_fails_at_its_timeout_and_frees_the_graph(
     tracker: Tracker, metrics: Metrics, clock: ManualClock
 ) -> None:
     outcome = await follow(tracker, ScriptedGes(["running"], [901]))
-    assert (outcome.outcome, outcome.reason) == ("failed", "timeout: still job running after 600s")
+    assert (outcome.outcome, outcome.reason) == (
+        "failed",
+        "timeout: still job running after 600s; graph is stopping",
+    )
     assert clock() == START + TIMEOUT  # it polled until the deadline, not past it
     assert (
         counted(
@@ -227,3 +230,25 @@ async def test_resume_follows_only_jobs_of_graphs_that_are_moving(
     assert job.requested_at == START - timedelta(minutes=2)  # the job's own begin time
     await tracker.wait()
     assert tracker.jobs() == []
+
+
+async def test_a_job_stuck_running_while_the_graph_is_stopped_is_judged_by_the_graph(
+    tracker: Tracker, metrics: Metrics
+) -> None:
+    ges = ScriptedGes(["running"], [900])
+    outcome = await follow(tracker, ges)
+    assert (outcome.outcome, outcome.reason) == (
+        "succeeded",
+        "graph is stopped (its job still said job running after 600s)",
+    )
+    assert ges.calls[-1] == "show_graph"
+    assert (
+        counted(
+            metrics,
+            "graphnap_action_failures_total",
+            project="lab",
+            action="stop",
+            reason="timeout",
+        )
+        == 0
+    )
