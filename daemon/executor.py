@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from daemon.api import AlreadyDoneError, ApiError
-from daemon.model import GraphApi
+from daemon.model import MOVING_STATUS, TARGET_STATUS, GraphApi, describe_status
 from daemon.outcomes import Kind, Outcome, Outcomes
 from daemon.planning import IN_FLIGHT, Decision
 from daemon.tracker import JobOutcome, Tracker, failure_reason
@@ -83,8 +83,7 @@ class Executor:
                 else:
                     job_id = await api.start_graph(d.graph_id, backup_id)
         except AlreadyDoneError as exc:
-            self._tracker.release(d.project, d.graph_id)
-            return self._record(now, d, "already_done", f"GES says {exc.code}: {exc.message}")
+            return await self._confirm(d, api, exc, now, job_timeout)
         except ApiError as exc:
             self._tracker.release(d.project, d.graph_id)
             return self._record(now, d, "failed", str(exc), failure_reason(exc.code))
@@ -99,6 +98,55 @@ class Executor:
         )
         self._record(now, d, "requested", d.reason, job_id=job_id)
         return Result(d, "requested", d.reason, task)
+
+    async def _confirm(
+        self,
+        d: Decision,
+        api: GraphApi,
+        exc: AlreadyDoneError,
+        now: datetime,
+        job_timeout: timedelta,
+    ) -> Result:
+        """GES says the graph is already there or on its way. "On its way" may be our own
+        request whose answer was lost (a reset, a timeout) and whose job may yet fail, so
+        the graph decides: there is already_done; moving there is followed to a real end;
+        anywhere else is a failure."""
+        said = f"GES says {exc.code}: {exc.message}"
+        try:
+            graph = await api.show_graph(d.graph_id)
+        except ApiError as err:
+            self._tracker.release(d.project, d.graph_id)
+            reason = f"{said}; its status could not be read to confirm: {err}"
+            return self._record(now, d, "failed", reason, failure_reason(err.code))
+        where = describe_status(graph.status)
+        if graph.status == TARGET_STATUS[d.action]:
+            self._tracker.release(d.project, d.graph_id)
+            return self._record(now, d, "already_done", f"{said}; graph is {where}")
+        if graph.status != MOVING_STATUS[d.action]:
+            self._tracker.release(d.project, d.graph_id)
+            return self._record(now, d, "failed", f"{said}, but graph is {where}", exc.code)
+        job_id = await self._running_job(api, graph.name, now)
+        task = self._tracker.follow(
+            api, d.project, d.graph_id, d.graph_name, job_id, d.action, d.rule, job_timeout
+        )
+        following = f"job {job_id}" if job_id else "its status (no running job in the Task Center)"
+        reason = f"{said}; graph is {where}: following {following}"
+        self._record(now, d, "requested", reason, job_id=job_id)
+        return Result(d, "requested", reason, task)
+
+    @staticmethod
+    async def _running_job(api: GraphApi, graph_name: str, now: datetime) -> str:
+        """The id of the graph's running job in the Task Center, or "" if none shows."""
+        try:
+            jobs = await api.list_jobs(
+                status="running", graph_name=graph_name, since=(now - timedelta(days=1)).date()
+            )
+            jobs += await api.list_jobs(
+                status="waiting", graph_name=graph_name, since=(now - timedelta(days=1)).date()
+            )
+        except ApiError:
+            return ""
+        return jobs[0].id if jobs else ""
 
     def _record(
         self,

@@ -113,9 +113,10 @@ class GraphApi(Protocol):
         self,
         *,
         status: Literal["running", "waiting", "success", "failed"] | None = None,
+        graph_name: str | None = None,
         since: date | None = None,
     ) -> list[Job]:
-        """The Task Center's jobs (every page); `since` is a whole day."""
+        """The Task Center's jobs (every page), newest first; `since` is a whole day."""
         ...
 
 

@@ -52,7 +52,8 @@ class Outcome:
 
     @property
     def is_job_end(self) -> bool:
-        return self.job_id != "" and self.outcome in _JOB_ENDS
+        """The end of a followed job (it has a duration), as opposed to a decision."""
+        return self.duration_s is not None and self.outcome in _JOB_ENDS
 
 
 Subscriber = Callable[[Outcome], None]
@@ -74,7 +75,7 @@ class Outcomes:
             self._metrics.actions.labels(o.project, o.rule, o.action, o.outcome).inc()
         if o.outcome == "failed":
             self._metrics.action_failures.labels(o.project, o.action, o.failure or "error").inc()
-        if o.is_job_end and o.duration_s is not None:
+        if o.is_job_end and o.duration_s is not None:  # (mypy cannot see through is_job_end)
             self._metrics.job_duration.labels(o.action).observe(o.duration_s)
         facts: dict[str, Any] = {
             "project": o.project,

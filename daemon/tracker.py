@@ -117,7 +117,9 @@ class Tracker:
         *,
         requested_at: datetime | None = None,
     ) -> asyncio.Task[JobOutcome]:
-        """Follow a job until its end; the task resolves to its outcome. Idempotent per graph."""
+        """Follow a job until its end; the task resolves to its outcome. Idempotent per graph.
+        Without a `job_id` (GES said the graph is already on its way and the Task Center
+        does not show the job), the graph's status is followed instead."""
         key = (project, graph_id)
         self._claimed.discard(key)
         if key in self._tasks:
@@ -134,7 +136,7 @@ class Tracker:
         )
         self._gauge.labels(project, action).inc()
         task = asyncio.get_running_loop().create_task(
-            self._follow(api, job), name=f"track-{job_id}"
+            self._follow(api, job), name=f"track-{job_id or graph_id}"
         )
         self._tasks[key] = (job, task)
         task.add_done_callback(lambda _: self._forget(job))
@@ -220,7 +222,7 @@ class Tracker:
 
     async def _poll(self, api: GraphApi, job: TrackedJob) -> JobOutcome:
         delay = self._poll_initial_s
-        job_done = False
+        job_done = not job.job_id  # without a job id, the graph's status is all there is
         last_seen = "pending"
         while True:
             remaining = (job.requested_at + job.timeout - self._clock()).total_seconds()

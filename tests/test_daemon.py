@@ -198,17 +198,20 @@ async def test_a_firing_stops_exactly_the_selected_graphs_and_says_why_it_skips_
     assert sample(app, "graphnap_jobs_in_flight", project="lab", action="stop") == 0
 
 
-async def test_stop_answered_with_ges_7001_counts_as_already_done(
+async def test_already_done_is_believed_only_when_the_graph_shows_it(
     make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
 ) -> None:
+    # GES says "not running" about a graph that is running: that is no success.
     cloud.inject("graph_action", 400, "GES.7001", "The graph is not running.", times=1)
     app = await start(make_app())
     report = await app.fire("night-stop")
     await app.settle()
-    outcomes = sorted(r.outcome for r in report.results if r.decision.act)
-    assert outcomes == ["already_done", "requested", "requested"]
-    assert actions(app, "already_done") == 1
-    assert failures(app, "GES.7001") == 0
+    (refused,) = [r for r in report.results if r.outcome == "failed"]
+    assert refused.reason == "GES says GES.7001: The graph is not running., but graph is running"
+    assert statuses(cloud)[refused.decision.graph_name] == 200
+    assert actions(app, "already_done") == 0
+    assert failures(app, "GES.7001") == 1
+    assert actions(app, "succeeded") == 2
 
 
 async def test_throttling_and_5xx_are_retried_and_succeed(

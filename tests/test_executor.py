@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from prometheus_client import CollectorRegistry
 
+from daemon.api import AlreadyDoneError
 from daemon.executor import Executor
 from daemon.ges import GesClient
 from daemon.metrics import Metrics
@@ -84,3 +85,54 @@ async def test_a_bug_for_one_graph_fails_that_graph_only_and_is_counted() -> Non
         == 0
     )
     assert tracker.jobs() == []
+
+
+class AlreadyGes(FlakyGes):
+    """Every stop is answered "already": the graph's own status tells the truth."""
+
+    def __init__(self, statuses: dict[str, int]) -> None:
+        super().__init__()
+        self.statuses = statuses
+
+    async def stop_graph(self, graph_id: str) -> str:
+        raise AlreadyDoneError(
+            "The graph is being stopped or has been stopped.",
+            service="ges",
+            operation="stop_graph",
+            status=400,
+            code="GES.7003",
+        )
+
+    async def show_graph(self, graph_id: str) -> Graph:
+        status = self.statuses[graph_id]
+        if status == 901:
+            self.statuses[graph_id] = 900  # it gets there on the next look
+        return Graph(id=graph_id, name=graph_id, status=status)
+
+    async def list_jobs(self, **filters: object) -> list[Job]:
+        return []  # the Task Center shows no job for it
+
+
+async def test_already_stopping_is_followed_and_already_stopped_is_believed_only_if_seen() -> None:
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    metrics = Metrics(CollectorRegistry())
+    outcomes = Outcomes(metrics)
+    tracker = Tracker(outcomes, metrics, clock=lambda: NOW, sleep=no_wait)
+    executor = Executor(tracker, outcomes)
+    ges = AlreadyGes({"g-stopped": 900, "g-stopping": 901, "g-running": 200})
+    results = await executor.execute(
+        [decision("g-stopped"), decision("g-stopping"), decision("g-running")],
+        {"lab": ges},
+        now=NOW,
+        dry_run=False,
+        job_timeout=timedelta(minutes=5),
+    )
+    assert [r.outcome for r in results] == ["already_done", "requested", "failed"]
+    assert results[0].reason.endswith("; graph is stopped")
+    assert results[1].reason.endswith("following its status (no running job in the Task Center)")
+    assert results[2].reason.endswith("but graph is running")
+    followed = await asyncio.gather(*(r.job for r in results if r.job is not None))
+    assert [(o.job.graph_id, o.outcome) for o in followed] == [("g-stopping", "succeeded")]
+    assert tracker.in_flight() == frozenset()
