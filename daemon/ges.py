@@ -20,6 +20,7 @@ from daemon.api import (
     AlreadyDoneError,
     ApiError,
     AuthError,
+    InvalidResponseError,
     JsonApi,
     NotFoundError,
     PermanentError,
@@ -49,6 +50,9 @@ ALREADY_DONE_CODES: Mapping[Action, frozenset[str]] = {
     "stop": frozenset({"GES.7001", "GES.7003", "GES.7015"}),
     "start": frozenset({"GES.7037"}),
 }
+# A listing claiming more is taken for a broken answer, not paged through: a project with
+# this many graphs or recent jobs is beyond anything GES sells.
+MAX_LIST_ITEMS = 100_000
 NOT_FOUND_CODES = frozenset({"GES.7000", "GES.7007", "GES.7054"})
 
 
@@ -158,6 +162,7 @@ class GesClient:
         sleep: Sleep = asyncio.sleep,
         observe: RequestObserver = ignore_request,
         page_size: int = 100,
+        max_items: int = MAX_LIST_ITEMS,
         limiter: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
         self.project_id = check_project_id(project_id, SERVICE)
@@ -172,11 +177,13 @@ class GesClient:
             limiter=limiter,
         )
         self._page_size = page_size
+        self._max_items = max_items
         self._prefix = f"/v1.0/{self.project_id}/graphs"
 
     async def list_graphs(self) -> list[Graph]:
         """Every graph of the project, paging until graphCount items have arrived."""
         graphs: list[Graph] = []
+        pages = _Pages("list_graphs", self._max_items)
         while True:
             page = await self._api.call(
                 "list_graphs",
@@ -185,6 +192,7 @@ class GesClient:
                 GraphList,
                 params={"offset": str(len(graphs)), "limit": str(self._page_size)},
             )
+            pages.check(page.graph_count, len(graphs), [g.id for g in page.graphs])
             graphs.extend(g.to_model() for g in page.graphs)
             if not page.graphs or len(graphs) >= page.graph_count:
                 return graphs
@@ -226,11 +234,13 @@ class GesClient:
         if until:
             base["endTime"] = until.isoformat()
         jobs: list[Job] = []
+        pages = _Pages("list_jobs", self._max_items)
         while True:
             params = {**base, "offset": str(len(jobs)), "limit": str(self._page_size)}
             page = await self._api.call(
                 "list_jobs", "GET", f"{self._prefix}/jobs", JobList, params=params
             )
+            pages.check(page.job_count, len(jobs), [j.job_id for j in page.job_list])
             jobs.extend(j.to_model() for j in page.job_list)
             if not page.job_list or len(jobs) >= page.job_count:
                 return jobs
@@ -258,6 +268,34 @@ class GesClient:
                 ) from exc
             raise
         return _id("job", result.job_id)
+
+
+class _Pages:
+    """Guards one paged listing: a total beyond reason, or a page that repeats an earlier
+    one (an API ignoring `offset`), ends it with an error instead of paging forever."""
+
+    def __init__(self, operation: str, max_items: int) -> None:
+        self._operation = operation
+        self._max_items = max_items
+        self._seen: set[str] = set()
+
+    def check(self, total: int, offset: int, ids: list[str]) -> None:
+        if total > self._max_items:
+            self._refuse(
+                f"GES reports {total} items, more than the {self._max_items} graphnap pages "
+                "through; the answer is taken as broken"
+            )
+        if ids and ids[0] in self._seen:
+            self._refuse(
+                f"the page at offset {offset} repeats an earlier page ({ids[0]!r} again): "
+                "the API ignores the offset"
+            )
+        self._seen.update(ids)
+
+    def _refuse(self, message: str) -> None:
+        raise InvalidResponseError(
+            message, service=SERVICE, operation=self._operation, code="invalid_paging"
+        )
 
 
 def parse_time(value: str | None) -> datetime | None:

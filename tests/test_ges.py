@@ -312,3 +312,42 @@ async def test_every_request_including_retries_passes_the_project_rate_limiter()
 
     await client(handler, limiter=limiter).stop_graph(GRAPH_ID)
     assert (calls, limiter.entered) == (2, 2)
+
+
+async def test_a_listing_that_ignores_the_offset_ends_with_an_error_not_forever() -> None:
+    requests = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal requests
+        requests += 1
+        page = [graph_json(i) for i in range(3)]  # the same first page, whatever the offset
+        return httpx.Response(200, json={"graphCount": 90_000, "graphs": page})
+
+    with pytest.raises(InvalidResponseError, match="repeats an earlier page") as caught:
+        await client(handler).list_graphs()
+    assert requests == 2
+    assert caught.value.code == "invalid_paging"
+
+
+async def test_a_listing_claiming_millions_of_graphs_is_refused_at_once() -> None:
+    requests = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal requests
+        requests += 1
+        offset = int(request.url.params["offset"])
+        page = [graph_json(offset + i) for i in range(3)]
+        return httpx.Response(200, json={"graphCount": 5_000_000, "graphs": page})
+
+    with pytest.raises(InvalidResponseError, match="GES reports 5000000 items"):
+        await client(handler).list_graphs()
+    assert requests == 1
+
+
+async def test_task_center_paging_is_guarded_too() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        job = {"jobId": "j1", "status": "running", "relatedGraph": "dev-1"}
+        return httpx.Response(200, json={"jobCount": 500, "jobList": [job]})
+
+    with pytest.raises(InvalidResponseError, match="repeats an earlier page"):
+        await client(handler).list_jobs(status="running")
