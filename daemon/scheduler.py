@@ -8,7 +8,8 @@ and knows nothing of GES.
 - A firing that comes late (the loop was busy, the host slept) still runs within the
   schedule's misfire_grace; beyond it, it is a misfire.
 - At start-up, the latest firing missed while graphnap was down runs if it is within its
-  grace. With a state file, the firings lost while down are counted as misfires too.
+  grace. With a state file, the firings lost while down are counted as misfires too, and a
+  firing is recorded there only once it has finished, so one cut short is run again.
 Misfires are counted in one place, `_misfire`.
 """
 
@@ -60,7 +61,8 @@ class Scheduler:
         self._default_grace = default_grace
         self._state_file = state_file
         self._config: Config | None = None
-        self._scheduled: dict[str, datetime] = {}  # the fire time each schedule last ran for
+        self._scheduled: dict[str, datetime] = {}  # the fire time each schedule last started
+        self._done: dict[str, datetime] = {}  # ... and last finished: what the state file keeps
         self._last_run: dict[str, datetime] = {}  # when that firing started
         self._running: set[str] = set()  # one firing of a schedule at a time
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,7 +78,8 @@ class Scheduler:
     def start(self, config: Config) -> None:
         """Start the cron triggers, then catch up on what was missed while not running."""
         if self._state_file is not None:
-            self._scheduled = load_last_fires(self._state_file)
+            self._done = load_last_fires(self._state_file)
+            self._scheduled = dict(self._done)
         self.apply(config)
         self._aps.start()
         self._publish_next_fire_times()
@@ -181,8 +184,6 @@ class Scheduler:
             )
             return
         self._scheduled[name] = fire_time
-        if self._state_file is not None:
-            save_last_fires(self._state_file, self._scheduled)
         started = self._clock()
         self._last_run[name] = started
         self._metrics.last_fire.labels(name).set(started.timestamp())
@@ -191,6 +192,11 @@ class Scheduler:
             await self._firing(config, schedule, fire_time)
         finally:
             self._running.discard(name)
+        # Recorded only once every action of the firing is requested: a firing cut short
+        # (killed, or past the shutdown grace) is run again by the next start's catch-up.
+        self._done[name] = fire_time
+        if self._state_file is not None:
+            save_last_fires(self._state_file, self._done)
 
     def _catch_up(self, config: Config, now: datetime) -> None:
         """Run the latest firing missed while graphnap was not running if it is within

@@ -220,3 +220,28 @@ async def test_a_crashing_firing_is_logged_and_the_next_fire_time_still_runs(
         await scheduler.run("rule", friday + timedelta(days=3))
     assert len(calls) == 2
     assert "firing crashed" in caplog.text
+
+
+async def test_a_firing_cut_short_is_not_recorded_and_the_next_start_finishes_it(
+    firings: Firings, metrics: Metrics, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_text('{"last_fire": {"rule": "2026-11-26T20:00:00+08:00"}}')  # Thursday's ran
+    clock = ManualClock(datetime(2026, 11, 27, 20, 5, tzinfo=SHANGHAI))
+    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    firings.release.clear()
+    first = make(firings, metrics, clock, state_file=state)
+    first.start(config_of(schedule()))
+    await asyncio.sleep(0)
+    await first.stop(0)  # killed halfway through the fan-out
+    assert json.loads(state.read_text())["last_fire"]["rule"] == "2026-11-26T20:00:00+08:00"
+
+    firings.release.set()
+    clock.advance(5 * 60)
+    second = make(firings, metrics, clock, state_file=state)
+    second.start(config_of(schedule()))
+    await second.settle()
+    await second.stop(0)
+    assert firings.calls == [("rule", friday), ("rule", friday)]  # run again, to its end
+    assert json.loads(state.read_text())["last_fire"]["rule"] == "2026-11-27T20:00:00+08:00"
+    assert misfires(metrics) == 0
