@@ -84,6 +84,7 @@ class App:
             self.metrics,
             PassSettings(settings.dry_run, timedelta(seconds=settings.job_timeout_s)),
             clock=clock,
+            sleep=sleep,
         )
         self.scheduler = Scheduler(
             self.passes.fire,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from daemon.api import ApiError
+from daemon.api import ApiError, Sleep
 from daemon.config import Config, Schedule
 from daemon.executor import Executor, Result
 from daemon.metrics import Metrics
@@ -33,6 +33,10 @@ from daemon.planning import (
 from daemon.tracker import Tracker
 
 log = logging.getLogger(__name__)
+
+# A firing whose inventory failed tries again after this long, doubling up to the max.
+INVENTORY_RETRY_S = 30.0
+INVENTORY_RETRY_MAX_S = 300.0
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Passes:
         settings: PassSettings,
         *,
         clock: Clock,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._apis = apis
         self._executor = executor
@@ -78,16 +83,26 @@ class Passes:
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
+        self._sleep = sleep
         self.projects: dict[str, ProjectState] = {}
         self._resumed: set[str] = set()  # projects whose Task Center has been read
 
     # --- the passes -----------------------------------------------------------------------
 
     async def fire(
-        self, config: Config, schedule: Schedule, fire_time: datetime, *, dry_run: bool = False
+        self,
+        config: Config,
+        schedule: Schedule,
+        fire_time: datetime,
+        retry_until: datetime | None = None,
+        *,
+        dry_run: bool = False,
     ) -> Report:
         """One firing of a schedule, for its scheduled `fire_time` (which decides the
-        holiday). Returns once every action is requested; the tracker follows the jobs."""
+        holiday). A project whose inventory fails is tried again until `retry_until` (the
+        scheduler gives the end of the misfire grace): GES down for a few minutes must not
+        cost a night's stops. Returns once every action is requested; the tracker follows
+        the jobs."""
         now = self._clock()
         reason = holiday_reason(schedule, config.calendars, fire_time)
         if reason:
@@ -99,10 +114,28 @@ class Passes:
             return Report(schedule.name, fire_time, reason)
         projects = target_projects(schedule, [p.name for p in config.projects])
         inventory, failed = await self._inventory(config, projects, now)
-        for project in failed:
-            self._outcomes.inventory_failed(project, schedule.action)
         decisions = plan(schedule, inventory, now, config.opt_out_tags, self._tracker.in_flight())
         results = await self._execute(schedule, decisions, now, dry_run)
+        wait_s = INVENTORY_RETRY_S
+        while failed and retry_until is not None:
+            left_s = (retry_until - self._clock()).total_seconds()
+            if left_s <= 0:
+                break
+            log.warning(
+                "inventory failed for %s; the firing tries again in %.0fs (until %s, the end of its misfire_grace)",
+                ", ".join(failed),
+                min(wait_s, left_s),
+                retry_until.isoformat(),
+                extra={"rule": schedule.name, "action": schedule.action},
+            )
+            await self._sleep(min(wait_s, left_s))
+            wait_s = min(wait_s * 2, INVENTORY_RETRY_MAX_S)
+            now = self._clock()  # a new round over fresh inventory plans with its own time
+            found, failed = await self._inventory(config, failed, now)
+            decisions = plan(schedule, found, now, config.opt_out_tags, self._tracker.in_flight())
+            results += await self._execute(schedule, decisions, now, dry_run)
+        for project in failed:
+            self._outcomes.inventory_failed(project, schedule.action)
         log.info(
             "firing: %d graphs selected, %d actions requested",
             len(results),

@@ -41,7 +41,8 @@ from daemon.state import load_last_fires, save_last_fires
 
 log = logging.getLogger(__name__)
 
-Firing = Callable[[Config, Schedule, datetime], Awaitable[object]]
+# (config, schedule, its scheduled fire time, the end of its misfire grace)
+Firing = Callable[[Config, Schedule, datetime, datetime], Awaitable[object]]
 Periodic = Callable[[], Awaitable[None]]
 
 
@@ -189,7 +190,7 @@ class Scheduler:
         self._metrics.last_fire.labels(name).set(started.timestamp())
         self._running.add(name)
         try:
-            await self._firing(config, schedule, fire_time)
+            await self._firing(config, schedule, fire_time, fire_time + self._grace(schedule))
         finally:
             self._running.discard(name)
         # Recorded only once every action of the firing is requested: a firing cut short

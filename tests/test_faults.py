@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from daemon.passes import Report
 from daemon.settings import Settings
 from tests.conftest import PROJECT
 from tests.faultproxy import FaultProxy, fault_proxy
-from tests.test_daemon import CONFIG, START
+from tests.test_daemon import CONFIG, SHANGHAI, START, sample
 
 STOPPED = 900
 MakeApp = Callable[..., App]
@@ -209,3 +210,57 @@ async def test_network_faults_cost_a_retry_not_a_graph(
     assert_promises_kept(app, cloud, final, caplog)
     assert len(proxy.faulted) >= 1
     assert {o for o, _ in final.values()} == {"succeeded"}
+
+
+async def test_a_firing_that_comes_while_ges_is_down_tries_again_within_its_grace(
+    make_app: MakeApp,
+    cloud: Cloud,
+    clock: ManualClock,
+    fleet: dict[str, EmuGraph],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Item 9: every attempt of two inventory rounds fails (4 retries each); GES is back on the third.
+    app = make_app()
+    await app.start(serve=False, schedule=False, watch=False)
+    app.scheduler.apply(app.config)
+    cloud.inject("list_graphs", 503, "APIG.1009", "Service unavailable.", times=8)
+    clock.advance(2 * 3600 + 60)  # 20:01
+    due = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    with caplog.at_level(logging.INFO):
+        await app.scheduler.run("night-stop", due)
+        await app.settle()
+    status = {g.name: g.status for g in cloud.all_graphs()}
+    assert [n for n in ("dev-a", "dev-b", "dev-c", "test-d") if status[n] != STOPPED] == []
+    assert caplog.text.count("the firing tries again in") == 2
+    assert clock() - due < timedelta(hours=1)  # within night-stop's misfire_grace
+    assert (
+        sample(
+            app, "graphnap_action_failures_total", project="lab", action="stop", reason="inventory"
+        )
+        == 0
+    )
+
+
+async def test_a_firing_gives_up_on_a_project_at_the_end_of_its_grace_and_says_so(
+    make_app: MakeApp,
+    cloud: Cloud,
+    clock: ManualClock,
+    fleet: dict[str, EmuGraph],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app()
+    await app.start(serve=False, schedule=False, watch=False)
+    app.scheduler.apply(app.config)
+    cloud.inject("list_graphs", 503, "APIG.1009", "Service unavailable.", times=10_000)
+    clock.advance(2 * 3600 + 60)
+    with caplog.at_level(logging.INFO):
+        await app.scheduler.run("night-stop", datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI))
+    assert cloud.count("graph_action") == 0
+    assert (
+        sample(
+            app, "graphnap_action_failures_total", project="lab", action="stop", reason="inventory"
+        )
+        == 1
+    )
+    assert "inventory failed" in caplog.text
+    assert clock() <= datetime(2026, 11, 27, 21, 1, tzinfo=SHANGHAI)  # stopped trying at the grace

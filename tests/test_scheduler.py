@@ -73,7 +73,9 @@ class Firings:
         self.release.set()
         self.cancelled = 0
 
-    async def __call__(self, config: Config, schedule: Schedule, fire_time: datetime) -> None:
+    async def __call__(
+        self, config: Config, schedule: Schedule, fire_time: datetime, retry_until: datetime
+    ) -> None:
         self.calls.append((schedule.name, fire_time))
         try:
             await self.release.wait()
@@ -206,7 +208,7 @@ async def test_a_crashing_firing_is_logged_and_the_next_fire_time_still_runs(
 ) -> None:
     calls: list[datetime] = []
 
-    async def crash(config: Config, rule: Schedule, fire_time: datetime) -> None:
+    async def crash(config: Config, rule: Schedule, fire_time: datetime, until: datetime) -> None:
         calls.append(fire_time)
         raise RuntimeError("bug")
 
