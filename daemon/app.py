@@ -10,7 +10,6 @@ real clock; every part below takes it injected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from datetime import UTC, datetime, timedelta
@@ -205,14 +204,34 @@ class App:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def run_until_stopped(self) -> None:
+    async def run(self) -> int:
+        """Start, run until SIGTERM or SIGINT, drain: 0, or 2 for a config that cannot be
+        used. Signals are handled from the first moment, so a stop that comes while the
+        start-up is still waiting for GES is a clean exit as well."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.source.reload(), "reload"))
-        await self._stop.wait()
-        log.info("stop requested: no new firings; draining")
-        await self.shutdown()
+        starting = asyncio.ensure_future(self.start())
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("stop requested during start-up; stopping")
+            starting.cancel()
+        (started,) = await asyncio.gather(starting, return_exceptions=True)
+        try:
+            if isinstance(started, ConfigError):
+                log.error("cannot start:\n%s", started.render())
+                return 2
+            if isinstance(started, Exception):
+                raise started
+            if not isinstance(started, asyncio.CancelledError):  # it started: run till told
+                await stop
+                log.info("stop requested: no new firings; draining")
+            return 0
+        finally:
+            stop.cancel()
+            await self.shutdown()
 
     async def shutdown(self) -> None:
         if self._closed:
@@ -232,13 +251,4 @@ class App:
 
 async def serve(settings: Settings) -> int:
     """`graphnap run`: until SIGTERM/SIGINT; 0 after a clean drain, 2 for a bad config."""
-    app = App(settings)
-    try:
-        await app.start()
-    except ConfigError as exc:
-        log.error("cannot start:\n%s", exc.render())
-        with contextlib.suppress(Exception):
-            await app.shutdown()
-        return 2
-    await app.run_until_stopped()
-    return 0
+    return await App(settings).run()

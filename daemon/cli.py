@@ -245,13 +245,6 @@ async def _demo(config: Path, settings: Settings) -> int:
     )
     emulator = EmulatorServer(cloud, "127.0.0.1", 8900)
     url = await emulator.start()
-    app = App(settings)
-    try:
-        await app.start()
-    except ConfigError as exc:
-        print(exc.render(), file=sys.stderr)
-        await emulator.stop()
-        return EXIT_USAGE
     print(
         f"""
 graphnap demo: the daemon runs {config} against the GES emulator at {url}.
@@ -263,10 +256,9 @@ Schedules fire every minute or two; watch the log lines below. Ctrl-C stops both
         flush=True,
     )
     try:
-        await app.run_until_stopped()
+        return await App(settings).run()
     finally:
         await emulator.stop()
-    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -27,7 +27,6 @@ from apscheduler.events import (
     JobExecutionEvent,
     JobSubmissionEvent,
 )
-from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job as ApsJob
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -66,11 +65,16 @@ class Scheduler:
         self._done: dict[str, datetime] = {}  # ... and last finished: what the state file keeps
         self._last_run: dict[str, datetime] = {}  # when that firing started
         self._running: set[str] = set()  # one firing of a schedule at a time
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # firings
+        self._pass_tasks: set[asyncio.Task[None]] = set()  # periodic passes
+        self._passes: dict[str, Periodic] = {}
         self._aps = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1},
-            executors={"default": AsyncIOExecutor(), "firings": _FiringExecutor(self._spawn)},
+            executors={
+                "firings": _TaskExecutor(self._spawn),
+                "passes": _TaskExecutor(self._spawn_pass),
+            },
         )
         self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
@@ -109,10 +113,14 @@ class Scheduler:
         self._publish_next_fire_times()
 
     def every(self, name: str, interval_s: float, func: Periodic) -> None:
-        """A periodic pass (inventory, windows) on the same scheduler."""
+        """A periodic pass (inventory, windows) on the same scheduler; at stop it is
+        cancelled, not waited for (the next start runs it again)."""
+        self._passes[name] = func
         self._aps.add_job(
-            func,
+            self._periodic,
             IntervalTrigger(seconds=interval_s),
+            args=[name],
+            executor="passes",
             id=f"pass:{name}",
             name=name,
             replace_existing=True,
@@ -123,6 +131,9 @@ class Scheduler:
         """No new firings; wait for running ones up to `grace_s`, then cut them short."""
         if self._aps.running:
             self._aps.shutdown(wait=False)
+        for task in self._pass_tasks:
+            task.cancel()
+        await asyncio.gather(*self._pass_tasks, return_exceptions=True)
         pending = [t for t in self._tasks if not t.done()]
         if not pending:
             return
@@ -242,15 +253,21 @@ class Scheduler:
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _due(self, name: str, *fire_time: datetime) -> None:
-        """APScheduler's job. _FiringExecutor adds the scheduled fire time to the job's
+        """APScheduler's job. _TaskExecutor adds the scheduled fire time to the job's
         arguments; APScheduler checks them against the signature, hence the star."""
         await self.run(name, *fire_time)
 
+    async def _periodic(self, name: str, *run_time: datetime) -> None:
+        try:
+            await self._passes[name]()
+        except Exception:  # the next interval runs it again
+            log.exception("%s pass crashed", name)
+
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return _track(work, self._tasks)
+
+    def _spawn_pass(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        return _track(work, self._pass_tasks)
 
     def _grace(self, schedule: Schedule) -> timedelta:
         return schedule.misfire_grace or self._default_grace
@@ -259,10 +276,18 @@ class Scheduler:
         self._metrics.set_next_fire_times(self.next_fire_times())
 
 
-class _FiringExecutor(BaseExecutor):  # type: ignore[misc]
-    """Runs a cron job as a task of the Scheduler's own (so shutdown can give it a grace)
-    and hands it its scheduled fire time, which APScheduler 3 otherwise keeps to itself.
-    With coalescing, the latest of the due run times is the one that runs."""
+def _track(work: Awaitable[None], tasks: set[asyncio.Task[None]]) -> asyncio.Task[None]:
+    task = asyncio.ensure_future(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+class _TaskExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs a job as a task of the Scheduler's own (so shutdown decides how long to wait
+    and nothing is cancelled behind its back) and hands it its scheduled run time, which
+    APScheduler 3 otherwise keeps to itself. With coalescing, the latest of the due run
+    times is the one that runs."""
 
     def __init__(self, spawn: Callable[[Awaitable[None]], asyncio.Task[None]]) -> None:
         super().__init__()

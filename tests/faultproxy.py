@@ -36,17 +36,23 @@ class FaultProxy:
         self._rules: list[Rule] = []
         self._hung = asyncio.Event()  # set at exit, so hung handlers end
         self.faulted: list[tuple[Fault, str]] = []
+        self._fault_seen = asyncio.Event()
         self.url = ""
 
     def add(self, method: str, path: str, fault: Fault, *, times: int = 1) -> None:
         """Misbehave for the next `times` requests whose path matches the regex `path`."""
         self._rules.append(Rule(method, re.compile(path), fault, times))
 
+    async def wait_for_fault(self) -> None:
+        """Until a rule has hit a request."""
+        await asyncio.wait_for(self._fault_seen.wait(), timeout=30)
+
     def _take(self, request: web.Request) -> Fault | None:
         for rule in self._rules:
             if rule.times > 0 and rule.method == request.method and rule.path.search(request.path):
                 rule.times -= 1
                 self.faulted.append((rule.fault, request.path))
+                self._fault_seen.set()
                 return rule.fault
         return None
 
