@@ -101,6 +101,13 @@ def fetch_range(now: datetime, criteria: IdleCriteria, period_s: int) -> tuple[d
     return floor_time(start, period_s), end
 
 
+def recent_range(
+    now: datetime, within: timedelta, period_s: int, lag: timedelta = DEFAULT_LAG
+) -> tuple[datetime, datetime]:
+    """What to ask Cloud Eye for before `recent_use`: the last `within`, `lag` more, aligned."""
+    return floor_time(now - lag - within, period_s), now
+
+
 def judge(
     graph: Graph,
     points: Sequence[Datapoint],
@@ -263,18 +270,16 @@ def replay(
     ats = [p.at for p in history]
     reach = max(criteria.idle_for, criteria.min_uptime) + 2 * period
 
+    def on_grid(when: datetime) -> datetime:
+        """The first check at or after `when`: the live pass only looks every check_every."""
+        return start + -((start - when) // check_every) * check_every
+
     stops: list[SimulatedStop] = []
     up_since: datetime | None = None  # the simulated last start; None: judge reads the data
     data_from = start
-    last_end: datetime | None = None
-    recheck_at: datetime | None = None  # when a "not up long enough" verdict can change
     now = start
     while now < end:
         _, window_end = judged_window(now, criteria, period_s)
-        if window_end == last_end and (recheck_at is None or now < recheck_at):
-            now += check_every
-            continue
-        last_end, recheck_at = window_end, None
         lo = bisect_left(ats, max(data_from - period, window_end - reach))
         visible = [p for p in history[lo : bisect_left(ats, window_end)] if p.at >= data_from]
         verdict = judge(
@@ -284,39 +289,41 @@ def replay(
             criteria=criteria,
             period_s=period_s,
         )
-        if up_since is not None and now - up_since < criteria.min_uptime:
-            recheck_at = up_since + criteria.min_uptime  # the verdict may change before new data
         if not verdict.is_idle:
-            now += check_every
+            # Nothing can change before the next period is published, or before the graph
+            # has been up for min_uptime: skip the checks in between (they would agree).
+            later = window_end + period + criteria.lag
+            came_up = up_since or _run_start(visible, window_end, period)
+            if came_up is not None and now - came_up < criteria.min_uptime:
+                later = min(later, came_up + criteria.min_uptime)
+            now = on_grid(max(later, now + check_every))
             continue
-        restart, ended_by = _restart(history, now, end, period, criteria.threshold)
+        restart, ended_by = _restart(history, ats, now, end, period, criteria.threshold)
+        near = history[bisect_left(ats, now - period) : bisect_left(ats, restart)]
         stops.append(
             SimulatedStop(
                 start=now,
                 end=restart,
                 reason=verdict.reason,
                 ended_by=ended_by,
-                billed=_covered(history, now, restart, period),
+                billed=_covered(near, now, restart, period),
             )
         )
         up_since = data_from = restart
-        last_end = None
-        now = restart if restart > now else now + check_every
-        # back onto the check grid, as the live pass only looks every `check_every`
-        steps = -((start - now) // check_every)
-        now = start + steps * check_every
+        now = on_grid(max(restart, now + check_every))
     return Replay(tuple(stops))
 
 
 def _restart(
     history: Sequence[Datapoint],
+    ats: Sequence[datetime],
     stopped_at: datetime,
     end: datetime,
     period: timedelta,
     threshold: float,
 ) -> tuple[datetime, str]:
     limit = min(end, stopped_at + PLATFORM_RESTART)
-    for point in history:
+    for point in history[bisect_left(ats, stopped_at - period) :]:
         if point.at >= limit:
             break
         if point.at + period > stopped_at and point.value > threshold:

@@ -239,6 +239,31 @@ async def test_traffic_and_gaps_can_be_set_over_the_control_plane(
     ).json()
     assert points(answer)[0][1] == 15.0
 
+    hour = now.hour
+    async with httpx.AsyncClient(base_url=emulator) as control:
+        daily = {"from_hour": (hour + 1) % 24, "to_hour": (hour + 2) % 24, "requests_per_minute": 9}
+        await control.post(
+            "/_emulator/traffic", json={"project_id": PROJECT, "graph_id": graph.id, "daily": daily}
+        )
+        await control.post("/_emulator/traffic", json={"metrics_lag_s": 0})
+    answer = (
+        await http_aksk.post(BATCH, json=body([graph.id], now - timedelta(minutes=30), now))
+    ).json()
+    # outside its daily hours: quiet; and with no lag the newest period is complete
+    assert [value for _, value in points(answer)] == [0.0] * 6
+
+
+async def test_a_token_for_another_project_is_refused_in_cloud_eye_terms(
+    cloud: Cloud, emulator: str
+) -> None:
+    token = cloud.issue_token("emulator", "graphnap", "emulator-password", PROJECT)
+    async with httpx.AsyncClient(base_url=emulator) as http:
+        response = await http.get(
+            "/V1.0/ffffffffffffffffffffffffffffffff/metric-data",
+            headers={"X-Auth-Token": token.value},
+        )
+    assert (response.status_code, response.json()["details"]["code"]) == (400, "ces.0003")
+
 
 async def test_the_gateway_guards_cloud_eye_like_ges(
     cloud: Cloud, clock: ManualClock, emulator: str, http_aksk: httpx.AsyncClient

@@ -16,6 +16,7 @@ from daemon.idle import (
     fmt_duration,
     judge,
     judged_window,
+    recent_range,
     recent_use,
     replay,
 )
@@ -217,6 +218,7 @@ def test_recent_use_for_a_deferred_stop(
 ) -> None:
     verdict = recent_use(points, now=NOW, within=timedelta(minutes=15), period_s=P5)
     assert (verdict.kind, verdict.reason) == (kind, reason)
+    assert recent_range(NOW, timedelta(minutes=15), P5) == (at(11, 35), NOW)
 
 
 def test_durations_read_as_a_rule_was_written() -> None:

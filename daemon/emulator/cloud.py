@@ -17,12 +17,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from daemon.emulator import cloudeye
-from daemon.emulator.cloudeye import Traffic
+from daemon.emulator.cloudeye import DailyTraffic, Traffic
 
 Clock = Callable[[], datetime]
 Kind = Literal["stop", "start"]
 
 RUNNING, STOPPED, STOPPING, STARTING = 200, 900, 901, 920
+OFFICE_HOURS = DailyTraffic(1, 11, 6.0)  # some requests 09:00-19:00 in UTC+8, none at night
 JOB_NAMES: dict[Kind, str] = {"stop": "StopGraph", "start": "StartGraph"}  # [UNVERIFIED] real names
 
 
@@ -236,7 +237,7 @@ class Cloud:
                 status = STOPPED
             # prod is queried all day, test now and then, dev not at all: an idle rule on
             # env=dev has something to stop and a deferral something to wait for.
-            traffic: Traffic = 40.0 if env == "prod" else _office_hours if env == "test" else 0.0
+            traffic: Traffic = 40.0 if env == "prod" else OFFICE_HOURS if env == "test" else 0.0
             self.add_graph(
                 project_id,
                 f"{env}-{self.rng.choice(domains)}-{i:02d}",
@@ -493,11 +494,6 @@ class Cloud:
         self.settle()
         for graphs in self.graphs.values():
             yield from graphs.values()
-
-
-def _office_hours(minute: datetime) -> float:
-    """Some requests in working hours (UTC+8), none at night."""
-    return 6.0 if 1 <= minute.hour < 11 else 0.0
 
 
 # Fake credentials for the demo and the README's commands; they open nothing but the emulator.

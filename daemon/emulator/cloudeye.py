@@ -35,6 +35,24 @@ Traffic = float | Callable[[datetime], float]
 
 
 @dataclass(frozen=True)
+class DailyTraffic:
+    """`requests_per_minute` from `from_hour` to `to_hour` (UTC) every day, none otherwise;
+    a window may wrap midnight (22 -> 6)."""
+
+    from_hour: int
+    to_hour: int
+    requests_per_minute: float
+
+    def __call__(self, minute: datetime) -> float:
+        hour = minute.hour
+        if self.from_hour <= self.to_hour:
+            inside = self.from_hour <= hour < self.to_hour
+        else:
+            inside = hour >= self.from_hour or hour < self.to_hour
+        return self.requests_per_minute if inside else 0.0
+
+
+@dataclass(frozen=True)
 class Metric:
     unit: str
     value: Callable[[float], float]  # from the minute's request count
@@ -87,17 +105,38 @@ def reporting_minutes(
     return ranges
 
 
-def aggregate(values: Sequence[float], how: str) -> float:
-    if how == "sum":
-        return float(sum(values))
+def aggregate(values: Sequence[tuple[float, int]], how: str) -> float:
+    """Combine (value, how many minutes had it) pairs as CES combines a period's minutes."""
     if how == "max":
-        return float(max(values))
+        return float(max(v for v, _ in values))
     if how == "min":
-        return float(min(values))
-    mean = sum(values) / len(values)
+        return float(min(v for v, _ in values))
+    total = sum(v * n for v, n in values)
+    if how == "sum":
+        return float(total)
+    count = sum(n for _, n in values)
+    mean = total / count
     if how == "average":
         return mean
-    return sum((v - mean) ** 2 for v in values) / len(values)  # variance
+    return sum(n * (v - mean) ** 2 for v, n in values) / count  # variance
+
+
+def _values(traffic: Traffic, metric: Metric, first: int, last: int) -> list[tuple[float, int]]:
+    """(value, minutes) for the minutes [first, last): constant traffic in one piece, daily
+    traffic one piece per hour, any other function minute by minute."""
+    if isinstance(traffic, int | float):
+        return [(metric.value(float(traffic)), last - first)]
+    if isinstance(traffic, DailyTraffic):
+        pieces = []
+        while first < last:
+            upto = min(last, (first // 60 + 1) * 60)
+            hour = datetime.fromtimestamp(first * 60, UTC)
+            pieces.append((metric.value(traffic(hour)), upto - first))
+            first = upto
+        return pieces
+    return [
+        (metric.value(traffic(datetime.fromtimestamp(m * 60, UTC))), 1) for m in range(first, last)
+    ]
 
 
 def series(
@@ -118,16 +157,13 @@ def series(
     stop = _minute(end, up=True)
     points: list[tuple[int, float]] = []
     while bucket < stop and len(points) < limit:
-        minutes = [
-            m for first, last in ranges for m in range(max(first, bucket), min(last, bucket + step))
+        values = [
+            piece
+            for first, last in ranges
+            if first < bucket + step and last > bucket
+            for piece in _values(traffic, metric, max(first, bucket), min(last, bucket + step))
         ]
-        if minutes:
-            if isinstance(traffic, int | float):
-                values = [metric.value(float(traffic))] * len(minutes)
-            else:
-                values = [
-                    metric.value(traffic(datetime.fromtimestamp(m * 60, UTC))) for m in minutes
-                ]
+        if values:
             points.append((bucket * 60_000, aggregate(values, how)))
         bucket += step
     return points

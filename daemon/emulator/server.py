@@ -29,6 +29,7 @@ from daemon.emulator.cloud import (
     RequestRecord,
     ScriptedFault,
 )
+from daemon.emulator.cloudeye import DailyTraffic
 from daemon.emulator.gateway import verify_signature
 
 log = logging.getLogger(__name__)
@@ -152,15 +153,21 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
+def _wrong_project(request: web.Request, what: str) -> CloudFault:
+    if request.path.startswith("/V1.0/"):
+        return CloudFault(
+            400, "ces.0003", f"The tenant ID is incorrect: it is not {what}.", source="ces"
+        )
+    return CloudFault(400, "GES.0016", f"The project id in the URL does not match {what}.")
+
+
 async def _authenticate(request: web.Request, cloud: Cloud) -> None:
     project_id = request.match_info.get("project_id", "")
     headers = {k.lower(): v for k, v in request.headers.items()}
     if "x-auth-token" in headers:
         token = cloud.check_token(headers["x-auth-token"])
         if token.project_id != project_id:
-            raise CloudFault(
-                400, "GES.0016", "The project id in the URL does not match the token's project."
-            )
+            raise _wrong_project(request, "the token's project")
         return
     if "authorization" in headers:
         verify_signature(
@@ -173,9 +180,7 @@ async def _authenticate(request: web.Request, cloud: Cloud) -> None:
             now=cloud.clock(),
         )
         if headers.get("x-project-id", project_id) != project_id:
-            raise CloudFault(
-                400, "GES.0016", "X-Project-Id does not match the project id in the URL."
-            )
+            raise _wrong_project(request, "X-Project-Id")
         return
     raise CloudFault(
         401,
@@ -508,14 +513,31 @@ async def emulator_faults(request: web.Request) -> web.Response:
 
 async def emulator_traffic(request: web.Request) -> web.Response:
     """POST {"project_id", "graph_id", "requests_per_minute": 12.5,
-    "gaps": [{"from": "2026-11-27T10:00:00+00:00", "to": "..."}]}: a graph's traffic from now
-    on (while it runs) and periods without Cloud Eye data."""
+    "gaps": [{"from": "2026-11-27T10:00:00+00:00", "to": "..."}]}: a graph's traffic (while it
+    runs) and periods without Cloud Eye data. Instead of requests_per_minute, "daily":
+    {"from_hour": 8, "to_hour": 20, "requests_per_minute": 10} gives traffic in those UTC
+    hours only. {"metrics_lag_s": 480} alone sets how late Cloud Eye publishes a minute."""
     cloud = request.app[CLOUD]
     try:
         body = await request.json()
+        if "metrics_lag_s" in body:
+            cloud.timing.metrics_lag_s = float(body["metrics_lag_s"])
+            if "graph_id" not in body:
+                return _json({"ok": True})
         project_id, graph_id = body["project_id"], body["graph_id"]
         if "requests_per_minute" in body:
             cloud.set_traffic(project_id, graph_id, float(body["requests_per_minute"]))
+        if "daily" in body:
+            daily = body["daily"]
+            cloud.set_traffic(
+                project_id,
+                graph_id,
+                DailyTraffic(
+                    int(daily["from_hour"]),
+                    int(daily["to_hour"]),
+                    float(daily["requests_per_minute"]),
+                ),
+            )
         for gap in body.get("gaps", []):
             cloud.add_gap(
                 project_id,
