@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from daemon.emulator import Cloud, EmulatorServer, Timing
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK
 from tests.conftest import PROJECT
@@ -209,8 +211,11 @@ async def test_sigterm_during_a_periodic_inventory_exits_0_without_a_traceback(
     assert "CancelledError" not in output
 
 
+@pytest.mark.parametrize(
+    ("with_state_file", "kill_after"), [(True, 5), (False, 5), (True, 30), (False, 1)]
+)
 async def test_sigkill_halfway_through_a_fan_out_is_finished_by_the_next_start(
-    tmp_path: Path,
+    tmp_path: Path, with_state_file: bool, kill_after: int
 ) -> None:
     # Item 2, on a real process: the firing ran two minutes ago (within its grace); the
     # daemon is killed after a few stops; the restart, with the same state file, stops the rest.
@@ -227,14 +232,15 @@ async def test_sigkill_halfway_through_a_fan_out_is_finished_by_the_next_start(
         )
         env = daemon_env(
             config,
-            GRAPHNAP_STATE_FILE=str(tmp_path / "state.json"),
             GRAPHNAP_PROJECT_RATE_PER_S="10",  # a fan-out that takes a few seconds
             GRAPHNAP_POLL_INITIAL_S="60",
         )
+        if with_state_file:
+            env["GRAPHNAP_STATE_FILE"] = str(tmp_path / "state.json")
         first = await start_daemon(env)
         assert first.stderr is not None
         seen: list[Record] = []
-        for _ in range(5):
+        for _ in range(kill_after):
             await read_until(first.stderr, seen, lambda r: r.get("outcome") == "requested")
         first.kill()
         await first.wait()
