@@ -80,9 +80,11 @@ GRAFANA_VARIABLES = {
 }
 
 
-def substitute(expr: str, values: dict[str, str] | None = None) -> str:
+def substitute(
+    expr: str, values: dict[str, str] | None = None, windows: dict[str, str] | None = None
+) -> str:
     """Grafana variables -> values Prometheus accepts ($job -> graphnap, others -> .*)."""
-    for name, value in GRAFANA_VARIABLES.items():
+    for name, value in {**GRAFANA_VARIABLES, **(windows or {})}.items():
         expr = expr.replace(name, value)
     chosen = {"job": "graphnap", **(values or {})}
     return re.sub(r"\$\{?(\w+)\}?", lambda m: chosen.get(m.group(1), ".*"), expr)
