@@ -31,3 +31,9 @@ unit: $(BIN)/graphnap
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Dockerfile, image, Helm chart, alerts and dashboard, checked with the real tools; installs
+# them itself (apt, .venv-deploy, .tools/) and needs root for apt and dockerd. See .ci/deploy-check.
+.PHONY: deploy-check
+deploy-check:
+	.ci/deploy-check
