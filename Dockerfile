@@ -10,12 +10,17 @@ ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE} AS build
 ARG OFFLINE=0
 COPY deploy/wheels/ /wheels/
-COPY pyproject.toml README.md /src/
-COPY daemon/ /src/daemon/
-# Fail the build, not the first firing, when the base has no time-zone data for schedules.
+COPY pyproject.toml /src/
+# Dependencies first, in their own layer: a change to the code alone reuses it.
 RUN python3 -m venv /opt/graphnap \
  && if [ "$OFFLINE" = 1 ]; then set -- --no-index --find-links /wheels; fi \
- && /opt/graphnap/bin/pip install --no-cache-dir --disable-pip-version-check "$@" /src \
+ && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/graphnap/bin/pip install --no-cache-dir --disable-pip-version-check "$@" -r /tmp/requirements.txt
+COPY README.md /src/
+COPY daemon/ /src/daemon/
+# Fail the build, not the first firing, when the base has no time-zone data for schedules.
+RUN if [ "$OFFLINE" = 1 ]; then set -- --no-index --find-links /wheels; fi \
+ && /opt/graphnap/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps "$@" /src \
  && /opt/graphnap/bin/python -c "import zoneinfo; zoneinfo.ZoneInfo('Asia/Shanghai')" \
  && /opt/graphnap/bin/graphnap --version
 
