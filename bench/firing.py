@@ -51,6 +51,7 @@ async def one_size(
             config=config,
             credentials={"lab": {"ak": DEMO_AK, "sk": DEMO_SK}},
             project_rate_per_s=100000,
+            project_rate_initial_per_s=100000,
             max_concurrency=32,
             poll_initial_s=0.5,
             poll_max_s=0.5,

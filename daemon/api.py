@@ -8,7 +8,6 @@ with its attempt number and the last attempt re-raises.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
-from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -29,11 +27,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from daemon.gate import Gate, OpenGate
+from daemon.model import Sleep as Sleep  # re-exported: the clients take it from here
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-Sleep = Callable[[float], Awaitable[None]]
 
 BODY_LIMIT = 300  # characters of a response body that may reach an exception or a log
 
@@ -241,30 +241,6 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-class RequestGate:
-    """Paces one project's requests, polls included: at most `max_in_flight` at once and
-    `rate_per_s` per second, so slow answers cannot pile up connections to the cloud and
-    the project's budget is shared fairly between actions, polls, inventories and every
-    service (GES, Cloud Eye) of the project."""
-
-    def __init__(self, max_in_flight: int, rate_per_s: float) -> None:
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._rate = (
-            AsyncLimiter(rate_per_s, 1) if rate_per_s >= 1 else AsyncLimiter(1, 1 / rate_per_s)
-        )
-
-    async def __aenter__(self) -> None:
-        await self._slots.acquire()
-        try:
-            await self._rate.acquire()
-        except BaseException:
-            self._slots.release()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._slots.release()
-
-
 ErrorMapper = Callable[[httpx.Response, str], ApiError]
 
 
@@ -284,7 +260,7 @@ class JsonApi:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
         observe: RequestObserver = ignore_request,
-        limiter: AbstractAsyncContextManager[Any] | None = None,
+        limiter: Gate | AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
         self._http = http
         self._service = service
@@ -293,7 +269,9 @@ class JsonApi:
         self._retry = retry
         self._sleep = sleep
         self._observe = observe
-        self._limiter = limiter or contextlib.nullcontext()
+        # A plain context manager paces without learning from answers (tests use one).
+        self._limiter: AbstractAsyncContextManager[Any] = limiter or OpenGate()
+        self._gate: Gate | None = limiter if isinstance(limiter, Gate) else None
 
     async def call(
         self,
@@ -325,6 +303,8 @@ class JsonApi:
     ) -> M:
         async with self._limiter:  # the project's request rate, shared by every caller
             response = await self._request(operation, method, path, params, json)
+        if self._gate is not None:
+            self._gate.observe(response.status_code, retry_after(response))
         if response.status_code >= 400:
             raise self._map_error(response, operation)
         try:

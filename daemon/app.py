@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from daemon.api import Sleep
 from daemon.clients import Clients, missing_credentials
 from daemon.config import Config
 from daemon.executor import Executor
+from daemon.gate import Monotonic
 from daemon.loader import ConfigError
 from daemon.metrics import Metrics
 from daemon.model import Clock
@@ -51,6 +53,7 @@ class App:
         registry: CollectorRegistry | None = None,
         clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -63,7 +66,9 @@ class App:
             check=lambda config: missing_credentials(config, settings),
             clock=clock,
         )
-        self.clients = Clients(settings, self.metrics, clock=clock, sleep=sleep)
+        self.clients = Clients(
+            settings, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep
+        )
         self.tracker = Tracker(
             self.outcomes,
             self.metrics,

@@ -12,9 +12,10 @@ from datetime import timedelta
 import httpx
 
 from daemon import __version__
-from daemon.api import RequestGate, RetryPolicy, Sleep
+from daemon.api import RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.config import Config, Project
+from daemon.gate import Monotonic, RequestGate
 from daemon.ges import GesClient
 from daemon.loader import Problem
 from daemon.metrics import Metrics
@@ -38,9 +39,16 @@ def missing_credentials(config: Config, settings: Settings) -> list[Problem]:
 
 class Clients:
     def __init__(
-        self, settings: Settings, metrics: Metrics, *, clock: Clock, sleep: Sleep = asyncio.sleep
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        clock: Clock,
+        monotonic: Monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
+        self._monotonic = monotonic
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
@@ -99,18 +107,27 @@ class Clients:
                 refresh_margin=timedelta(seconds=self._settings.token_refresh_margin_s),
             )
             auth = TokenAuth(provider, project.project_id)
+        # The pool holds as many connections as the gate lets requests through: requests
+        # wait in the gate's queue, which is cheap, not in httpcore's, which is not.
+        in_flight = self._settings.project_concurrency
         http = self._open(
             httpx.AsyncClient(
                 base_url=project.ges_endpoint,
                 auth=auth,
                 timeout=timeout,
+                limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
                 headers={
                     "Content-Type": "application/json",
                     "User-Agent": f"graphnap/{__version__}",
                 },
             )
         )
-        gate = RequestGate(self._settings.max_concurrency, self._settings.project_rate_per_s)
+        gate = RequestGate(
+            in_flight,
+            initial_rate_per_s=self._settings.project_rate_initial_per_s,
+            ceiling_per_s=self._settings.project_rate_per_s,
+            monotonic=self._monotonic,
+        )
         retry = self._settings.retry
         return GesClient(
             http,

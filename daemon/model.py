@@ -5,7 +5,7 @@ GES v1 client maps its camelCase answers into these types (a v2 client would do 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import IntEnum
@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 Action = Literal["stop", "start"]
 Clock = Callable[[], datetime]
 """Returns an aware UTC datetime. Only the composition root holds the real one."""
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class GraphStatus(IntEnum):

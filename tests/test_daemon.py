@@ -83,6 +83,7 @@ async def make_app(config_file: Path, clock: ManualClock) -> AsyncIterator[MakeA
             listen_port=0,
             credentials=credentials,
             project_rate_per_s=1000,
+            project_rate_initial_per_s=1000,
             poll_initial_s=5,
             poll_max_s=15,
             retry={

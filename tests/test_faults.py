@@ -59,6 +59,7 @@ async def make_app(config_file: Path, clock: ManualClock) -> AsyncIterator[MakeA
             listen_port=0,
             credentials={"lab": {"ak": DEMO_AK, "sk": DEMO_SK}},
             project_rate_per_s=1000,
+            project_rate_initial_per_s=1000,
             poll_initial_s=5,
             poll_max_s=15,
             request_timeout_s=0.5,  # a hung answer costs half a second of real time

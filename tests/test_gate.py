@@ -1,0 +1,107 @@
+"""The per-project gate: an adaptive rate that finds an unknown limit and backs off on 429,
+and pacing without bursts. On fake time: nothing here is timed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from daemon.gate import AdaptiveRate, RequestGate
+
+
+def test_the_rate_doubles_each_clean_second_until_the_first_429() -> None:
+    rate = AdaptiveRate(rate=10, ceiling=1000)
+    for second in range(1, 5):
+        rate.on_answer(second - 1.0, throttled=False)
+        rate.on_answer(second - 0.001, throttled=False)
+    assert round(rate.rate) == 80  # 10 -> 20 -> 40 -> 80 (the first second only opens the window)
+
+
+def test_a_429_cuts_the_rate_by_a_quarter_once_per_second_then_it_creeps_up() -> None:
+    rate = AdaptiveRate(rate=100, ceiling=1000)
+    rate.on_answer(0.0, throttled=True)
+    rate.on_answer(0.1, throttled=True)  # sent before the first cut: says nothing new
+    rate.on_answer(0.5, throttled=True)
+    assert rate.rate == 75
+    rate.on_answer(1.2, throttled=True)  # a second later, still too fast
+    assert rate.rate == 56.25
+    for t in (1.3, 2.3, 3.3):  # clean again: +5 % a second, no more doubling
+        rate.on_answer(t, throttled=False)
+    assert round(rate.rate, 2) == round(56.25 * 1.05 * 1.05, 2)
+
+
+def test_the_rate_stays_between_its_floor_and_the_users_ceiling() -> None:
+    rate = AdaptiveRate(rate=50, ceiling=20)
+    assert rate.rate == 20
+    for t in range(10):
+        rate.on_answer(float(t), throttled=False)
+    assert rate.rate == 20
+    for t in range(40):
+        rate.on_answer(float(t) * 2, throttled=True)
+    assert rate.rate == rate.floor
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sent: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def test_requests_are_spaced_at_the_rate_with_no_burst() -> None:
+    time = FakeTime()
+    gate = RequestGate(
+        8, initial_rate_per_s=4, ceiling_per_s=4, monotonic=time.monotonic, sleep=time.sleep
+    )
+
+    async def request() -> None:
+        async with gate:
+            time.sent.append(time.now)
+
+    for _ in range(6):
+        await request()
+    assert time.sent == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
+
+
+async def test_retry_after_pauses_the_projects_requests_and_429s_slow_it_down() -> None:
+    time = FakeTime()
+    gate = RequestGate(
+        8, initial_rate_per_s=10, ceiling_per_s=100, monotonic=time.monotonic, sleep=time.sleep
+    )
+    async with gate:
+        pass
+    gate.observe(429, retry_after_s=3.0)
+    async with gate:
+        time.sent.append(time.now)
+    assert time.sent == [3.0]
+    assert gate.rate.rate == 7.5
+    assert gate.throttled == 1
+
+
+async def test_requests_in_flight_are_bounded() -> None:
+    time = FakeTime()
+    gate = RequestGate(
+        2, initial_rate_per_s=1000, ceiling_per_s=1000, monotonic=time.monotonic, sleep=time.sleep
+    )
+    inside = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def request() -> None:
+        nonlocal inside, most
+        async with gate:
+            inside += 1
+            most = max(most, inside)
+            await release.wait()
+            inside -= 1
+
+    tasks = [asyncio.ensure_future(request()) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert inside == 2
+    release.set()
+    await asyncio.gather(*tasks)
+    assert most == 2
