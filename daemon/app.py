@@ -78,7 +78,10 @@ class App:
             poll_max_s=settings.poll_max_s,
         )
         self.executor = Executor(
-            self.tracker, self.outcomes, max_concurrency=settings.max_concurrency
+            self.tracker,
+            self.outcomes,
+            max_concurrency=settings.max_concurrency,
+            project_concurrency=settings.project_concurrency,
         )
         self.passes = Passes(
             self.clients.graph_apis,

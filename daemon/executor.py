@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,10 +34,22 @@ class Result:
 
 
 class Executor:
-    def __init__(self, tracker: Tracker, outcomes: Outcomes, *, max_concurrency: int = 8) -> None:
+    """Projects are served side by side: each gets its own workers (at most
+    `project_concurrency`, the most its gate lets through anyway), so a slow or throttled
+    project holds only its own share of the `max_concurrency` actions in flight."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        outcomes: Outcomes,
+        *,
+        max_concurrency: int = 64,
+        project_concurrency: int = 16,
+    ) -> None:
         self._tracker = tracker
         self._outcomes = outcomes
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._per_project = project_concurrency
 
     async def execute(
         self,
@@ -48,16 +61,34 @@ class Executor:
         job_timeout: timedelta,
         backup_id: str | None = None,
     ) -> list[Result]:
-        """Apply every decision; one failing graph never stops the others. `now` is the
-        pass's time, stamped on the decisions' outcomes."""
-        return list(
-            await asyncio.gather(
-                *(
-                    self._apply(d, apis[d.project], now, dry_run, job_timeout, backup_id)
-                    for d in decisions
+        """Apply every decision; one failing graph never stops the others. Results come in
+        the decisions' order. `now` is the pass's time, stamped on the outcomes."""
+        results: list[Result | None] = [None] * len(decisions)
+        queues: dict[str, deque[int]] = {}
+        for i, d in enumerate(decisions):
+            if d.act and not dry_run:
+                queues.setdefault(d.project, deque()).append(i)
+            else:  # no request to make: recorded at once
+                results[i] = await self._apply(
+                    d, apis[d.project], now, dry_run, job_timeout, backup_id
                 )
+
+        async def worker(queue: deque[int]) -> None:
+            while queue:
+                i = queue.popleft()
+                d = decisions[i]
+                results[i] = await self._apply(
+                    d, apis[d.project], now, dry_run, job_timeout, backup_id
+                )
+
+        await asyncio.gather(
+            *(
+                worker(queue)
+                for queue in queues.values()
+                for _ in range(min(len(queue), self._per_project))
             )
         )
+        return [r for r in results if r is not None]
 
     async def _apply(
         self,

@@ -136,3 +136,49 @@ async def test_already_stopping_is_followed_and_already_stopped_is_believed_only
     followed = await asyncio.gather(*(r.job for r in results if r.job is not None))
     assert [(o.job.graph_id, o.outcome) for o in followed] == [("g-stopping", "succeeded")]
     assert tracker.in_flight() == frozenset()
+
+
+class SlowProject(FlakyGes):
+    """A project whose stops hang until released: throttled, or a slow region."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def stop_graph(self, graph_id: str) -> str:
+        self.waiting += 1
+        await self.release.wait()
+        return f"job-{graph_id}"
+
+
+async def test_a_slow_project_holds_only_its_share_and_the_others_go_on() -> None:
+    metrics = Metrics(CollectorRegistry())
+    outcomes = Outcomes(metrics)
+    tracker = Tracker(outcomes, metrics, clock=lambda: NOW, sleep=asyncio.Event().wait)  # type: ignore[arg-type]
+    executor = Executor(tracker, outcomes, max_concurrency=8, project_concurrency=4)
+    slow, fast = SlowProject(), FlakyGes()
+    decisions = [
+        Decision("slow", f"s-{i}", f"s-{i}", "night", "stop", True, "running") for i in range(50)
+    ]
+    decisions += [
+        Decision("fast", f"f-{i}", f"f-{i}", "night", "stop", True, "running") for i in range(50)
+    ]
+    run = asyncio.ensure_future(
+        executor.execute(
+            decisions,
+            {"slow": slow, "fast": fast},
+            now=NOW,
+            dry_run=False,
+            job_timeout=timedelta(minutes=5),
+        )
+    )
+    for _ in range(200):  # let every worker run as far as it can
+        await asyncio.sleep(0)
+    assert len(fast.stopped) == 50  # the fast project was not queued behind the slow one
+    assert slow.waiting == 4  # and the slow one holds no more than its share
+    slow.release.set()
+    results = await run
+    assert [r.outcome for r in results] == ["requested"] * 100
+    assert [r.decision.graph_id for r in results] == [d.graph_id for d in decisions]
+    await tracker.stop()
