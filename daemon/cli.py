@@ -274,6 +274,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{path}: ok ({len(config.projects)} projects, {len(config.schedules)} schedules, "
             f"{len(config.idle_rules)} idle rules)"
         )
+        for i, project in enumerate(config.projects):
+            for service, url in project.endpoints.plain_http():
+                print(
+                    f"{path}: warning: projects[{i}].endpoints.{service}: plain http to {url}, "
+                    "not loopback: requests travel unencrypted (use https)",
+                    file=sys.stderr,
+                )
     return status
 
 

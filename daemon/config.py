@@ -7,6 +7,8 @@ file, cross-references and error rendering are daemon.loader's.
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from datetime import date, timedelta
@@ -25,8 +27,39 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from daemon.cron import cron_trigger
+
+# --- values in error messages --------------------------------------------------------------
+
+_KEY_LIKE_RE = re.compile(r"[A-Za-z0-9+/=]{20,}")
+
+
+def looks_like_secret(text: str) -> bool:
+    """20+ letters and digits without a separator (an AK is 20, an SK 40): the shape of a
+    credential pasted in the wrong place, not of a name people type (those have '-' or '_')."""
+    return (
+        _KEY_LIKE_RE.fullmatch(text) is not None
+        and any(c.isdigit() for c in text)
+        and any(c.isalpha() for c in text)
+    )
+
+
+def shown(value: object) -> str:
+    """A refused value as an error message may show it: never in full, since a secret pasted
+    under the wrong key would otherwise reach `validate`, the log and /status. At most the
+    first 4 characters, and never more than a quarter of the value."""
+    text = value if isinstance(value, str) else repr(value)
+    head = text[: min(4, len(text) // 4)]
+    return f"'{head}…' ({len(text)} characters)"
+
+
+def named(value: str) -> str:
+    """A name looked up in a list (a time zone, a country, a project), quoted in full unless
+    it looks like a secret; a value that failed a pattern goes through shown() instead."""
+    return shown(value) if looks_like_secret(value) or len(value) > 64 else repr(value)
+
 
 # --- scalar types --------------------------------------------------------------------------
 
@@ -42,16 +75,21 @@ Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[a-z0-9]+)+$")]
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# No setting means more than a year; the cap also keeps `99999999999999999999999w` from
+# overflowing timedelta.
+MAX_DURATION = timedelta(days=366)
 
 
 def parse_duration(value: object) -> timedelta:
     """'90s', '5m', '1h30m', '2d' -> timedelta. Bare numbers are refused: the unit is the point."""
     if isinstance(value, timedelta):
         return value
-    if not isinstance(value, str):
+    if isinstance(value, int | float) and not isinstance(value, bool) and len(repr(value)) <= 12:
         raise ValueError(
             f"{value!r} is not a duration; add a unit (ms, s, m, h, d, w), e.g. '{value}s' or '{value}m'"
         )
+    if not isinstance(value, str):
+        raise ValueError("not a duration; write a number and a unit, e.g. '90s', '5m', '1h30m'")
     text = value.strip().replace(" ", "")
     pos, total = 0, 0.0
     for match in _DURATION_RE.finditer(text):
@@ -61,9 +99,11 @@ def parse_duration(value: object) -> timedelta:
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(
-            f"{value!r} is not a duration; write a number and a unit (ms, s, m, h, d, w), "
+            f"{shown(value)} is not a duration; write a number and a unit (ms, s, m, h, d, w), "
             "e.g. '90s', '5m', '1h30m'"
         )
+    if not math.isfinite(total) or total > MAX_DURATION.total_seconds():
+        raise ValueError(f"a duration longer than {MAX_DURATION.days}d is not accepted")
     return timedelta(seconds=total)
 
 
@@ -84,7 +124,12 @@ def _check_cron(expr: str) -> str:
     try:
         cron_trigger(expr, "UTC")
     except ValueError as exc:
-        raise ValueError(f"invalid cron expression: {exc}") from None
+        # The parser's message quotes the expression and its fields: cut the long ones.
+        message = str(exc).replace(repr(expr), shown(expr))
+        for part in sorted(set(expr.split()), key=len, reverse=True):
+            if len(part) > 8:
+                message = message.replace(part, shown(part))
+        raise ValueError(f"invalid cron expression: {message}") from None
     return expr
 
 
@@ -104,13 +149,23 @@ CronExpr = Annotated[
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, _all_timezones(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"unknown time zone {name!r}{hint}; use an IANA name such as 'Asia/Shanghai'"
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
+        # A type of its own, so the loader can add "did you mean" where it shows the problem
+        # (difflib costs a millisecond a name: not for every one of thousands of bad lines).
+        raise PydanticCustomError(
+            "unknown_timezone",
+            "unknown time zone {shown}; use an IANA name such as 'Asia/Shanghai'",
+            {"shown": named(name), "name": name},
         ) from None
     return name
+
+
+def close_timezone(name: str) -> str | None:
+    """The known time zone name closest to `name`, if one is close."""
+    if len(name) > 64:  # no zone name is that long, and difflib's time grows with it
+        return None
+    close = difflib.get_close_matches(name, _all_timezones(), n=1)
+    return close[0] if close else None
 
 
 @cache
@@ -135,12 +190,98 @@ class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Endpoints(FrozenModel):
-    """Endpoint overrides, e.g. to point a project at the emulator."""
+# Never a GES, IAM or Cloud Eye endpoint, and where a request signed with the project's
+# keys (or the IAM password) must not go: link-local and cloud metadata services.
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+)
+_METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.tencentyun.com",
+    }
+)
 
-    ges: HttpUrl | None = None
-    iam: HttpUrl | None = None
-    ces: HttpUrl | None = None
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_metadata_host(host: str) -> bool:
+    """A link-local or cloud metadata address (URL parsing already turned 2852039166 and
+    0xA9FEA9FE into 169.254.169.254)."""
+    host = host.rstrip(".").lower()
+    address = _ip(host)
+    if address is None:
+        return host in _METADATA_NAMES
+    return address in _METADATA_ADDRESSES or any(address in net for net in _LINK_LOCAL)
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.rstrip(".").lower()
+    address = _ip(host)
+    if address is None:
+        return host == "localhost" or host.endswith(".localhost")
+    return address.is_loopback
+
+
+def _check_endpoint(url: HttpUrl) -> HttpUrl:
+    # The messages never quote the URL: a user:password in it is the reason to refuse.
+    if url.username or url.password:
+        raise ValueError(
+            "a user name or password in an endpoint URL is refused; credentials are given "
+            "as GRAPHNAP_CREDENTIALS__<SET>__* or files in GRAPHNAP_SECRETS_DIR"
+        )
+    if url.query or url.fragment:
+        raise ValueError("an endpoint is scheme://host[:port][/path], without '?' or '#'")
+    if is_metadata_host(url.host or ""):
+        raise ValueError(
+            "a link-local or cloud metadata address is never a GES, IAM or Cloud Eye endpoint; "
+            "refused so that signed requests and the IAM password cannot be sent there"
+        )
+    return url
+
+
+Endpoint = Annotated[HttpUrl, AfterValidator(_check_endpoint)]
+
+
+class Endpoints(FrozenModel):
+    """Endpoint overrides, for the emulator and private endpoints: http(s) only, no
+    user:password@, no link-local or metadata address; plain http to a host that is not
+    loopback is allowed but warned about at every load."""
+
+    ges: Endpoint | None = None
+    iam: Endpoint | None = None
+    ces: Endpoint | None = None
+
+    def plain_http(self) -> list[tuple[str, str]]:
+        """(service, url) of each override that sends requests unencrypted off this host."""
+        return [
+            (service, str(url))
+            for service, url in (("ges", self.ges), ("iam", self.iam), ("ces", self.ces))
+            if url is not None and url.scheme == "http" and not is_loopback_host(url.host or "")
+        ]
+
+
+def _not_a_secret(name: str) -> str:
+    if looks_like_secret(name):
+        raise ValueError(
+            f"{shown(name)} looks like a secret key, not the name of a credential set; secrets "
+            "never go in the config: give them as GRAPHNAP_CREDENTIALS__<SET>__* or files in "
+            "GRAPHNAP_SECRETS_DIR, and rotate this one if the file was shared"
+        )
+    return name
 
 
 class Project(FrozenModel):
@@ -150,6 +291,7 @@ class Project(FrozenModel):
     credentials: Annotated[
         str,
         StringConstraints(pattern=r"^[A-Za-z0-9_]{1,63}$"),
+        AfterValidator(_not_a_secret),
         Field(
             description="Names a credential set given by GRAPHNAP_CREDENTIALS__<NAME>__* or secret files."
         ),

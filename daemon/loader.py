@@ -6,6 +6,7 @@ line with a hint at the fix. The models themselves live in daemon.config.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,9 +18,34 @@ import holidays
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from daemon.config import Config, IdleRule, Schedule
+from daemon.config import (
+    Config,
+    IdleRule,
+    Schedule,
+    close_timezone,
+    looks_like_secret,
+    named,
+    shown,
+)
 
 Loc = tuple[str | int, ...]
+
+# What a config file may be. A real one is a few kilobytes, a dozen levels deep at most and
+# has no value longer than a URL; past these bounds it is refused before it costs time or
+# memory (a 1 MiB file of nested aliases would otherwise expand to gigabytes).
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_VALUE_CHARS = 1024
+MAX_NODES = 50_000  # values after aliases and merges are expanded
+MAX_PROBLEMS_SHOWN = 50
+
+# libyaml when it is there: the same events and line numbers, parsed many times faster.
+_YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# What YAML allows in a stream (YAML 1.1, 5.1): NUL, other controls and lone surrogates not.
+_NOT_PRINTABLE_RE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 
 
 @dataclass(frozen=True)
@@ -50,12 +76,17 @@ class ConfigError(Exception):
     def render(self) -> str:
         count = len(self.problems)
         head = f"{self.source}: {count} problem{'s' if count != 1 else ''}"
-        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+        shown_problems = [f"  {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if count > MAX_PROBLEMS_SHOWN:
+            shown_problems.append(f"  ... and {count - MAX_PROBLEMS_SHOWN} more")
+        return "\n".join([head, *shown_problems])
 
 
 def format_loc(loc: Iterable[str | int]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and (looks_like_secret(part) or len(part) > 64):
+            part = shown(part)  # a key can be a pasted secret too
         out += (
             f"[{part}]"
             if isinstance(part, int) and not isinstance(part, bool)
@@ -69,7 +100,14 @@ def load_config(path: Path | str) -> Config:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise IsADirectoryError(path)
+        if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+            raise ConfigError(
+                source, [Problem((), "is not a regular file", "name the YAML file itself")]
+            )
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             source, [Problem((), "file not found", "check the path, or set GRAPHNAP_CONFIG")]
@@ -78,21 +116,61 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(
             source, [Problem((), "is a directory, not a file", "name the YAML file itself")]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(
             source,
-            [Problem((), f"cannot be read: {exc}", "check permissions and encoding (UTF-8)")],
+            [Problem((), f"cannot be read: {exc.strerror or exc}", "check its permissions")],
+        ) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(source, [_too_large()])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            source,
+            [
+                Problem(
+                    (),
+                    f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                    "save the file as UTF-8",
+                    line,
+                )
+            ],
         ) from None
     return parse_config(text, source)
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and check a config's text; every failure, whatever its cause, is a ConfigError."""
+    try:
+        return _parse(text, source)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a bug here must still end as a config error, not a traceback
+        raise ConfigError(
+            source,
+            [
+                Problem(
+                    (),
+                    f"could not be checked: {type(exc).__name__}",
+                    "this is a graphnap bug: please report it with the file",
+                )
+            ],
+        ) from exc
+
+
+def _parse(text: str, source: str) -> Config:
     data, lines = _load_yaml(text, source)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            source, [_problem_from_pydantic(err, lines) for err in exc.errors()]
+            source,
+            [
+                _problem_from_pydantic(err, lines, explain=i < MAX_PROBLEMS_SHOWN)
+                for i, err in enumerate(exc.errors())
+            ],
         ) from None
     problems = [
         Problem(p.loc, p.message, p.hint, _line_of(p.loc, lines)) for p in check_references(config)
@@ -102,79 +180,62 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     return config
 
 
-def _load_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
-    """YAML -> plain data, plus the line of every node; duplicated keys are refused."""
+def _too_large() -> Problem:
+    return Problem(
+        (),
+        f"the file is larger than {MAX_FILE_BYTES // 1024} KiB",
+        "a config is a few kilobytes: is this the right file?",
+    )
+
+
+def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """YAML -> plain data, plus the line of every node; duplicated keys are refused, and so
+    is anything past the bounds above."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(source, [_too_large()])
     if not text.strip() or all(
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
     ):
         raise ConfigError(
             source, [Problem((), "the file is empty", "start from config/example.yaml")]
         )
-    loader = yaml.SafeLoader(text)
-    lines: dict[Loc, int] = {}
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ConfigError(
-                source, [Problem((), "the file is empty", "start from config/example.yaml")]
-            )
-
-        def build(node: yaml.Node, loc: Loc) -> Any:
-            lines[loc] = node.start_mark.line + 1
-            if isinstance(node, yaml.MappingNode):
-                loader.flatten_mapping(node)
-                out: dict[Any, Any] = {}
-                for key_node, value_node in node.value:
-                    # Keys are names: keep their text, so `no:` or `1:` stay "no" and "1".
-                    if not isinstance(key_node, yaml.ScalarNode):
-                        raise ConfigError(
-                            source,
-                            [
-                                Problem(
-                                    loc,
-                                    "a key must be a plain word",
-                                    "write key: value",
-                                    key_node.start_mark.line + 1,
-                                )
-                            ],
-                        )
-                    key = str(key_node.value)
-                    if key in out:
-                        first = lines.get((*loc, key))
-                        raise ConfigError(
-                            source,
-                            [
-                                Problem(
-                                    (*loc, key),
-                                    f"duplicated key {key!r} (first at line {first})",
-                                    "YAML would silently keep only the last one; remove or merge them",
-                                    key_node.start_mark.line + 1,
-                                )
-                            ],
-                        )
-                    lines[(*loc, key)] = key_node.start_mark.line + 1
-                    out[key] = build(value_node, (*loc, key))
-                    lines[(*loc, key)] = key_node.start_mark.line + 1
-                return out
-            if isinstance(node, yaml.SequenceNode):
-                return [build(item, (*loc, i)) for i, item in enumerate(node.value)]
-            return loader.construct_object(node, deep=True)
-
-        data = build(node, ())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        what = f"{exc.context + ', ' if exc.context else ''}{exc.problem or ''}"
+    bad = _NOT_PRINTABLE_RE.search(text)
+    if bad:
+        bad_line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
         raise ConfigError(
             source,
             [
                 Problem(
                     (),
-                    f"invalid YAML: {what}",
-                    "check indentation and quoting around that line",
-                    line,
+                    f"a control character U+{ord(bad.group()):04X} at column {column}",
+                    "a config is plain text; remove it (was the file copied from a binary?)",
+                    bad_line,
                 )
             ],
+        )
+    loader = _YamlLoader(text)
+    try:
+        node = _compose(loader, source)
+        if node is None:
+            raise ConfigError(
+                source, [Problem((), "the file is empty", "start from config/example.yaml")]
+            )
+        builder = _Builder(loader, source)
+        data = builder.build(node, (), 0)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = f"{exc.context + ', ' if exc.context else ''}{exc.problem or ''}"
+        text_lines = text.split("\n")
+        text_line = text_lines[line - 1] if line and line <= len(text_lines) else ""
+        hint = (
+            "YAML indents with spaces, never tabs"
+            if "\t" in text_line[: len(text_line) - len(text_line.lstrip())]
+            else "check indentation and quoting around that line"
+        )
+        raise ConfigError(
+            source, [Problem((), f"invalid YAML: {_cut(what, 200)}", hint, line)]
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(
@@ -194,7 +255,261 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
                 )
             ],
         )
-    return data, lines
+    return data, builder.lines
+
+
+@dataclass
+class _Open:
+    """A collection being composed, and for a mapping the key that waits for its value."""
+
+    node: yaml.SequenceNode | yaml.MappingNode
+    key: yaml.Node | None = None
+
+    def add(self, child: yaml.Node) -> None:
+        if isinstance(self.node, yaml.SequenceNode):
+            self.node.value.append(child)
+        elif self.key is None:
+            self.key = child
+        else:
+            self.node.value.append((self.key, child))
+            self.key = None
+
+    def loc(self) -> Loc:
+        if isinstance(self.node, yaml.SequenceNode):
+            return (len(self.node.value),)
+        if isinstance(self.key, yaml.ScalarNode):
+            return (str(self.key.value),)
+        return ()
+
+
+def _compose(loader: Any, source: str) -> yaml.Node | None:
+    """Parser events -> one document's node graph, as PyYAML's composer builds it, but
+    without recursion (libyaml's composer recurses in C and 20,000 '[' overflow its stack)
+    and refusing what is nested too deep, too long, or an alias inside what it names."""
+
+    def refuse(message: str, hint: str, mark: Any) -> ConfigError:
+        loc: Loc = tuple(part for frame in stack for part in frame.loc())
+        return ConfigError(source, [Problem(loc, message, hint, mark.line + 1)])
+
+    loader.get_event()  # StreamStartEvent
+    if loader.check_event(yaml.StreamEndEvent):
+        return None
+    loader.get_event()  # DocumentStartEvent
+    anchors: dict[str, yaml.Node] = {}
+    stack: list[_Open] = []
+    count = 0
+    while True:
+        event: Any = loader.get_event()
+        start: Any = event.start_mark  # libyaml's marks are its own type, with the same fields
+        node: yaml.Node
+        if isinstance(event, yaml.AliasEvent):
+            alias = _cut(str(event.anchor))
+            target = anchors.get(str(event.anchor))
+            if target is None:
+                raise refuse(
+                    f"alias *{alias} names no anchor defined before it",
+                    "define &name before using *name",
+                    start,
+                )
+            if any(frame.node is target for frame in stack):
+                raise refuse(
+                    f"alias *{alias} is inside the value it names (a recursive alias)",
+                    "an alias can only repeat a value defined before it, not contain itself",
+                    start,
+                )
+            node = target
+        elif isinstance(event, yaml.ScalarEvent | yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            count += 1
+            if count > MAX_NODES:
+                raise refuse(
+                    f"more than {MAX_NODES} values",
+                    "a config is a few hundred values: is this the right file?",
+                    start,
+                )
+            if isinstance(event, yaml.ScalarEvent):
+                if len(event.value) > MAX_VALUE_CHARS or len(event.tag or "") > MAX_VALUE_CHARS:
+                    raise refuse(
+                        f"a value of {len(event.value)} characters; at most {MAX_VALUE_CHARS} are read",
+                        "no setting needs a value that long: is this the right place?",
+                        start,
+                    )
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+                node = yaml.ScalarNode(tag, event.value, start, start, style=event.style)
+            else:
+                if len(stack) >= MAX_DEPTH:
+                    raise refuse(
+                        f"nested more than {MAX_DEPTH} levels deep",
+                        "a config is a few levels deep: look for unclosed '[' or '{'",
+                        start,
+                    )
+                kind: type[yaml.SequenceNode | yaml.MappingNode] = (
+                    yaml.SequenceNode
+                    if isinstance(event, yaml.SequenceStartEvent)
+                    else yaml.MappingNode
+                )
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = loader.resolve(kind, None, event.implicit)
+                node = kind(tag, [], start, None, flow_style=event.flow_style)
+            if event.anchor is not None:
+                if event.anchor in anchors:
+                    raise refuse(
+                        f"anchor &{_cut(event.anchor)} is defined twice",
+                        "give each anchor its own name",
+                        start,
+                    )
+                anchors[event.anchor] = node
+            if not isinstance(node, yaml.ScalarNode):
+                stack.append(_Open(node))
+                continue
+        else:  # SequenceEndEvent or MappingEndEvent
+            frame = stack.pop()
+            node = frame.node
+        if not stack:
+            break
+        stack[-1].add(node)
+    loader.get_event()  # DocumentEndEvent
+    if not loader.check_event(yaml.StreamEndEvent):
+        extra: Any = loader.get_event()
+        raise refuse(
+            "a second YAML document ('---'); a config is one document",
+            "remove the '---' line, or split the file",
+            extra.start_mark,
+        )
+    return node
+
+
+class _Builder:
+    """Nodes -> plain data with the line of every place. Aliases and merge keys (`<<`)
+    expand here, so here their expanded size and depth are bounded."""
+
+    def __init__(self, loader: yaml.SafeLoader, source: str) -> None:
+        self._loader = loader
+        self._source = source
+        self._count = 0
+        self.lines: dict[Loc, int] = {}
+
+    def build(self, node: yaml.Node, loc: Loc, depth: int) -> Any:
+        self._visit(node, loc, depth)
+        self.lines[loc] = node.start_mark.line + 1
+        if node.tag not in _STANDARD_TAGS:
+            # `!!python/object:...` and the like: never constructed, refused by name.
+            raise self._refuse(
+                loc,
+                f"the YAML tag {_cut(str(node.tag).replace('tag:yaml.org,2002:', '!!'))} is not allowed",
+                "remove it",
+                node,
+            )
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, loc, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        return self._scalar(node, loc)
+
+    def _visit(self, node: yaml.Node, loc: Loc, depth: int) -> None:
+        self._count += 1
+        if self._count > MAX_NODES:
+            # Named at the top-level key it expands under: deeper, the path runs through
+            # the aliases and the line is that of the innermost anchor.
+            top = loc[:1]
+            raise ConfigError(
+                self._source,
+                [
+                    Problem(
+                        top,
+                        f"aliases expand the config past {MAX_NODES} values (an alias bomb?)",
+                        "repeat a value with an alias a few times, not aliases of aliases",
+                        self.lines.get(top, node.start_mark.line + 1),
+                    )
+                ],
+            )
+        if depth > MAX_DEPTH:
+            raise self._refuse(
+                loc,
+                f"with its aliases and merges, nested more than {MAX_DEPTH} levels deep",
+                "a config is a few levels deep",
+                node,
+            )
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        merged: dict[str, Any] = {}  # from `<<: *anchor`; keys written here win over them
+        for key_node, value_node in node.value:
+            # Keys are names: keep their text, so `no:` or `1:` stay "no" and "1".
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self._refuse(loc, "a key must be a plain word", "write key: value", key_node)
+            if key_node.tag == _MERGE_TAG:
+                for part in self._merged(value_node, loc, depth):
+                    for key, value in part.items():
+                        merged.setdefault(key, value)  # the first merged mapping wins
+                continue
+            key = str(key_node.value)
+            if key in out:
+                first = self.lines.get((*loc, key))
+                raise self._refuse(
+                    (*loc, key),
+                    f"duplicated key {_cut(key)!r} (first at line {first})",
+                    "YAML would silently keep only the last one; remove or merge them",
+                    key_node,
+                )
+            out[key] = self.build(value_node, (*loc, key), depth + 1)
+            self.lines[(*loc, key)] = key_node.start_mark.line + 1
+        return {**merged, **out}
+
+    def _merged(self, value: yaml.Node, loc: Loc, depth: int) -> list[dict[str, Any]]:
+        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        parts = []
+        for source in sources:
+            self._visit(source, loc, depth + 1)
+            if not isinstance(source, yaml.MappingNode):
+                raise self._refuse(
+                    loc,
+                    "'<<' merges a mapping or a list of mappings",
+                    "write <<: *anchor, where &anchor names a mapping",
+                    source,
+                )
+            parts.append(self._mapping(source, loc, depth + 1))
+        return parts
+
+    def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except Exception as exc:  # 2026-02-30, an int past Python's digit limit, a bad float
+            kind = _KINDS.get(str(node.tag), str(node.tag).rpartition(":")[2])
+            reason = str(exc.problem if isinstance(exc, yaml.MarkedYAMLError) else exc)
+            reason = "" if node.value and node.value in reason else f": {_cut(reason, 80)}"
+            value = (
+                repr(node.value)
+                if len(node.value) <= 32 and _TYPED_VALUE_RE.fullmatch(node.value)
+                else shown(node.value)
+            )
+            hint = (
+                "a date is YYYY-MM-DD and must exist; quote a value to keep it as text"
+                if kind == "date"
+                else "quote the value to keep it as text"
+            )
+            raise self._refuse(loc, f"{value} is not a valid {kind}{reason}", hint, node) from None
+
+    def _refuse(self, loc: Loc, message: str, hint: str, node: yaml.Node) -> ConfigError:
+        return ConfigError(self._source, [Problem(loc, message, hint, node.start_mark.line + 1)])
+
+
+# What a config's values can be. Others (`!!python/object:...`, `!!binary`, `!!set`) are
+# refused before anything is constructed from them.
+_STANDARD_TAGS = frozenset(
+    f"tag:yaml.org,2002:{kind}"
+    for kind in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
+)
+_KINDS = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:int": "integer"}
+# Digits, signs and date punctuation only: a value of this shape is never a secret.
+_TYPED_VALUE_RE = re.compile(r"[0-9:.+\-_ TtZz]*")
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
@@ -204,7 +519,11 @@ def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
     return None
 
 
-def _problem_from_pydantic(err: Mapping[str, Any], lines: Mapping[Loc, int]) -> Problem:
+def _problem_from_pydantic(
+    err: Mapping[str, Any], lines: Mapping[Loc, int], *, explain: bool = True
+) -> Problem:
+    """One pydantic error as a Problem. `explain` adds "did you mean" suggestions; they cost
+    difflib time, so only the problems that will be shown get them."""
     loc: Loc = tuple(part for part in err["loc"] if not _is_pydantic_tag(part))
     kind, message = err["type"], str(err["msg"])
     message = message.removeprefix("Value error, ")
@@ -212,8 +531,8 @@ def _problem_from_pydantic(err: Mapping[str, Any], lines: Mapping[Loc, int]) -> 
     if kind == "extra_forbidden":
         key = str(loc[-1])
         allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(key, allowed, n=1)
-        message = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        close = difflib.get_close_matches(key, allowed, n=1) if explain and len(key) <= 64 else []
+        message = f"unknown key {named(key)}" + (f" (did you mean {close[0]!r}?)" if close else "")
         hint = f"allowed here: {', '.join(allowed)}" if allowed else "remove it"
     elif kind == "missing":
         message = "required key is missing"
@@ -221,7 +540,12 @@ def _problem_from_pydantic(err: Mapping[str, Any], lines: Mapping[Loc, int]) -> 
     elif kind == "string_type" and isinstance(err.get("input"), bool):
         hint = "YAML reads yes/no/on/off/true/false as booleans; quote the value"
     elif kind == "string_pattern_mismatch":
-        message = f"{err.get('input')!r} is not allowed here ({message})"
+        # Never the value in full: a secret pasted under the wrong key fails exactly here.
+        message = f"{shown(err.get('input'))} is not allowed here ({message})"
+    elif kind == "unknown_timezone" and explain:
+        close_zone = close_timezone(str(err.get("ctx", {}).get("name", "")))
+        if close_zone:
+            message = message.replace(";", f" (did you mean {close_zone!r}?);", 1)
     return Problem(loc, message, hint, _line_of(loc, lines))
 
 
@@ -262,19 +586,19 @@ def _strip_optional(tp: Any) -> Any:
 def check_references(config: Config) -> list[Problem]:
     """Cross-checks pydantic cannot express: names that must exist, be unique, or fit the action."""
     problems: list[Problem] = []
-    project_names = [p.name for p in config.projects]
+    project_names = {p.name for p in config.projects}
+    first_named: dict[str, int] = {}
+    first_pair: dict[tuple[str, str], int] = {}
     for i, project in enumerate(config.projects):
-        if project_names.index(project.name) != i:
+        if first_named.setdefault(project.name, i) != i:
             problems.append(
                 Problem(
                     ("projects", i, "name"),
-                    f"project name {project.name!r} is used twice",
+                    f"project name {named(project.name)} is used twice",
                     "give each project its own name",
                 )
             )
-        pair = [(p.region, p.project_id) for p in config.projects].index(
-            (project.region, project.project_id)
-        )
+        pair = first_pair.setdefault((project.region, project.project_id), i)
         if pair != i:
             problems.append(
                 Problem(
@@ -294,7 +618,7 @@ def check_references(config: Config) -> list[Problem]:
             problems.append(
                 Problem(
                     (*here, "name"),
-                    f"rule name {rule.name!r} is already used at {format_loc(rule_names[rule.name])}",
+                    f"rule name {named(rule.name)} is already used at {format_loc(rule_names[rule.name])}",
                     "rule names are metric labels: make them unique",
                 )
             )
@@ -314,8 +638,8 @@ def check_references(config: Config) -> list[Problem]:
                     problems.append(
                         Problem(
                             (*here, part, "projects", j),
-                            f"unknown project {name!r}",
-                            _known("projects", project_names),
+                            f"unknown project {named(name)}",
+                            _known("projects", [p.name for p in config.projects]),
                         )
                     )
         if isinstance(rule, Schedule):
@@ -324,7 +648,7 @@ def check_references(config: Config) -> list[Problem]:
                     problems.append(
                         Problem(
                             (*here, "skip_on", j),
-                            f"unknown calendar {name!r}",
+                            f"unknown calendar {named(name)}",
                             _known("calendars", list(config.calendars)),
                         )
                     )
@@ -356,11 +680,15 @@ def check_references(config: Config) -> list[Problem]:
                 )
             )
         elif calendar.country is not None and calendar.country not in supported:
-            close = difflib.get_close_matches(calendar.country, list(supported), n=1)
+            close = (
+                difflib.get_close_matches(calendar.country, list(supported), n=1)
+                if len(problems) < MAX_PROBLEMS_SHOWN and len(calendar.country) <= 64
+                else []
+            )
             problems.append(
                 Problem(
                     (*here, "country"),
-                    f"{calendar.country!r} is not a country the holidays package knows",
+                    f"{named(calendar.country)} is not a country the holidays package knows",
                     f"did you mean {close[0]!r}?"
                     if close
                     else "use an ISO 3166-1 alpha-2 code such as CN or DE",
@@ -374,7 +702,7 @@ def check_references(config: Config) -> list[Problem]:
             problems.append(
                 Problem(
                     (*here, "subdivision"),
-                    f"{calendar.country} has no subdivision {calendar.subdivision!r}",
+                    f"{calendar.country} has no subdivision {named(calendar.subdivision)}",
                     f"known: {', '.join(supported[calendar.country][:12])}",
                 )
             )
@@ -382,4 +710,7 @@ def check_references(config: Config) -> list[Problem]:
 
 
 def _known(what: str, names: Sequence[str]) -> str:
-    return f"known {what}: {', '.join(names)}" if names else f"no {what} are defined"
+    if not names:
+        return f"no {what} are defined"
+    more = f", ... ({len(names)} in all)" if len(names) > 12 else ""
+    return f"known {what}: {', '.join(names[:12])}{more}"

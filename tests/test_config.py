@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import asyncio
+import logging
+import time
+import tracemalloc
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from daemon.config import parse_duration
-from daemon.loader import ConfigError, load_config, parse_config
+from daemon.cli import main
+from daemon.config import Config, parse_duration
+from daemon.loader import ConfigError, Problem, load_config, parse_config
+from daemon.metrics import Metrics
+from daemon.reload import ConfigSource
 
 ROOT = Path(__file__).parents[1]
 PROJECT = """
@@ -201,3 +210,371 @@ def test_a_single_name_is_accepted_where_a_list_of_names_is_asked_for() -> None:
     assert rule.exclude is not None
     assert rule.exclude.names == ["*-keep"]
     assert rule.skip_on == ["cn-holidays"]
+
+
+# --- hostile input: every failure is a located ConfigError, in bounded time and memory ---
+
+EXAMPLE = (ROOT / "config" / "example.yaml").read_text()
+
+
+def billion_laughs(levels: int = 12, width: int = 10) -> str:
+    rows = ["a0: &a0 [lol]"]
+    rows += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(rows) + f"\nprojects: *a{levels - 1}\n"
+
+
+def merge_bomb(levels: int = 12, width: int = 10) -> str:
+    rows = ["m0: &m0 {k0: 1}"]
+    rows += [
+        f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * width)}], k{i}: 1}}"
+        for i in range(1, levels)
+    ]
+    return "\n".join(rows) + f"\nprojects: [*m{levels - 1}]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "line", "words"),
+    [
+        (
+            EXAMPLE.replace("2026-12-24", "2026-02-30"),
+            "calendars.sg-office.dates[0]",
+            30,
+            "'2026-02-30' is not a valid date: day is out of range for month",
+        ),
+        (
+            EXAMPLE.replace("idle_for: 2h", "idle_for: 2026-13-01T10:00:00"),
+            "idle_rules[0].idle_for",
+            89,
+            "is not a valid date: month must be in 1..12",
+        ),
+        ("projects: &a\n  - *a\n", "projects[0]", 2, "recursive alias"),
+        ("a: &a [*a]\n", "a[0]", 1, "recursive alias"),
+        ("projects: *nowhere\n", "projects", 1, "names no anchor"),
+        (
+            EXAMPLE.replace("idle_for: 2h", "idle_for: 99999999999999999999999w"),
+            "idle_rules[0].idle_for",
+            89,
+            "longer than 366d",
+        ),
+        (
+            EXAMPLE.replace("threshold: 0", "threshold: 1" + "0" * 5000),
+            "idle_rules[0].threshold",
+            90,
+            "5001 characters",
+        ),
+        (EXAMPLE.replace("USD", "US\x00D"), "(top level)", 97, "control character U+0000"),
+        ("projects: " + "[" * 20_000 + "]" * 20_000 + "\n", "(top level)", 1, "nest"),
+        (
+            "projects: " + "{a: " * 2_000 + "1" + "}" * 2_000 + "\n",
+            "projects.a",
+            1,
+            "nested more than 32",
+        ),
+        (billion_laughs(), "a5", 6, "alias bomb"),
+        (merge_bomb(), "m5", 6, "alias bomb"),
+        (EXAMPLE + "\n---\nprojects: []\n", "(top level)", 109, "second YAML document"),
+        (
+            EXAMPLE.replace("currency: USD", "currency: !!python/object/apply:os.system [id]"),
+            "pricing.currency",
+            97,
+            "!!python/object/apply:os.system is not allowed",
+        ),
+        ("projects:\n\t- a\n", "(top level)", 2, "invalid YAML"),
+    ],
+    ids=[
+        "impossible-date",
+        "impossible-timestamp",
+        "recursive-alias",
+        "self-alias",
+        "undefined-alias",
+        "overflowing-duration",
+        "5000-digit-int",
+        "nul-byte",
+        "20000-deep-list",
+        "2000-deep-map",
+        "billion-laughs",
+        "merge-bomb",
+        "two-documents",
+        "python-tag",
+        "tab-indent",
+    ],
+)
+def test_hostile_input_is_a_located_config_error(
+    text: str, where: str, line: int, words: str
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "hostile.yaml")
+    assert time.perf_counter() - started < 2.0
+    (problem,) = caught.value.problems
+    assert problem.where.startswith(where), str(problem)
+    assert problem.line == line, str(problem)
+    assert words in problem.message, str(problem)
+
+
+def test_an_alias_bomb_is_refused_within_a_small_memory_bound() -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match="alias bomb"):
+            parse_config(billion_laughs(levels=10, width=10))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20  # 10**9 expanded values before the bound
+
+
+def test_limits_on_size_and_values(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(PROJECT + "# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_config(big)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(PROJECT.encode() + "# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(latin1)
+    assert "line 7: (top level): is not UTF-8 text (byte 0xe9)" in caught.value.render()
+    wide = "projects: [" + ", ".join(["1"] * 60_000) + "]\n"
+    with pytest.raises(ConfigError, match="more than 50000 values"):
+        parse_config(wide)
+
+
+def test_aliases_and_merge_keys_still_work_and_explicit_keys_win() -> None:
+    text = """
+projects:
+  - &base {name: analytics, region: cn-north-4, project_id: abc123, credentials: analytics}
+  - {<<: *base, name: lab, project_id: def456}
+schedules:
+  - {name: a, action: stop, cron: "@daily", timezone: UTC, targets: &dev {projects: [lab]}}
+  - {name: b, action: stop, cron: "@weekly", timezone: UTC, targets: *dev}
+"""
+    config = parse_config(text)
+    assert [(p.name, p.project_id, p.region) for p in config.projects] == [
+        ("analytics", "abc123", "cn-north-4"),
+        ("lab", "def456", "cn-north-4"),
+    ]
+    assert config.schedule("b").targets.projects == ["lab"]
+
+
+# --- hot reload survives anything -----------------------------------------------------------
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def source_for(path: Path, registry: CollectorRegistry, **kwargs: Any) -> ConfigSource:
+    return ConfigSource(
+        path,
+        Metrics(registry),
+        check=kwargs.pop("check", lambda config: []),
+        clock=lambda: datetime(2026, 11, 27, tzinfo=UTC),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ("calendars:\n  own: {dates: [2026-02-30]}\n", "calendars.own.dates[0]: '2026-02-30'"),
+        ("calendars: &c\n  own: *c\n", "recursive alias"),
+        (billion_laughs().replace("projects:", "idle_rules:"), "alias bomb"),
+    ],
+    ids=["impossible-date", "recursive-alias", "alias-bomb"],
+)
+async def test_a_reload_that_fails_in_any_way_is_counted_and_the_watcher_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: str, words: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(PROJECT)
+    registry = CollectorRegistry()
+    source = source_for(path, registry)
+    source.load()
+    path.write_text(PROJECT + bad)
+    assert await source.check() is False
+    assert sample(registry, "graphnap_config_reloads_total", result="failure") == 1
+    assert sample(registry, "graphnap_config_last_reload_successful") == 0
+    assert words in source.last_error
+    assert words in caplog.text
+    assert "Traceback" not in caplog.text
+    path.write_text(PROJECT + "schedules: []\n")
+    assert await source.check() is True
+    assert sample(registry, "graphnap_config_reloads_total", result="success") == 1
+    assert sample(registry, "graphnap_config_last_reload_successful") == 1
+
+
+async def test_the_watch_loop_survives_an_unexpected_exception(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(PROJECT)
+    registry = CollectorRegistry()
+    edits = iter([PROJECT + "schedules: []\n", PROJECT + "idle_rules: []\n"])
+    polls = 0
+
+    def check(config: Config) -> list[Problem]:
+        if config.schedules == [] and "schedules" in path.read_text():
+            raise RuntimeError("a bug in a check")
+        return []
+
+    async def sleep(seconds: float) -> None:
+        nonlocal polls
+        polls += 1
+        edit = next(edits, None)
+        if edit is None:
+            raise asyncio.CancelledError
+        path.write_text(edit)
+
+    source = source_for(path, registry, check=check, sleep=sleep)
+    source.load()
+    with pytest.raises(asyncio.CancelledError):
+        await source.watch(5)
+    assert polls == 3  # the loop went on after the exception
+    assert sample(registry, "graphnap_config_reloads_total", result="failure") == 1
+    assert sample(registry, "graphnap_config_reloads_total", result="success") == 1
+    assert sample(registry, "graphnap_config_last_reload_successful") == 1
+    assert "could not be checked: RuntimeError" in caplog.text
+
+
+async def test_a_listener_that_fails_on_reload_is_reported_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(PROJECT)
+    registry = CollectorRegistry()
+    source = source_for(path, registry)
+    seen: list[Config] = []
+
+    def fragile(config: Config) -> None:
+        if seen:
+            raise ValueError("cannot apply")
+        seen.append(config)
+
+    source.on_change(fragile)
+    source.load()
+    path.write_text(PROJECT + "schedules: []\n")
+    assert await source.check() is False
+    assert "fragile failed to apply the new config" in caplog.text
+    assert "in force, but" in source.last_error
+    assert sample(registry, "graphnap_config_last_reload_successful") == 0
+
+
+# --- secrets pasted into the config are never echoed in full --------------------------------
+
+SK = "Qm9vZ2llV29vZ2llMTIzNDU2Nzg5MGFiY2RlZmdo"  # 40 characters, the shape of a Huawei SK
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "words"),
+    [
+        (
+            "credentials: analytics",
+            f"credentials: {SK}",
+            "projects[0].credentials",
+            "looks like a secret",
+        ),
+        ("region: cn-north-4", f"region: {SK}", "projects[0].region", "is not allowed here"),
+        ("name: weeknight-stop", f"name: {SK}/x", "schedules[0].name", "is not allowed here"),
+        (
+            "misfire_grace: 2h",
+            f"misfire_grace: {SK}",
+            "schedules[0].misfire_grace",
+            "not a duration",
+        ),
+        ('cron: "0 20 * * mon-fri"', f'cron: "0 20 * * {SK}"', "schedules[0].cron", "invalid cron"),
+        ("currency: USD", f"currency: {SK}", "pricing.currency", "is not allowed here"),
+        (
+            "projects: [analytics]\n      names",
+            f"projects: [{SK}]\n      names",
+            "schedules[0].targets.projects[0]",
+            "unknown project",
+        ),
+        ("skip: graphnap-skip", f"{SK}: x", "opt_out_tags", "unknown key"),
+    ],
+    ids=["credentials", "region", "name", "duration", "cron", "currency", "reference", "key"],
+)
+def test_a_secret_pasted_under_any_key_is_not_echoed_by_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, where: str, words: str
+) -> None:
+    assert old in EXAMPLE
+    path = tmp_path / "leaky.yaml"
+    path.write_text(EXAMPLE.replace(old, new, 1))
+    assert main(["validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert where in err, err
+    assert words in err, err
+    assert SK not in out + err
+    assert SK[:8] not in out + err  # at most a few characters of it
+
+
+async def test_a_secret_in_a_reloaded_config_stays_out_of_the_log_and_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(PROJECT)
+    source = source_for(path, CollectorRegistry())
+    source.load()
+    path.write_text(PROJECT.replace("credentials: analytics", f"credentials: {SK}"))
+    assert await source.check() is False
+    assert "projects[0].credentials" in source.last_error  # what /status shows
+    assert SK[:8] not in source.last_error
+    assert SK[:8] not in caplog.text
+
+
+# --- endpoint overrides ---------------------------------------------------------------------
+
+
+def with_endpoint(url: str, service: str = "iam") -> str:
+    return PROJECT + f"    endpoints: {{{service}: '{url}'}}\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("https://graphnap:Hunter2-pass@iam.example.com", "user name or password"),
+        ("https://graphnap@iam.example.com", "user name or password"),
+        ("ftp://iam.example.com", "URL scheme should be 'http' or 'https'"),
+        ("file:///etc/passwd", "URL scheme should be 'http' or 'https'"),
+        ("https://iam.example.com/?redirect=evil", "without '?' or '#'"),
+        ("http://169.254.169.254/latest/meta-data", "metadata"),
+        ("http://2852039166/", "metadata"),
+        ("http://[fd00:ec2::254]/", "metadata"),
+        ("http://[::ffff:169.254.169.254]/", "metadata"),
+        ("http://[fe80::1]/", "metadata"),
+        ("http://metadata.google.internal/", "metadata"),
+        ("http://100.100.100.200/", "metadata"),
+    ],
+)
+def test_unsafe_endpoint_overrides_are_refused_where_they_are(url: str, words: str) -> None:
+    found = problems(with_endpoint(url))
+    assert [(w, line) for w, _, line in found] == [("projects[0].endpoints.iam", 7)]
+    assert words in found[0][1]
+    assert "Hunter2" not in found[0][1]
+
+
+def test_plain_http_off_loopback_is_warned_about_at_every_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        PROJECT
+        + "    endpoints: {ges: 'http://10.1.2.3:8080', iam: 'http://127.0.0.1:8900',"
+        + " ces: 'http://localhost:8900'}\n"
+    )
+    source_for(path, CollectorRegistry()).load()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "project analytics" in warnings[0].getMessage()
+    assert "ges endpoint http://10.1.2.3:8080/ is plain http" in warnings[0].getMessage()
+    assert main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "projects[0].endpoints.ges: plain http to http://10.1.2.3:8080/" in err
+    assert "127.0.0.1" not in err
+    assert "localhost" not in err
+
+
+def test_emulator_and_https_overrides_load_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    config = parse_config(with_endpoint("http://127.0.0.1:8900", "ges"))
+    assert config.project("analytics").ges_endpoint == "http://127.0.0.1:8900"
+    assert config.project("analytics").endpoints.plain_http() == []
+    config = parse_config(with_endpoint("https://iam.private.example.com/gw", "iam"))
+    assert config.project("analytics").iam_endpoint == "https://iam.private.example.com/gw"
