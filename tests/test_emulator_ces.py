@@ -346,3 +346,26 @@ async def test_huawei_ces_sdk_reads_batch_and_single_metric_data(
     assert shown.metric_name == "ges004_request_count"
     assert {p.max for p in shown.datapoints} == {1.0}
     assert shown.datapoints[0].unit == "count"
+
+
+async def test_populated_graphs_can_come_with_history_and_traffic_by_environment(
+    cloud: Cloud, clock: ManualClock, http_aksk: httpx.AsyncClient
+) -> None:
+    cloud.populate(PROJECT, 8, history=timedelta(days=2))
+    graphs = cloud.list_graphs(PROJECT)
+    today = clock().replace(hour=0, minute=0, second=0)
+    yesterday = today - timedelta(days=1)
+    answer = (
+        await http_aksk.post(
+            BATCH, json=body([g.id for g in graphs], yesterday, today, period="3600")
+        )
+    ).json()
+    daily = {
+        next(g.tags["env"] for g in graphs if g.id == m["dimensions"][0]["value"]): sum(
+            p["sum"] for p in m["datapoints"]
+        )
+        for m in answer["metrics"]
+    }
+    assert daily["dev"] == 0  # nobody queries dev: what an idle rule is for
+    assert daily["test"] == 6 * 60 * 10  # ten office hours a day
+    assert daily["prod"] > daily["test"]

@@ -224,8 +224,19 @@ class Cloud:
         self.graphs[project_id][graph.id] = graph
         return graph
 
-    def populate(self, project_id: str, count: int, *, busy: int = 0, stopped: int = 0) -> None:
-        """`count` plausible graphs: dev/test/prod names and tags, mixed sizes, seeded."""
+    def populate(
+        self,
+        project_id: str,
+        count: int,
+        *,
+        busy: int = 0,
+        stopped: int = 0,
+        history: timedelta = timedelta(0),
+    ) -> None:
+        """`count` plausible graphs: dev/test/prod names and tags, mixed sizes, seeded.
+        `history` > 0 has them created that long ago, so Cloud Eye already has their data
+        (idle rules can judge at once; a backtest has something to replay)."""
+        created = self.clock() - history if history > timedelta(0) else None
         envs = ["dev", "dev", "test", "prod"]
         domains = ["recsys", "fraud", "kg", "social", "supply", "risk", "search"]
         for i in range(count):
@@ -246,6 +257,7 @@ class Cloud:
                 replication=self.rng.choice([1, 1, 3]),
                 tags={"env": env, "team": self.rng.choice(["ml", "risk", "data"])},
                 traffic=traffic,
+                created=created,
             )
 
     def graph(self, project_id: str, graph_id: str) -> EmuGraph:
