@@ -325,3 +325,22 @@ def test_notes_warn_about_missing_credentials(tmp_path: Path) -> None:
     assert "WARNING: no credentials" in notes()
     assert "WARNING" not in notes("credentials.existingSecret=graphnap-credentials")
     assert "DRY RUN" in notes("settings.dryRun=true", "credentials.existingSecret=x")
+
+
+def test_every_variable_the_chart_sets_is_a_daemon_setting() -> None:
+    """Settings ignore unknown GRAPHNAP_* variables: a renamed one would be lost silently."""
+    from pydantic import BaseModel
+
+    from daemon.settings import Settings
+
+    names = set(env(render(EMULATOR))) | set(env(render(PRODUCTION))) | set(env(render()))
+    for name in sorted(names):
+        assert name.startswith("GRAPHNAP_"), name
+        model: type[BaseModel] = Settings
+        *parents, leaf = name.removeprefix("GRAPHNAP_").lower().split("__")
+        for part in parents:
+            annotation = model.model_fields[part].annotation
+            assert isinstance(annotation, type), name
+            assert issubclass(annotation, BaseModel), name
+            model = annotation
+        assert leaf in model.model_fields, f"{name} is not a field of daemon.settings.Settings"
