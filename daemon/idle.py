@@ -139,10 +139,17 @@ def judge(
     value = _aggregate(window, criteria.aggregation)
 
     up_since = graph.updated or _run_start(seen, end, period)
-    if up_since is None:
+    if up_since is None:  # no `updated`, and the data does not reach the window's end
+        if not window:
+            return Verdict(
+                VerdictKind.NOT_JUDGED,
+                f"not judged: no data in the last {fmt_duration(criteria.idle_for)}",
+            )
+        covered = _covered(window, start, end, period)
         return Verdict(
             VerdictKind.NOT_JUDGED,
-            f"not judged: no data in the last {fmt_duration(criteria.idle_for)}",
+            f"not judged: data covers {_minutes(covered)} of {_minutes(end - start)} min",
+            value,
         )
     if now - up_since < criteria.min_uptime:
         return Verdict(

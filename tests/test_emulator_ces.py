@@ -369,3 +369,21 @@ async def test_populated_graphs_can_come_with_history_and_traffic_by_environment
     assert daily["dev"] == 0  # nobody queries dev: what an idle rule is for
     assert daily["test"] == 6 * 60 * 10  # ten office hours a day
     assert daily["prod"] > daily["test"]
+
+
+@pytest.mark.parametrize(
+    ("how", "value"),
+    [("sum", 4.0), ("max", 4.0), ("min", 0.0), ("average", 0.8), ("variance", 2.56)],
+)
+async def test_each_filter_aggregates_the_minutes_of_a_period(
+    cloud: Cloud, clock: ManualClock, http_aksk: httpx.AsyncClient, how: str, value: float
+) -> None:
+    now = clock()
+    graph = cloud.add_graph(PROJECT, "dev-a", created=now - timedelta(hours=1))
+    cloud.set_traffic(PROJECT, graph.id, lambda minute: 4 if minute.minute % 5 == 0 else 0)
+    answer = (
+        await http_aksk.post(
+            BATCH, json=body([graph.id], now - timedelta(minutes=30), now, how=how)
+        )
+    ).json()
+    assert points(answer, how)[0] == (ms(now - timedelta(minutes=30)), pytest.approx(value))

@@ -94,6 +94,14 @@ CASES: list[tuple[str, Graph, list[Datapoint], IdleCriteria, VerdictKind, str]] 
         "not judged: data covers 80 of 120 min",
     ),
     (
+        "no updated time and the data stops before the window ends",
+        running(updated=None),
+        series(at(6), at(11, 0)),
+        RULE,
+        VerdictKind.NOT_JUDGED,
+        "not judged: data covers 70 of 120 min",
+    ),
+    (
         "no data at all",
         running(updated=None),
         [],
