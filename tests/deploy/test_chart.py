@@ -344,3 +344,14 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting() -> None:
             assert issubclass(annotation, BaseModel), name
             model = annotation
         assert leaf in model.model_fields, f"{name} is not a field of daemon.settings.Settings"
+
+
+def test_config_schema_knows_every_top_level_key_of_the_daemon() -> None:
+    """values.schema.json types `config` shallowly (graphnap validate checks the rest in CI):
+    its keys must be the daemon's, or a valid config would be refused at install."""
+    result = run(sys.executable, "-m", "daemon", "schema")
+    assert result.returncode == 0, result.stderr
+    daemon_schema = json.loads(result.stdout)
+    chart_schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    assert set(chart_schema["properties"]) == set(daemon_schema["properties"])
+    assert set(chart_schema["required"]) == set(daemon_schema["required"])
