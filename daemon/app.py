@@ -76,6 +76,7 @@ class App:
             sleep=sleep,
             poll_initial_s=settings.poll_initial_s,
             poll_max_s=settings.poll_max_s,
+            page_size=settings.page_size,
         )
         self.executor = Executor(
             self.tracker,

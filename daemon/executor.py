@@ -30,7 +30,7 @@ class Result:
     decision: Decision
     outcome: Kind
     reason: str
-    job: asyncio.Task[JobOutcome] | None = None
+    job: asyncio.Future[JobOutcome] | None = None
 
 
 class Executor:

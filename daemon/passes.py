@@ -231,6 +231,7 @@ class Passes:
                 continue
             state.graphs, state.at, state.error = answer, now, ""
             found[project] = answer
+            self._tracker.note_fleet(project, len(answer))
             self._metrics.observe_inventory(
                 project, _priced(config, project, answer), now, config.pricing
             )

@@ -3,8 +3,12 @@ a restart through the Task Center. It never issues actions, but it is the one pl
 knows which graphs have an action in flight: claimed (the request is on the wire) or
 followed (a job is running).
 
-Polling backs off from poll_initial_s to poll_max_s. A job that says success is confirmed
-by the graph's own status; a job the API no longer knows is judged by the graph's status.
+One poller per project follows all of its jobs. Each round reads the graphs' statuses in
+one paged listing when that is cheaper than a call per graph (many jobs in flight), or
+with a call per graph otherwise: the graph's own status is the proof of an outcome. Only
+a graph that is neither where the action leads nor on its way there costs a job-status
+call, for the reason. Rounds back off from poll_initial_s to poll_max_s, and start over
+when a job joins.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class Tracker:
         sleep: Sleep = asyncio.sleep,
         poll_initial_s: float = 10.0,
         poll_max_s: float = 60.0,
+        page_size: int = 100,
     ) -> None:
         self._outcomes = outcomes
         self._gauge = metrics.jobs_in_flight
@@ -78,8 +83,13 @@ class Tracker:
         self._sleep = sleep
         self._poll_initial_s = poll_initial_s
         self._poll_max_s = poll_max_s
+        self._page_size = page_size
         self._claimed: set[GraphKey] = set()
-        self._tasks: dict[GraphKey, tuple[TrackedJob, asyncio.Task[JobOutcome]]] = {}
+        self._jobs: dict[GraphKey, tuple[TrackedJob, asyncio.Future[JobOutcome]]] = {}
+        self._apis: dict[str, GraphApi] = {}
+        self._pollers: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._fleet: dict[str, int] = {}  # graphs per project at the last inventory
 
     # --- what is in flight ----------------------------------------------------------------
 
@@ -87,7 +97,7 @@ class Tracker:
         """Reserve a graph for one action request; False when it already has one in flight.
         The claim ends with follow() (the job is followed) or release() (no job came)."""
         key = (project, graph_id)
-        if key in self._claimed or key in self._tasks:
+        if key in self._claimed or key in self._jobs:
             return False
         self._claimed.add(key)
         return True
@@ -97,10 +107,14 @@ class Tracker:
 
     def in_flight(self) -> frozenset[GraphKey]:
         """Graphs with an action request or a job in flight."""
-        return frozenset(self._claimed | self._tasks.keys())
+        return frozenset(self._claimed | self._jobs.keys())
 
     def jobs(self) -> list[TrackedJob]:
-        return [job for job, _ in self._tasks.values()]
+        return [job for job, _ in self._jobs.values()]
+
+    def note_fleet(self, project: str, graphs: int) -> None:
+        """How many graphs the project has (from an inventory): what a listing costs."""
+        self._fleet[project] = graphs
 
     # --- following --------------------------------------------------------------------------
 
@@ -116,14 +130,14 @@ class Tracker:
         timeout: timedelta,
         *,
         requested_at: datetime | None = None,
-    ) -> asyncio.Task[JobOutcome]:
-        """Follow a job until its end; the task resolves to its outcome. Idempotent per graph.
-        Without a `job_id` (GES said the graph is already on its way and the Task Center
-        does not show the job), the graph's status is followed instead."""
+    ) -> asyncio.Future[JobOutcome]:
+        """Follow a job until its end; the future resolves to its outcome. Idempotent per
+        graph. Without a `job_id` (GES said the graph is already on its way and the Task
+        Center does not show the job), the graph's status alone is followed."""
         key = (project, graph_id)
         self._claimed.discard(key)
-        if key in self._tasks:
-            return self._tasks[key][1]
+        if key in self._jobs:
+            return self._jobs[key][1]
         job = TrackedJob(
             project,
             graph_id,
@@ -134,30 +148,33 @@ class Tracker:
             requested_at or self._clock(),
             timeout,
         )
+        future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
+        self._jobs[key] = (job, future)
+        self._apis[project] = api
         self._gauge.labels(project, action).inc()
-        task = asyncio.get_running_loop().create_task(
-            self._follow(api, job), name=f"track-{job_id or graph_id}"
-        )
-        self._tasks[key] = (job, task)
-        task.add_done_callback(lambda _: self._forget(job))
-        return task
-
-    def _forget(self, job: TrackedJob) -> None:
-        self._tasks.pop(job.key, None)
-        self._gauge.labels(job.project, job.action).dec()
+        self._wake.setdefault(project, asyncio.Event()).set()
+        poller = self._pollers.get(project)
+        if poller is None or poller.done():
+            self._pollers[project] = asyncio.get_running_loop().create_task(
+                self._poll_project(project), name=f"track-{project}"
+            )
+        return future
 
     async def wait(self) -> None:
         """Until every job followed now has ended (for `graphnap once` and tests)."""
-        tasks = [task for _, task in self._tasks.values()]
-        if tasks:
-            await asyncio.wait(tasks)
+        futures = [future for _, future in self._jobs.values()]
+        if futures:
+            await asyncio.wait(futures)
 
     async def stop(self) -> None:
         """Stop following (at shutdown). The jobs go on in the cloud; the next start resumes them."""
-        tasks = [task for _, task in self._tasks.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pollers = list(self._pollers.values())
+        for poller in pollers:
+            poller.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        for job, future in list(self._jobs.values()):
+            future.cancel()
+            self._forget(job)
 
     async def resume(
         self, project: str, api: GraphApi, graphs: Sequence[Graph], job_timeout: timedelta
@@ -167,6 +184,7 @@ class Tracker:
         A job is taken as ours to follow when its graph is stopping (901) or starting (920):
         the graph's status says which action it is, whatever the job's (undocumented) name.
         """
+        self.note_fleet(project, len(graphs))
         moving = {
             g.name: g for g in graphs if g.status in (GraphStatus.STOPPING, GraphStatus.STARTING)
         }
@@ -208,95 +226,157 @@ class Tracker:
             resumed += 1
         return resumed
 
-    async def _follow(self, api: GraphApi, job: TrackedJob) -> JobOutcome:
-        try:
-            return await self._poll(api, job)
-        except Exception as exc:  # a bug must not make a job vanish without an outcome
-            log.exception(
-                "unexpected error following a job",
-                extra={"project": job.project, "job_id": job.job_id},
-            )
-            return self._finish(
-                job, "failed", f"internal error while following: {type(exc).__name__}", "internal"
-            )
+    # --- the poller -------------------------------------------------------------------------
 
-    async def _poll(self, api: GraphApi, job: TrackedJob) -> JobOutcome:
+    def _project_jobs(self, project: str) -> list[TrackedJob]:
+        return [job for job, _ in self._jobs.values() if job.project == project]
+
+    async def _poll_project(self, project: str) -> None:
+        wake = self._wake[project]
         delay = self._poll_initial_s
-        job_done = not job.job_id  # without a job id, the graph's status is all there is
-        last_seen = "pending"
-        while True:
-            remaining = (job.requested_at + job.timeout - self._clock()).total_seconds()
-            if remaining <= 0:
-                return await self._judge_at_timeout(api, job, last_seen)
-            await self._sleep(min(delay, remaining))
+        while jobs := self._project_jobs(project):
+            if wake.is_set():  # a job joined: look again soon
+                wake.clear()
+                delay = self._poll_initial_s
+            first_deadline = min(j.requested_at + j.timeout for j in jobs)
+            until_deadline = (first_deadline - self._clock()).total_seconds()
+            await self._sleep(min(delay, until_deadline) if until_deadline > 0 else delay)
             delay = min(delay * 1.5, self._poll_max_s)
+            await self._round(project)
+
+    async def _round(self, project: str) -> None:
+        """One look at every job of the project. A bug costs the job it touches only."""
+        jobs = self._project_jobs(project)
+        api = self._apis[project]
+        try:
+            graphs = await self._statuses(project, api, jobs)
+        except Exception:  # a bug in the listing itself: no job can be judged
+            log.exception("unexpected error following jobs", extra={"project": project})
+            for job in jobs:
+                self._finish(job, "failed", "internal error while following", "internal")
+            return
+        now = self._clock()
+        for job in jobs:
             try:
-                if not job_done:
-                    status = await api.job_status(job.graph_id, job.job_id)
-                    last_seen = f"job {status.state}"
-                    if status.is_failed:
-                        return self._finish(
-                            job,
-                            "failed",
-                            f"job failed: {status.fail_reason or 'no reason given'}",
-                            "job_failed",
-                        )
-                    job_done = status.state == "success"
-                    if not job_done:
-                        continue
-                graph = await api.show_graph(job.graph_id)
+                if job.graph_id in graphs:
+                    await self._judge(api, job, graphs[job.graph_id], now)
+                elif now >= job.requested_at + job.timeout:
+                    seconds = job.timeout.total_seconds()
+                    reason = f"timeout: no answer about the graph after {seconds:.0f}s"
+                    self._finish(job, "failed", reason, "timeout")
+            except Exception as exc:
+                log.exception(
+                    "unexpected error following a job",
+                    extra={"project": project, "job_id": job.job_id},
+                )
+                reason = f"internal error while following: {type(exc).__name__}"
+                self._finish(job, "failed", reason, "internal")
+
+    async def _statuses(
+        self, project: str, api: GraphApi, jobs: list[TrackedJob]
+    ) -> dict[str, Graph | None]:
+        """Each job's graph as it is now (None: deleted); a graph GES did not answer about
+        is left out, to be asked again next round."""
+        pages = -(-self._fleet.get(project, 0) // self._page_size) or 1
+        if len(jobs) > pages:  # one listing costs less than a call per graph
+            try:
+                listed = await api.list_graphs()
+            except ApiError as exc:
+                log.warning(
+                    "listing graphs to follow %d jobs failed (%s); will look again",
+                    len(jobs),
+                    exc,
+                    extra={"project": project},
+                )
+                return {}
+            self.note_fleet(project, len(listed))
+            by_id: dict[str, Graph] = {g.id: g for g in listed}
+            return {job.graph_id: by_id.get(job.graph_id) for job in jobs}
+        graphs: dict[str, Graph | None] = {}
+        for job in jobs:
+            try:
+                graphs[job.graph_id] = await api.show_graph(job.graph_id)
             except NotFoundError as exc:
                 if exc.code == "GES.7000":
-                    return self._finish(job, "failed", "graph deleted while its job ran", exc.code)
-                job_done = True  # the job is gone (GES.7007): the graph's status decides
-                continue
+                    graphs[job.graph_id] = None
             except ApiError as exc:
                 log.warning(
                     "polling job failed (%s); will poll again",
                     exc,
-                    extra={"project": job.project, "graph_id": job.graph_id, "job_id": job.job_id},
+                    extra={"project": project, "graph_id": job.graph_id, "job_id": job.job_id},
                 )
-                continue
-            code = graph.status
-            last_seen = describe_status(code)
-            if code == TARGET_STATUS[job.action]:
-                return self._finish(job, "succeeded", f"graph is {describe_status(code)}", "")
-            if code != MOVING_STATUS[job.action]:
-                return self._finish(
-                    job, "failed", f"job ended but graph is {describe_status(code)}", "job_failed"
+            except Exception as exc:  # a bug must cost this job only
+                log.exception(
+                    "unexpected error following a job",
+                    extra={"project": project, "job_id": job.job_id},
                 )
+                reason = f"internal error while following: {type(exc).__name__}"
+                self._finish(job, "failed", reason, "internal")
+        return graphs
 
-    async def _judge_at_timeout(self, api: GraphApi, job: TrackedJob, last_seen: str) -> JobOutcome:
-        """A job still not ended at its timeout may be stuck in the Task Center while the
-        graph got where it should: the graph's own status is the last word."""
+    async def _judge(
+        self, api: GraphApi, job: TrackedJob, graph: Graph | None, now: datetime
+    ) -> None:
+        timed_out = now >= job.requested_at + job.timeout
         seconds = job.timeout.total_seconds()
-        try:
-            graph = await api.show_graph(job.graph_id)
-        except ApiError as exc:
-            return self._finish(
+        if graph is None:
+            self._finish(job, "failed", "graph deleted while its job ran", "GES.7000")
+            return
+        where = describe_status(graph.status)
+        if graph.status == TARGET_STATUS[job.action]:
+            late = f" (its job still ran after {seconds:.0f}s)" if timed_out else ""
+            self._finish(job, "succeeded", f"graph is {where}{late}", "")
+            return
+        if graph.status == MOVING_STATUS[job.action]:
+            if timed_out:
+                self._finish(
+                    job, "failed", f"timeout: graph still {where} after {seconds:.0f}s", "timeout"
+                )
+            return
+        # Neither there nor on its way: the job says why (or that it has not begun yet).
+        state = "gone"
+        if job.job_id:
+            try:
+                status = await api.job_status(job.graph_id, job.job_id)
+            except NotFoundError:
+                state = "gone"  # GES.7007: the graph's status is all there is
+            except ApiError as exc:
+                if not timed_out:
+                    log.warning(
+                        "polling job failed (%s); will poll again",
+                        exc,
+                        extra={
+                            "project": job.project,
+                            "graph_id": job.graph_id,
+                            "job_id": job.job_id,
+                        },
+                    )
+                    return
+                state = "unknown"
+            else:
+                if status.is_failed:
+                    reason = f"job failed: {status.fail_reason or 'no reason given'}"
+                    self._finish(job, "failed", reason, "job_failed")
+                    return
+                state = status.state
+        if state in ("pending", "running") and not timed_out:
+            return  # accepted, not begun: the graph has not moved yet
+        if timed_out and state in ("pending", "running"):
+            self._finish(
                 job,
                 "failed",
-                f"timeout: still {last_seen} after {seconds:.0f}s (graph status unknown: {exc.code})",
+                f"timeout: job still {state} after {seconds:.0f}s; graph is {where}",
                 "timeout",
             )
-        if graph.status == TARGET_STATUS[job.action]:
-            return self._finish(
-                job,
-                "succeeded",
-                f"graph is {describe_status(graph.status)} (its job still said {last_seen} "
-                f"after {seconds:.0f}s)",
-                "",
-            )
-        return self._finish(
-            job,
-            "failed",
-            f"timeout: still {last_seen} after {seconds:.0f}s; graph is {describe_status(graph.status)}",
-            "timeout",
-        )
+            return
+        self._finish(job, "failed", f"job ended but graph is {where}", "job_failed")
 
     def _finish(
         self, job: TrackedJob, outcome: Literal["succeeded", "failed"], reason: str, failure: str
-    ) -> JobOutcome:
+    ) -> None:
+        entry = self._jobs.get(job.key)
+        if entry is None or entry[0] is not job:
+            return
         now = self._clock()
         duration = max((now - job.requested_at).total_seconds(), 0.0)
         self._outcomes.record(
@@ -314,7 +394,12 @@ class Tracker:
                 duration_s=duration,
             )
         )
-        return JobOutcome(job, outcome, reason, duration)
+        self._forget(job)
+        entry[1].set_result(JobOutcome(job, outcome, reason, duration))
+
+    def _forget(self, job: TrackedJob) -> None:
+        if self._jobs.pop(job.key, None) is not None:
+            self._gauge.labels(job.project, job.action).dec()
 
 
 def failure_reason(code: str) -> str:

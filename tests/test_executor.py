@@ -36,12 +36,15 @@ class FlakyGes(GesClient):
         return f"job-{graph_id}"
 
     async def job_status(self, graph_id: str, job_id: str) -> Job:
-        if graph_id == "g-2":
-            raise KeyError("another bug")
         return Job(id=job_id, state="success")
 
     async def show_graph(self, graph_id: str) -> Graph:
+        if graph_id == "g-2":
+            raise KeyError("another bug")
         return Graph(id=graph_id, name=graph_id, status=900)
+
+    async def list_graphs(self) -> list[Graph]:
+        return [Graph(id=g, name=g, status=900) for g in self.stopped]
 
 
 def decision(graph_id: str) -> Decision:
@@ -55,6 +58,7 @@ async def test_a_bug_for_one_graph_fails_that_graph_only_and_is_counted() -> Non
     metrics = Metrics(CollectorRegistry())
     outcomes = Outcomes(metrics)
     tracker = Tracker(outcomes, metrics, clock=lambda: NOW, sleep=no_wait)
+    tracker.note_fleet("lab", 1000)  # ten pages: the tracker asks per graph
     executor = Executor(tracker, outcomes)
     ges = FlakyGes()
     results = await executor.execute(

@@ -189,8 +189,8 @@ async def test_a_stop_whose_answer_is_lost_is_followed_to_its_real_end(
         ("POST", ACTION, "hang"),  # an answer slower than the request timeout
         ("GET", r"/graphs$", "html"),  # a gateway's HTML error page instead of JSON
         ("GET", r"/graphs$", "truncate"),  # half an answer, then the connection drops
-        ("GET", r"/jobs/[^/]+/status$", "truncate"),  # while following a job
-        ("GET", r"/jobs/[^/]+/status$", "html"),
+        ("GET", r"/graphs$", "hang"),  # no answer to a listing
+        ("GET", r"/graphs$", "reset_before"),
     ],
 )
 async def test_network_faults_cost_a_retry_not_a_graph(
