@@ -186,6 +186,10 @@ class App:
         await self.passes.keep_windows(self.config)
 
     def _config_changed(self, config: Config) -> None:
+        self.metrics.declare(
+            [p.name for p in config.projects],
+            [s.name for s in config.schedules] + [r.name for r in config.idle_rules],
+        )
         if self._scheduling:
             self.scheduler.apply(config)
         for rule in config.idle_rules:

@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from daemon import __version__
 from daemon.config import Pricing
@@ -125,12 +133,33 @@ class Metrics:
             "1 if the last config (re)load succeeded.",
             registry=registry,
         )
+        self.inventory_success = Gauge(
+            "graphnap_inventory_last_success_timestamp_seconds",
+            "When a project's graphs were last listed successfully.",
+            ["project"],
+            registry=registry,
+        )
         self.build_info = Info("graphnap_build", "Build information.", registry=registry)
         self.build_info.info({"version": __version__})
+        # CPU, memory and file descriptors of the daemon itself, for the dashboard.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
         self._stopped_series: dict[str, set[tuple[str, str]]] = {}
         self._priced_series: dict[str, set[tuple[str, str, str]]] = {}
         self._last_seen: dict[str, tuple[datetime, set[str]]] = {}
         self._known_rules: set[str] = set()
+
+    def declare(self, projects: Iterable[str], rules: Iterable[str]) -> None:
+        """Create the failure and misfire series at 0 for a config's projects and rules, so
+        that the first failure is an increase Prometheus can see, not a new series."""
+        for project in projects:
+            for action in ("stop", "start"):
+                for reason in ("timeout", "job_failed", "inventory"):
+                    self.action_failures.labels(project, action, reason)
+        for rule in rules:
+            self.misfires.labels(rule)
 
     def observe_request(self, service: str, operation: str, code: str, duration_s: float) -> None:
         self.api_requests.labels(service, operation, code).inc()
@@ -184,6 +213,7 @@ class Metrics:
             if saved > 0:
                 self.savings.labels(project, pricing.currency).inc(saved)
         self._last_seen[project] = (now, stopped_now)
+        self.inventory_success.labels(project).set(now.timestamp())
 
     def set_next_fire_times(self, times: Mapping[str, datetime | None]) -> None:
         for rule in list(self._known_rules - set(times)):

@@ -623,3 +623,17 @@ async def test_a_catch_up_after_midnight_checks_the_holiday_of_the_day_it_was_sc
         await app.settle()
     assert cloud.count("graph_action") == 0
     assert "firing skipped: holiday 2026-11-27 in calendar friday-off" in caplog.text
+
+
+async def test_failure_series_exist_at_zero_so_the_first_failure_is_an_increase(
+    make_app: MakeApp, lab: dict[str, EmuGraph], clock: ManualClock
+) -> None:
+    app = await start(make_app())
+    get = app.registry.get_sample_value
+    assert get("graphnap_schedule_misfires_total", {"rule": "night-stop"}) == 0
+    assert get("graphnap_config_reloads_total", {"result": "failure"}) == 0
+    failure = {"project": "lab", "action": "stop", "reason": "job_failed"}
+    assert get("graphnap_action_failures_total", failure) == 0
+    listed = get("graphnap_inventory_last_success_timestamp_seconds", {"project": "lab"})
+    assert listed == clock().timestamp()
+    assert (get("process_resident_memory_bytes") or 0) > 0
