@@ -86,6 +86,8 @@ class Passes:
         self._sleep = sleep
         self.projects: dict[str, ProjectState] = {}
         self._resumed: set[str] = set()  # projects whose Task Center has been read
+        self._managed_for: Config | None = None
+        self._managed: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], bool] = {}
 
     # --- the passes -----------------------------------------------------------------------
 
@@ -113,9 +115,7 @@ class Passes:
             )
             return Report(schedule.name, fire_time, reason)
         projects = target_projects(schedule, [p.name for p in config.projects])
-        inventory, failed = await self._inventory(config, projects, now)
-        decisions = plan(schedule, inventory, now, config.opt_out_tags, self._tracker.in_flight())
-        results = await self._execute(schedule, decisions, now, dry_run)
+        results, failed = await self._fire_projects(config, schedule, projects, now, dry_run)
         wait_s = INVENTORY_RETRY_S
         while failed and retry_until is not None:
             left_s = (retry_until - self._clock()).total_seconds()
@@ -131,9 +131,8 @@ class Passes:
             await self._sleep(min(wait_s, left_s))
             wait_s = min(wait_s * 2, INVENTORY_RETRY_MAX_S)
             now = self._clock()  # a new round over fresh inventory plans with its own time
-            found, failed = await self._inventory(config, failed, now)
-            decisions = plan(schedule, found, now, config.opt_out_tags, self._tracker.in_flight())
-            results += await self._execute(schedule, decisions, now, dry_run)
+            more, failed = await self._fire_projects(config, schedule, failed, now, dry_run)
+            results += more
         for project in failed:
             self._outcomes.inventory_failed(project, schedule.action)
         log.info(
@@ -200,6 +199,29 @@ class Passes:
 
     # --- the shared steps -----------------------------------------------------------------
 
+    async def _fire_projects(
+        self,
+        config: Config,
+        schedule: Schedule,
+        projects: Sequence[str],
+        now: datetime,
+        dry_run: bool,
+    ) -> tuple[list[Result], list[str]]:
+        """Inventory, plan and execute each project on its own, side by side: the first
+        stops go out as soon as the first project is listed, not after the last."""
+
+        async def one(project: str) -> list[Result] | None:
+            inventory, failed = await self._inventory(config, [project], now)
+            if failed:
+                return None
+            in_flight = self._tracker.in_flight()
+            decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight)
+            return await self._execute(schedule, decisions, now, dry_run)
+
+        answers = await asyncio.gather(*(one(p) for p in projects))
+        results = [r for answer in answers if answer is not None for r in answer]
+        return results, [p for p, answer in zip(projects, answers, strict=True) if answer is None]
+
     async def _inventory(
         self, config: Config, projects: Sequence[str], now: datetime
     ) -> tuple[dict[str, list[Graph]], list[str]]:
@@ -233,9 +255,27 @@ class Passes:
             found[project] = answer
             self._tracker.note_fleet(project, len(answer))
             self._metrics.observe_inventory(
-                project, _priced(config, project, answer), now, config.pricing
+                project, self._priced(config, project, answer), now, config.pricing
             )
         return found, failed
+
+    def _priced(
+        self, config: Config, project: str, graphs: Sequence[Graph]
+    ) -> list[tuple[str, str, int, float | None]]:
+        """(id, name, status, hourly price if managed). Whether a graph is managed depends
+        on the config and the graph's name and tags only: judged once per config, not on
+        every pass for every graph against every schedule."""
+        if self._managed_for is not config:
+            self._managed_for, self._managed = config, {}
+        priced = []
+        for g in graphs:
+            key = (project, g.id, g.name, tuple(sorted(g.tags.items())))
+            managed = self._managed.get(key)
+            if managed is None:
+                managed = self._managed[key] = is_managed(config.schedules, project, g)
+            price = config.pricing.hourly_price(g.size_index, g.replication) if managed else None
+            priced.append((g.id, g.name, g.status, price))
+        return priced
 
     async def _execute(
         self, schedule: Schedule, decisions: Sequence[Decision], now: datetime, dry_run: bool
@@ -248,19 +288,3 @@ class Passes:
             job_timeout=schedule.timeout or self._settings.job_timeout,
             backup_id=schedule.backup_id,
         )
-
-
-def _priced(
-    config: Config, project: str, graphs: Sequence[Graph]
-) -> list[tuple[str, str, int, float | None]]:
-    return [
-        (
-            g.id,
-            g.name,
-            g.status,
-            config.pricing.hourly_price(g.size_index, g.replication)
-            if is_managed(config.schedules, project, g)
-            else None,
-        )
-        for g in graphs
-    ]

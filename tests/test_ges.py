@@ -351,3 +351,15 @@ async def test_task_center_paging_is_guarded_too() -> None:
 
     with pytest.raises(InvalidResponseError, match="repeats an earlier page"):
         await client(handler).list_jobs(status="running")
+
+
+async def test_pages_step_by_what_ges_serves_and_every_graph_comes_once() -> None:
+    total, served = 23, 7  # asked for 100 a page, GES gives 7
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        page = [graph_json(i) for i in range(offset, min(offset + served, total))]
+        return httpx.Response(200, json={"graphCount": total, "graphs": page})
+
+    graphs = await client(handler).list_graphs()
+    assert [g.id for g in graphs] == [f"g-{i}" for i in range(total)]
