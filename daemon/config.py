@@ -183,6 +183,15 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+def _one_or_many(items: dict[str, Any]) -> WithJsonSchema:
+    """The JSON Schema of a list that also takes one item alone (what _as_list accepts)."""
+    return WithJsonSchema({"anyOf": [items, {"type": "array", "items": items}]})
+
+
+_NAME_SCHEMA = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"}
+Names = Annotated[list[Name], BeforeValidator(_as_list), _one_or_many(_NAME_SCHEMA)]
+
+
 # --- models --------------------------------------------------------------------------------
 
 
@@ -352,15 +361,30 @@ def _country_holidays(country: str, subdivision: str | None, year: int) -> Mappi
 class Selector(FrozenModel):
     """Which graphs a rule applies to; every criterion given must match."""
 
-    projects: Annotated[list[Name], BeforeValidator(_as_list)] = []
-    ids: Annotated[list[GraphId], BeforeValidator(_as_list)] = []
-    names: Annotated[list[str], BeforeValidator(_as_list)] = Field(
-        default=[], description="Shell-style globs on graph names, e.g. 'dev-*'."
+    projects: Names = []
+    ids: Annotated[
+        list[GraphId],
+        BeforeValidator(_as_list),
+        _one_or_many({"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"}),
+    ] = []
+    names: Annotated[list[str], BeforeValidator(_as_list), _one_or_many({"type": "string"})] = (
+        Field(default=[], description="Shell-style globs on graph names, e.g. 'dev-*'.")
     )
     tags: dict[str, str] = Field(default={}, description="Tag key -> value; '*' matches any value.")
 
     def is_empty(self) -> bool:
         return not (self.projects or self.ids or self.names or self.tags)
+
+
+class DeferWhileInUse(FrozenModel):
+    """A stop schedule never stops a graph someone is using: graphs with requests in the last
+    `within` are re-checked every `check_every` and stopped once quiet, or reported not
+    stopped when `max` runs out."""
+
+    within: Duration = timedelta(minutes=15)
+    max: Duration = timedelta(hours=3)
+    check_every: Duration = timedelta(minutes=5)
+    threshold: Annotated[int, Field(ge=0)] = 0
 
 
 class Schedule(FrozenModel):
@@ -374,7 +398,7 @@ class Schedule(FrozenModel):
         default=None,
         description="Stop schedules only: until this cron time, graphs that come back running are re-stopped.",
     )
-    skip_on: Annotated[list[Name], BeforeValidator(_as_list)] = Field(
+    skip_on: Names = Field(
         default=[], description="Calendar names; a firing on one of their days is skipped."
     )
     misfire_grace: Duration | None = Field(
@@ -387,7 +411,33 @@ class Schedule(FrozenModel):
     backup_id: str | None = Field(
         default=None, description="Start schedules only: start from this backup."
     )
+    defer_while_in_use: DeferWhileInUse | None = Field(
+        default=None,
+        description="Stop schedules only: graphs queried lately are stopped once quiet, not at the firing.",
+    )
     dry_run: bool = False
+
+
+class ActiveHours(FrozenModel):
+    """Judge only inside these hours: from the `from` cron time until the `until` one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    start: CronExpr = Field(alias="from", examples=["0 19 * * *"])
+    until: CronExpr = Field(examples=["0 7 * * *"])
+    timezone: TimeZone
+
+
+# Cloud Eye periods an idle rule may read (its window caps allow up to a day at 300 s).
+CES_PERIODS = (60, 300, 1200, 3600)
+
+
+def _check_period(period: timedelta) -> timedelta:
+    if period.total_seconds() not in CES_PERIODS:
+        raise ValueError(
+            f"Cloud Eye aggregates over 1m, 5m, 20m or 1h, not {period.total_seconds():g}s"
+        )
+    return period
 
 
 class IdleRule(FrozenModel):
@@ -398,6 +448,20 @@ class IdleRule(FrozenModel):
     threshold: Annotated[int, Field(ge=0)] = 0
     check_every: Duration = timedelta(minutes=5)
     min_uptime: Duration = timedelta(minutes=30)
+    metric: Annotated[str, StringConstraints(pattern=r"^ges\d{3}_[a-z0-9_]+$")] = Field(
+        default="ges004_request_count", description="A SYS.GES Cloud Eye metric."
+    )
+    aggregation: Literal["sum", "max", "min", "average"] = "sum"
+    period: Annotated[Duration, AfterValidator(_check_period)] = Field(
+        default=timedelta(minutes=5), description="Cloud Eye period to read: 1m, 5m, 20m or 1h."
+    )
+    lag: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Cloud Eye publishes data this late; the judged window ends this long ago.",
+    )
+    active_hours: ActiveHours | None = Field(
+        default=None, description="Judge only inside these hours, e.g. from 19:00 until 07:00."
+    )
     dry_run: bool = False
 
 

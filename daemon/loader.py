@@ -660,6 +660,14 @@ def check_references(config: Config) -> list[Problem]:
                         "remove it, or make the action 'stop'",
                     )
                 )
+            if rule.defer_while_in_use and rule.action != "stop":
+                problems.append(
+                    Problem(
+                        (*here, "defer_while_in_use"),
+                        "only a stop schedule defers graphs in use",
+                        "remove it, or make the action 'stop'",
+                    )
+                )
             if rule.backup_id and rule.action != "start":
                 problems.append(
                     Problem(

@@ -223,6 +223,11 @@ def billion_laughs(levels: int = 12, width: int = 10) -> str:
     return "\n".join(rows) + f"\nprojects: *a{levels - 1}\n"
 
 
+def example_line(text: str) -> int:
+    """The line of config/example.yaml where `text` first appears."""
+    return next(i for i, line in enumerate(EXAMPLE.splitlines(), 1) if text in line)
+
+
 def merge_bomb(levels: int = 12, width: int = 10) -> str:
     rows = ["m0: &m0 {k0: 1}"]
     rows += [
@@ -244,7 +249,7 @@ def merge_bomb(levels: int = 12, width: int = 10) -> str:
         (
             EXAMPLE.replace("idle_for: 2h", "idle_for: 2026-13-01T10:00:00"),
             "idle_rules[0].idle_for",
-            89,
+            example_line("idle_for: 2h"),
             "is not a valid date: month must be in 1..12",
         ),
         ("projects: &a\n  - *a\n", "projects[0]", 2, "recursive alias"),
@@ -253,16 +258,21 @@ def merge_bomb(levels: int = 12, width: int = 10) -> str:
         (
             EXAMPLE.replace("idle_for: 2h", "idle_for: 99999999999999999999999w"),
             "idle_rules[0].idle_for",
-            89,
+            example_line("idle_for: 2h"),
             "longer than 366d",
         ),
         (
             EXAMPLE.replace("threshold: 0", "threshold: 1" + "0" * 5000),
             "idle_rules[0].threshold",
-            90,
+            example_line("threshold: 0"),
             "5001 characters",
         ),
-        (EXAMPLE.replace("USD", "US\x00D"), "(top level)", 97, "control character U+0000"),
+        (
+            EXAMPLE.replace("USD", "US\x00D"),
+            "(top level)",
+            example_line("currency: USD"),
+            "control character U+0000",
+        ),
         ("projects: " + "[" * 20_000 + "]" * 20_000 + "\n", "(top level)", 1, "nest"),
         (
             "projects: " + "{a: " * 2_000 + "1" + "}" * 2_000 + "\n",
@@ -272,11 +282,16 @@ def merge_bomb(levels: int = 12, width: int = 10) -> str:
         ),
         (billion_laughs(), "a5", 6, "alias bomb"),
         (merge_bomb(), "m5", 6, "alias bomb"),
-        (EXAMPLE + "\n---\nprojects: []\n", "(top level)", 109, "second YAML document"),
+        (
+            EXAMPLE + "\n---\nprojects: []\n",
+            "(top level)",
+            EXAMPLE.count("\n") + 2,
+            "second YAML document",
+        ),
         (
             EXAMPLE.replace("currency: USD", "currency: !!python/object/apply:os.system [id]"),
             "pricing.currency",
-            97,
+            example_line("currency: USD"),
             "!!python/object/apply:os.system is not allowed",
         ),
         ("projects:\n\t- a\n", "(top level)", 2, "invalid YAML"),
@@ -578,3 +593,36 @@ def test_emulator_and_https_overrides_load_quietly(caplog: pytest.LogCaptureFixt
     assert config.project("analytics").endpoints.plain_http() == []
     config = parse_config(with_endpoint("https://iam.private.example.com/gw", "iam"))
     assert config.project("analytics").iam_endpoint == "https://iam.private.example.com/gw"
+
+
+def test_idle_rule_cloud_eye_settings_and_active_hours_are_checked() -> None:
+    base = f"""{PROJECT}
+idle_rules:
+  - name: idle
+    targets: {{projects: [analytics]}}
+    idle_for: 2h
+"""
+    (rule,) = parse_config(
+        base + '    active_hours: {from: "0 19 * * *", until: "0 7 * * *", timezone: UTC}\n'
+    ).idle_rules
+    assert rule.active_hours is not None
+    assert (rule.active_hours.start, rule.active_hours.until) == ("0 19 * * *", "0 7 * * *")
+    assert (rule.metric, rule.aggregation, rule.period) == (
+        "ges004_request_count",
+        "sum",
+        timedelta(minutes=5),
+    )
+    assert problems(base + "    period: 10m\n") == [
+        ("idle_rules[0].period", "Cloud Eye aggregates over 1m, 5m, 20m or 1h, not 600s", 12)
+    ]
+    assert problems(base + "    aggregation: median\n")[0][0] == "idle_rules[0].aggregation"
+
+
+def test_only_a_stop_schedule_defers_graphs_in_use() -> None:
+    text = schedule(action="start", defer_while_in_use="{within: 15m, max: 3h}")
+    assert problems(text) == [
+        ("schedules[0].defer_while_in_use", "only a stop schedule defers graphs in use", 14)
+    ]
+    (rule,) = parse_config(schedule(defer_while_in_use="{within: 10m}")).schedules
+    assert rule.defer_while_in_use is not None
+    assert rule.defer_while_in_use.max == timedelta(hours=3)
