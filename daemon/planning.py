@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from zoneinfo import ZoneInfo
 
-from daemon.config import Calendar, OptOutTags, Schedule, Selector
+from daemon.config import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
 from daemon.cron import cron_trigger, next_fire, previous_fire
+from daemon.idle import Verdict
 from daemon.model import Action, Graph, GraphStatus, describe_status
 
 IN_FLIGHT = "a job for this graph is already in flight"
@@ -43,8 +44,8 @@ def selects(selector: Selector, project: str, graph: Graph) -> bool:
     return all(key in tags and value in ("*", tags[key]) for key, value in selector.tags.items())
 
 
-def target_projects(schedule: Schedule, all_projects: Sequence[str]) -> list[str]:
-    return list(schedule.targets.projects) or list(all_projects)
+def target_projects(rule: Schedule | IdleRule, all_projects: Sequence[str]) -> list[str]:
+    return list(rule.targets.projects) or list(all_projects)
 
 
 def plan(
@@ -81,23 +82,38 @@ def _decide(
     in_flight: Collection[tuple[str, str]],
     window_until: datetime | None,
 ) -> tuple[bool, str]:
-    if schedule.exclude is not None and selects(schedule.exclude, project, graph):
-        return False, "excluded by the rule's exclude"
+    held = _held_back(schedule.exclude, project, graph, now, opt_out, in_flight)
+    if held:
+        return False, held
+    return _by_status(schedule.action, graph.status, window_until)
+
+
+def _held_back(
+    exclude: Selector | None,
+    project: str,
+    graph: Graph,
+    now: datetime,
+    opt_out: OptOutTags,
+    in_flight: Collection[tuple[str, str]],
+) -> str | None:
+    """Why a selected graph is left alone whatever its status, or None."""
+    if exclude is not None and selects(exclude, project, graph):
+        return "excluded by the rule's exclude"
     tags = graph.tags
     if opt_out.skip in tags:
-        return False, f"opted out by tag {opt_out.skip}"
+        return f"opted out by tag {opt_out.skip}"
     if opt_out.snooze_until in tags:
         until = parse_snooze(tags[opt_out.snooze_until])
         if until is None:
-            return False, (
+            return (
                 f"tag {opt_out.snooze_until}={tags[opt_out.snooze_until]!r} is not an ISO time; left alone "
                 "(write e.g. 2026-12-01T09:00:00+08:00)"
             )
         if now < until:
-            return False, f"snoozed until {until.isoformat()} by tag {opt_out.snooze_until}"
+            return f"snoozed until {until.isoformat()} by tag {opt_out.snooze_until}"
     if (project, graph.id) in in_flight:
-        return False, IN_FLIGHT
-    return _by_status(schedule.action, graph.status, window_until)
+        return IN_FLIGHT
+    return None
 
 
 def _by_status(action: Action, code: int, window_until: datetime | None) -> tuple[bool, str]:
@@ -175,3 +191,72 @@ def is_managed(schedules: Sequence[Schedule], project: str, graph: Graph) -> boo
         and not (s.exclude is not None and selects(s.exclude, project, graph))
         for s in schedules
     )
+
+
+# --- idle rules and deferral -------------------------------------------------------------
+
+GraphKey = tuple[str, str]  # (project, graph id)
+
+
+def idle_candidates(rule: IdleRule, project: str, graphs: Sequence[Graph]) -> list[Graph]:
+    """The graphs an idle pass asks Cloud Eye about: selected, not excluded, running."""
+    return [
+        g
+        for g in graphs
+        if g.status == GraphStatus.RUNNING
+        and selects(rule.targets, project, g)
+        and not (rule.exclude is not None and selects(rule.exclude, project, g))
+    ]
+
+
+def plan_idle(
+    rule: IdleRule,
+    inventory: Mapping[str, Sequence[Graph]],
+    verdicts: Mapping[GraphKey, Verdict],
+    now: datetime,
+    opt_out: OptOutTags,
+    in_flight: Collection[GraphKey] = frozenset(),
+) -> list[Decision]:
+    """One stop decision per selected graph: act only on a running graph judged idle, with
+    the verdict's reason; a running graph without a verdict is not judged, never idle."""
+    decisions = []
+    for project, graphs in inventory.items():
+        for graph in graphs:
+            if not selects(rule.targets, project, graph):
+                continue
+            held = _held_back(rule.exclude, project, graph, now, opt_out, in_flight)
+            if held:
+                act, reason = False, held
+            elif graph.status != GraphStatus.RUNNING:
+                act, reason = _by_status("stop", graph.status, None)
+            elif (verdict := verdicts.get((project, graph.id))) is None:
+                act, reason = False, "not judged: no Cloud Eye data was read"
+            else:
+                act, reason = verdict.is_idle, verdict.reason
+            decisions.append(
+                Decision(project, graph.id, graph.name, rule.name, "stop", act, reason)
+            )
+    return decisions
+
+
+def defer_in_use(
+    decisions: Sequence[Decision], use: Mapping[GraphKey, Verdict], until: datetime
+) -> tuple[list[Decision], list[Decision]]:
+    """(the decisions with graphs in use held back, the decisions deferred): a stop
+    schedule never stops a graph someone is using; it is checked again until `until`."""
+    kept, deferred = [], []
+    for d in decisions:
+        verdict = use.get((d.project, d.graph_id))
+        if d.act and verdict is not None and verdict.is_in_use:
+            reason = f"deferred: {verdict.reason}; stopped once quiet, until {until.isoformat()}"
+            d = Decision(d.project, d.graph_id, d.graph_name, d.rule, d.action, False, reason)
+            deferred.append(d)
+        kept.append(d)
+    return kept, deferred
+
+
+def is_active(hours: ActiveHours, now: datetime) -> bool:
+    """Inside the hours: the latest `from` time came after the latest `until` time."""
+    since = previous_fire(cron_trigger(hours.start, hours.timezone), now)
+    ended = previous_fire(cron_trigger(hours.until, hours.timezone), now)
+    return since is not None and (ended is None or since > ended)

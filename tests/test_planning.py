@@ -7,11 +7,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config import Calendar, OptOutTags, Schedule, Selector
+from daemon.config import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
+from daemon.idle import Verdict, VerdictKind
 from daemon.model import Graph
 from daemon.planning import (
+    defer_in_use,
     holiday_reason,
+    idle_candidates,
+    is_active,
     plan,
+    plan_idle,
     selects,
     window_end,
 )
@@ -207,3 +212,69 @@ def test_window_reason_says_the_graph_came_back() -> None:
         == "came back running inside the keep-stopped window (until 2026-11-30T08:00:00+08:00)"
     )
     assert decide(graph("g", 900), window_until=until) == (False, "already stopped")
+
+
+def idle_rule(**fields: object) -> IdleRule:
+    base: dict[str, object] = {"name": "idle-dev", "targets": {"projects": ["p"]}, "idle_for": "2h"}
+    return IdleRule.model_validate({**base, **fields})
+
+
+IDLE = Verdict(VerdictKind.IDLE, "idle: 0 requests in 2h", 0)
+IN_USE = Verdict(VerdictKind.IN_USE, "in use: 312 requests in the last 2h", 312)
+
+
+@pytest.mark.parametrize(
+    ("g", "verdict", "expected"),
+    [
+        (graph("a"), IDLE, (True, "idle: 0 requests in 2h")),
+        (graph("a"), IN_USE, (False, "in use: 312 requests in the last 2h")),
+        (graph("a"), None, (False, "not judged: no Cloud Eye data was read")),
+        (graph("a", 900), None, (False, "already stopped")),
+        (graph("a", 202), None, (False, "busy (importing)")),
+        (graph("a", **{"graphnap-skip": "x"}), IDLE, (False, "opted out by tag graphnap-skip")),
+    ],
+)
+def test_an_idle_rule_stops_only_a_running_graph_judged_idle(
+    g: Graph, verdict: Verdict | None, expected: tuple[bool, str]
+) -> None:
+    verdicts = {} if verdict is None else {("p", g.id): verdict}
+    (d,) = plan_idle(idle_rule(), {"p": [g]}, verdicts, NOW, OptOutTags())
+    assert (d.act, d.reason) == expected
+    assert (d.rule, d.action) == ("idle-dev", "stop")
+
+
+def test_idle_candidates_are_the_selected_running_graphs_not_excluded() -> None:
+    rule = idle_rule(exclude={"names": ["*-keep"]})
+    graphs = [graph("a"), graph("b-keep"), graph("c", 900), graph("d", 202)]
+    assert [g.name for g in idle_candidates(rule, "p", graphs)] == ["a"]
+
+
+def test_graphs_in_use_are_deferred_with_the_reason_and_the_rest_go_on() -> None:
+    until = datetime(2026, 11, 27, 23, 0, tzinfo=SHANGHAI)
+    decisions = plan(
+        schedule(), {"p": [graph("a"), graph("b"), graph("c", 900)]}, NOW, OptOutTags()
+    )
+    use = {("p", "id-a"): IN_USE, ("p", "id-b"): Verdict(VerdictKind.IDLE, "quiet: 0 requests", 0)}
+    kept, deferred = defer_in_use(decisions, use, until)
+    assert [(d.graph_name, d.act) for d in kept] == [("a", False), ("b", True), ("c", False)]
+    assert [d.graph_name for d in deferred] == ["a"]
+    assert deferred[0].reason == (
+        "deferred: in use: 312 requests in the last 2h; stopped once quiet, until 2026-11-27T23:00:00+08:00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("local", "active"),
+    [
+        (datetime(2026, 11, 27, 18, 59, tzinfo=SHANGHAI), False),
+        (datetime(2026, 11, 27, 19, 0, tzinfo=SHANGHAI), True),
+        (datetime(2026, 11, 28, 3, 0, tzinfo=SHANGHAI), True),  # past midnight
+        (datetime(2026, 11, 28, 7, 0, tzinfo=SHANGHAI), False),
+        (datetime(2026, 11, 28, 12, 0, tzinfo=SHANGHAI), False),
+    ],
+)
+def test_active_hours_span_midnight(local: datetime, active: bool) -> None:
+    hours = ActiveHours.model_validate(
+        {"from": "0 19 * * *", "until": "0 7 * * *", "timezone": "Asia/Shanghai"}
+    )
+    assert is_active(hours, local) is active
