@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from daemon.status import Heartbeat, StatusView
 from daemon.tracker import Tracker
 
 log = logging.getLogger(__name__)
+
+DEFERRAL_CHECK_S = 60.0  # how often deferred stops are looked at (each has its check_every)
 
 
 def utc_now() -> datetime:
@@ -86,6 +89,7 @@ class App:
         )
         self.passes = Passes(
             self.clients.graph_apis,
+            self.clients.metric_apis,
             self.executor,
             self.tracker,
             self.outcomes,
@@ -106,6 +110,8 @@ class App:
             self.source,
             self.heartbeat,
             self.passes.projects,
+            self.passes.idle_verdicts,
+            self.passes.deferrals,
             self.tracker,
             self.outcomes,
             next_fires=self.scheduler.next_fire_times,
@@ -159,6 +165,8 @@ class App:
                 "inventory", self.settings.inventory_interval_s, self._inventory_pass
             )
             self.scheduler.every("windows", self.settings.reconcile_interval_s, self._window_pass)
+            self.scheduler.every("deferrals", DEFERRAL_CHECK_S, self._deferral_pass)
+            self._schedule_idle_passes(config)
             self.scheduler.start(config)
             self._scheduling = True
         log.info(
@@ -185,6 +193,25 @@ class App:
     async def _window_pass(self) -> None:
         await self.passes.keep_windows(self.config)
 
+    async def _deferral_pass(self) -> None:
+        await self.passes.deferred(self.config)
+
+    async def _idle_pass(self, name: str) -> None:
+        rule = next((r for r in self.config.idle_rules if r.name == name), None)
+        if rule is not None:  # else removed by a reload since
+            await self.passes.idle(self.config, rule)
+
+    def _schedule_idle_passes(self, config: Config) -> None:
+        """One periodic pass per idle rule, every `check_every`; in step with reloads."""
+        wanted = {f"idle:{rule.name}": rule for rule in config.idle_rules}
+        for name in self.scheduler.periodic() - set(wanted):
+            if name.startswith("idle:"):
+                self.scheduler.forget(name)
+        for name, rule in wanted.items():
+            self.scheduler.every(
+                name, rule.check_every.total_seconds(), partial(self._idle_pass, rule.name)
+            )
+
     def _config_changed(self, config: Config) -> None:
         self.metrics.declare(
             [p.name for p in config.projects],
@@ -192,11 +219,7 @@ class App:
         )
         if self._scheduling:
             self.scheduler.apply(config)
-        for rule in config.idle_rules:
-            log.warning(
-                "idle rule loaded but not evaluated: idle detection through Cloud Eye is not built yet",
-                extra={"rule": rule.name},
-            )
+            self._schedule_idle_passes(config)
 
     # --- both -------------------------------------------------------------------------------
 

@@ -14,12 +14,13 @@ import httpx
 from daemon import __version__
 from daemon.api import RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
+from daemon.ces import CesClient
 from daemon.config import Config, Project
 from daemon.gate import Monotonic, RequestGate
 from daemon.ges import GesClient
 from daemon.loader import Problem
 from daemon.metrics import Metrics
-from daemon.model import Clock, GraphApi
+from daemon.model import Clock, GraphApi, MetricApi
 from daemon.settings import Settings
 
 
@@ -53,6 +54,7 @@ class Clients:
         self._clock = clock
         self._sleep = sleep
         self._ges: dict[str, GesClient] = {}
+        self._ces: dict[str, CesClient] = {}
         self._defs: dict[str, Project] = {}  # what each project's clients were built from
         self._http: list[httpx.AsyncClient] = []
 
@@ -61,21 +63,27 @@ class Clients:
         clients stay open until close(): a job being followed may still use them)."""
         for project in config.projects:
             if self._defs.get(project.name) != project:
-                self._ges[project.name] = self._build(project)
+                self._ges[project.name], self._ces[project.name] = self._build(project)
                 self._defs[project.name] = project
         for name in set(self._ges) - {p.name for p in config.projects}:
             del self._ges[name]
+            del self._ces[name]
             del self._defs[name]
 
     def graph_apis(self) -> Mapping[str, GraphApi]:
         return self._ges
+
+    def metric_apis(self) -> Mapping[str, MetricApi]:
+        return self._ces
 
     async def close(self) -> None:
         for http in self._http:
             await http.aclose()
         self._http.clear()
 
-    def _build(self, project: Project) -> GesClient:
+    def _build(self, project: Project) -> tuple[GesClient, CesClient]:
+        """The project's GES and Cloud Eye clients: one auth, one gate (its rate is the
+        project's, whichever service a request goes to)."""
         creds = self._settings.credential_set(project.credentials)
         if creds is None:  # checked at load: a config without them is never activated
             raise RuntimeError(f"credential set {project.credentials!r} is not given")
@@ -110,17 +118,22 @@ class Clients:
         # The pool holds as many connections as the gate lets requests through: requests
         # wait in the gate's queue, which is cheap, not in httpcore's, which is not.
         in_flight = self._settings.project_concurrency
-        http = self._open(
-            httpx.AsyncClient(
-                base_url=project.ges_endpoint,
-                auth=auth,
-                timeout=timeout,
-                limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": f"graphnap/{__version__}",
-                },
+        http, ces_http = (
+            self._open(
+                httpx.AsyncClient(
+                    base_url=endpoint,
+                    auth=auth,
+                    timeout=timeout,
+                    limits=httpx.Limits(
+                        max_connections=in_flight, max_keepalive_connections=in_flight
+                    ),
+                    headers={
+                        "Content-Type": "application/json",
+                        "User-Agent": f"graphnap/{__version__}",
+                    },
+                )
             )
+            for endpoint in (project.ges_endpoint, project.ces_endpoint)
         )
         gate = RequestGate(
             in_flight,
@@ -129,17 +142,27 @@ class Clients:
             monotonic=self._monotonic,
         )
         retry = self._settings.retry
-        return GesClient(
+        policy = RetryPolicy(
+            retry.attempts, retry.backoff_initial_s, retry.backoff_max_s, retry.backoff_jitter_s
+        )
+        ges = GesClient(
             http,
             project.project_id,
-            retry=RetryPolicy(
-                retry.attempts, retry.backoff_initial_s, retry.backoff_max_s, retry.backoff_jitter_s
-            ),
+            retry=policy,
             sleep=self._sleep,
             observe=self._metrics.observe_request,
             page_size=self._settings.page_size,
             limiter=gate,
         )
+        ces = CesClient(
+            ces_http,
+            project.project_id,
+            retry=policy,
+            sleep=self._sleep,
+            observe=self._metrics.observe_request,
+            limiter=gate,
+        )
+        return ges, ces
 
     def _open(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
         self._http.append(http)

@@ -133,6 +133,31 @@ class Metrics:
             "1 if the last config (re)load succeeded.",
             registry=registry,
         )
+        self.idle_verdicts = Counter(
+            "graphnap_idle_verdicts",
+            "Idle verdicts by rule: idle, in_use, not_judged, busy.",
+            ["rule", "verdict"],
+            registry=registry,
+        )
+        self.idle_last_check = Gauge(
+            "graphnap_idle_last_check_timestamp_seconds",
+            "When an idle rule last judged its graphs.",
+            ["rule"],
+            registry=registry,
+        )
+        self.deferrals = Counter(
+            "graphnap_deferrals",
+            "Stops a schedule deferred because the graph was in use, by what became of them: "
+            "deferred, stopped (once quiet), gave_up (still in use at max), dropped.",
+            ["rule", "outcome"],
+            registry=registry,
+        )
+        self.deferred = Gauge(
+            "graphnap_graphs_deferred",
+            "Graphs whose stop is deferred now because they are in use.",
+            ["rule"],
+            registry=registry,
+        )
         self.inventory_success = Gauge(
             "graphnap_inventory_last_success_timestamp_seconds",
             "When a project's graphs were last listed successfully.",

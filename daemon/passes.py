@@ -1,11 +1,13 @@
 """The passes: each is inventory -> planning -> executor, with `now` read once at its start.
 
-- the schedule firing, for a schedule at its scheduled fire time;
+- the schedule firing, for a schedule at its scheduled fire time; a stop schedule with
+  `defer_while_in_use` holds back graphs Cloud Eye shows in use;
+- the deferral pass, which stops deferred graphs once quiet, or gives up at `max`;
+- the idle pass, per idle rule: Cloud Eye data -> idle verdicts -> stops;
 - the keep-stopped window pass, which re-stops graphs that came back inside a window;
 - the inventory pass: graph gauges, savings, readiness, and the Task Center resume.
 
-The rules are planning's; this module only sequences I/O around them. An idle pass is one
-more method of the same shape.
+The rules are planning's and idle's; this module only sequences I/O around them.
 """
 
 from __future__ import annotations
@@ -17,16 +19,30 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from daemon.api import ApiError, Sleep
-from daemon.config import Config, Schedule
+from daemon.config import Config, IdleRule, Schedule
 from daemon.executor import Executor, Result
+from daemon.idle import (
+    IdleCriteria,
+    Verdict,
+    VerdictKind,
+    fetch_range,
+    fmt_duration,
+    judge,
+    recent_range,
+    recent_use,
+)
 from daemon.metrics import Metrics
-from daemon.model import Clock, Graph, GraphApi
+from daemon.model import Clock, Graph, GraphApi, GraphStatus, MetricApi
 from daemon.outcomes import Outcomes
 from daemon.planning import (
     Decision,
+    defer_in_use,
     holiday_reason,
+    idle_candidates,
+    is_active,
     is_managed,
     plan,
+    plan_idle,
     target_projects,
     window_end,
 )
@@ -57,6 +73,19 @@ class Report:
     failed_projects: tuple[str, ...] = ()
 
 
+@dataclass
+class Deferral:
+    """A stop a schedule holds back while the graph is in use."""
+
+    schedule: str
+    project: str
+    graph_id: str
+    graph_name: str
+    since: datetime
+    until: datetime  # then it gives up: "not stopped: still in use after ..."
+    next_check: datetime
+
+
 @dataclass(frozen=True)
 class PassSettings:
     dry_run: bool
@@ -67,6 +96,7 @@ class Passes:
     def __init__(
         self,
         apis: Callable[[], Mapping[str, GraphApi]],
+        metric_apis: Callable[[], Mapping[str, MetricApi]],
         executor: Executor,
         tracker: Tracker,
         outcomes: Outcomes,
@@ -77,6 +107,7 @@ class Passes:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._apis = apis
+        self._metric_apis = metric_apis
         self._executor = executor
         self._tracker = tracker
         self._outcomes = outcomes
@@ -88,6 +119,9 @@ class Passes:
         self._resumed: set[str] = set()  # projects whose Task Center has been read
         self._managed_for: Config | None = None
         self._managed: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], bool] = {}
+        self.deferrals: dict[tuple[str, str, str], Deferral] = {}  # (schedule, project, graph)
+        self._deferred_rules: set[str] = set()
+        self.idle_verdicts: dict[str, dict[str, str]] = {}  # rule -> graph name -> reason
 
     # --- the passes -----------------------------------------------------------------------
 
@@ -172,6 +206,248 @@ class Passes:
             except Exception:  # one schedule's window must not stop the others
                 log.exception("window pass crashed", extra={"rule": schedule.name})
 
+    async def idle(self, config: Config, rule: IdleRule) -> None:
+        """Judge the running graphs an idle rule selects from Cloud Eye, and stop the idle
+        ones. It speaks when it acts; every verdict is counted and kept for /status."""
+        now = self._clock()
+        if rule.active_hours is not None and not is_active(rule.active_hours, now):
+            log.debug("idle pass skipped: outside its active hours", extra={"rule": rule.name})
+            return
+        criteria = IdleCriteria(
+            idle_for=rule.idle_for,
+            threshold=rule.threshold,
+            min_uptime=rule.min_uptime,
+            lag=rule.lag,
+            metric=rule.metric,
+            aggregation=rule.aggregation,
+        )
+        period_s = int(rule.period.total_seconds())
+        view: dict[str, str] = {}
+
+        async def one(project: str) -> list[Result]:
+            inventory, failed = await self._inventory(config, [project], now)
+            if failed:
+                return []
+            graphs = inventory[project]
+            candidates = idle_candidates(rule, project, graphs)
+            verdicts = await self._judge(rule, project, candidates, criteria, period_s, now)
+            for graph in candidates:
+                verdict = verdicts[(project, graph.id)]
+                self._metrics.idle_verdicts.labels(rule.name, verdict.kind.value).inc()
+                view[graph.name] = verdict.reason
+            in_flight = self._tracker.in_flight()
+            decisions = plan_idle(
+                rule, {project: graphs}, verdicts, now, config.opt_out_tags, in_flight
+            )
+            return await self._executor.execute(
+                [d for d in decisions if d.act],
+                self._apis(),
+                now=now,
+                dry_run=self._settings.dry_run or rule.dry_run,
+                job_timeout=self._settings.job_timeout,
+            )
+
+        projects = target_projects(rule, [p.name for p in config.projects])
+        results = [r for rs in await asyncio.gather(*(one(p) for p in projects)) for r in rs]
+        self.idle_verdicts[rule.name] = view
+        self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())
+        idle = sum(reason.startswith("idle") for reason in view.values())
+        log.info(
+            "idle pass: %d graphs judged, %d idle, %d stops requested",
+            len(view),
+            idle,
+            sum(r.outcome == "requested" for r in results),
+            extra={"rule": rule.name, "action": "stop"},
+        )
+
+    async def _judge(
+        self,
+        rule: IdleRule,
+        project: str,
+        candidates: Sequence[Graph],
+        criteria: IdleCriteria,
+        period_s: int,
+        now: datetime,
+    ) -> dict[tuple[str, str], Verdict]:
+        if not candidates:
+            return {}
+        start, end = fetch_range(now, criteria, period_s)
+        try:
+            points = await self._metric_apis()[project].request_counts(
+                [g.id for g in candidates],
+                metric=criteria.metric,
+                aggregation=criteria.aggregation,
+                start=start,
+                end=end,
+                period_s=period_s,
+            )
+        except ApiError as exc:  # missing data is never idle
+            log.error(
+                "Cloud Eye did not answer; no graph of this project is judged idle this pass: %s",
+                exc,
+                extra={"project": project, "rule": rule.name},
+            )
+            silent = Verdict(
+                VerdictKind.NOT_JUDGED, f"not judged: Cloud Eye did not answer ({exc.code})"
+            )
+            return {(project, g.id): silent for g in candidates}
+        return {
+            (project, g.id): judge(
+                g, points.get(g.id, []), now=now, criteria=criteria, period_s=period_s
+            )
+            for g in candidates
+        }
+
+    async def _recent_use(
+        self, project: str, graph_ids: Sequence[str], schedule: Schedule, now: datetime
+    ) -> dict[str, Verdict] | None:
+        """Each graph's use over the schedule's `within`, or None when Cloud Eye cannot say."""
+        defer = schedule.defer_while_in_use
+        assert defer is not None
+        period_s = 60 if defer.within < timedelta(minutes=15) else 300
+        start, end = recent_range(now, defer.within, period_s)
+        try:
+            points = await self._metric_apis()[project].request_counts(
+                list(graph_ids), start=start, end=end, period_s=period_s
+            )
+        except ApiError as exc:
+            log.warning(
+                "Cloud Eye did not answer; cannot tell whether graphs are in use: %s",
+                exc,
+                extra={"project": project, "rule": schedule.name},
+            )
+            return None
+        return {
+            gid: recent_use(
+                points.get(gid, []),
+                now=now,
+                within=defer.within,
+                period_s=period_s,
+                threshold=defer.threshold,
+            )
+            for gid in graph_ids
+        }
+
+    async def _hold_in_use(
+        self, schedule: Schedule, project: str, decisions: list[Decision], now: datetime
+    ) -> list[Decision]:
+        """Hold back the stops of graphs in use, to be stopped once quiet. When Cloud Eye
+        cannot say, the stops go ahead: the schedule is the owner's wish, and deferral
+        the exception that needs evidence of use."""
+        defer = schedule.defer_while_in_use
+        assert defer is not None
+        acting = [d.graph_id for d in decisions if d.act]
+        use = await self._recent_use(project, acting, schedule, now) if acting else None
+        if not use:
+            return decisions
+        until = now + defer.max
+        kept, deferred = defer_in_use(decisions, {(project, g): v for g, v in use.items()}, until)
+        for d in deferred:
+            self.deferrals[(schedule.name, project, d.graph_id)] = Deferral(
+                schedule.name,
+                project,
+                d.graph_id,
+                d.graph_name,
+                now,
+                until,
+                now + defer.check_every,
+            )
+            self._metrics.deferrals.labels(schedule.name, "deferred").inc()
+        self._count_deferred()
+        return kept
+
+    async def deferred(self, config: Config) -> None:
+        """Check the deferred stops that are due: stop the graphs now quiet, give up on
+        those still in use at `max`, drop those no longer running."""
+        now = self._clock()
+        due: dict[tuple[str, str], list[Deferral]] = {}
+        for item in self.deferrals.values():
+            if item.next_check <= now:
+                due.setdefault((item.schedule, item.project), []).append(item)
+        for (name, project), items in due.items():
+            try:
+                await self._check_deferred(config, name, project, items, now)
+            except Exception:  # one schedule's deferrals must not stop the others
+                log.exception("deferral pass crashed", extra={"rule": name, "project": project})
+        self._count_deferred()
+
+    async def _check_deferred(
+        self, config: Config, name: str, project: str, items: list[Deferral], now: datetime
+    ) -> None:
+        schedule = next((s for s in config.schedules if s.name == name), None)
+        if schedule is None or schedule.defer_while_in_use is None:
+            for item in items:
+                self._end_deferral(item, "dropped", "the schedule no longer defers (reload)")
+            return
+        inventory, failed = await self._inventory(config, [project], now)
+        if failed:
+            return  # the next pass tries again
+        by_id = {g.id: g for g in inventory[project]}
+        waiting = []
+        for item in items:
+            graph = by_id.get(item.graph_id)
+            if graph is None or graph.status != GraphStatus.RUNNING:
+                where = "gone" if graph is None else f"status {graph.status}"
+                self._end_deferral(item, "dropped", f"no longer running ({where})")
+            else:
+                waiting.append(item)
+        use = await self._recent_use(project, [i.graph_id for i in waiting], schedule, now)
+        if use is None:
+            return
+        defer = schedule.defer_while_in_use
+        quiet: dict[str, Deferral] = {}
+        gave_up: list[Decision] = []
+        for item in waiting:
+            verdict = use[item.graph_id]
+            if not verdict.is_in_use:
+                quiet[item.graph_id] = item
+            elif now >= item.until:
+                reason = (
+                    f"not stopped: still in use after {fmt_duration(defer.max)} ({verdict.reason})"
+                )
+                gave_up.append(
+                    Decision(project, item.graph_id, item.graph_name, name, "stop", False, reason)
+                )
+                self._end_deferral(item, "gave_up", reason)
+            else:
+                item.next_check = now + defer.check_every
+        graphs = [by_id[g] for g in quiet]
+        in_flight = self._tracker.in_flight()
+        decisions = plan(schedule, {project: graphs}, now, config.opt_out_tags, in_flight)
+        for i, d in enumerate(decisions):
+            item = quiet[d.graph_id]
+            if d.act:
+                since = fmt_duration(now - item.since)
+                decisions[i] = Decision(
+                    d.project,
+                    d.graph_id,
+                    d.graph_name,
+                    d.rule,
+                    d.action,
+                    True,
+                    f"quiet now ({use[d.graph_id].reason}) after {since} deferred",
+                )
+            self._end_deferral(item, "stopped" if d.act else "dropped", d.reason)
+        await self._execute(schedule, decisions + gave_up, now, False)
+
+    def _end_deferral(self, item: Deferral, outcome: str, why: str) -> None:
+        self.deferrals.pop((item.schedule, item.project, item.graph_id), None)
+        self._metrics.deferrals.labels(item.schedule, outcome).inc()
+        if outcome == "dropped":
+            log.info(
+                "deferred stop dropped: %s",
+                why,
+                extra={"rule": item.schedule, "project": item.project, "graph": item.graph_name},
+            )
+
+    def _count_deferred(self) -> None:
+        counts: dict[str, int] = {}
+        for item in self.deferrals.values():
+            counts[item.schedule] = counts.get(item.schedule, 0) + 1
+        for rule in set(counts) | self._deferred_rules:
+            self._metrics.deferred.labels(rule).set(counts.get(rule, 0))
+        self._deferred_rules |= set(counts)
+
     async def refresh_inventory(self, config: Config) -> None:
         """List every project's graphs (gauges, savings, readiness). A project answering
         for the first time also has its in-flight jobs found again in the Task Center, so
@@ -216,6 +492,8 @@ class Passes:
                 return None
             in_flight = self._tracker.in_flight()
             decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight)
+            if schedule.defer_while_in_use is not None:
+                decisions = await self._hold_in_use(schedule, project, decisions, now)
             return await self._execute(schedule, decisions, now, dry_run)
 
         answers = await asyncio.gather(*(one(p) for p in projects))

@@ -127,6 +127,17 @@ class Scheduler:
             misfire_grace_time=max(int(interval_s), 1),
         )
 
+    def forget(self, name: str) -> None:
+        """Stop running a periodic pass (an idle rule removed by a reload)."""
+        if self._passes.pop(name, None) is not None:
+            job = self._aps.get_job(f"pass:{name}")
+            if job is not None:
+                job.remove()
+
+    def periodic(self) -> set[str]:
+        """The periodic passes scheduled now."""
+        return set(self._passes)
+
     async def stop(self, grace_s: float) -> None:
         """No new firings; wait for running ones up to `grace_s`, then cut them short."""
         if self._aps.running:

@@ -12,7 +12,7 @@ from typing import Any
 
 from daemon import __version__
 from daemon.outcomes import Outcomes
-from daemon.passes import ProjectState
+from daemon.passes import Deferral, ProjectState
 from daemon.reload import ConfigSource
 from daemon.tracker import Tracker
 
@@ -42,6 +42,8 @@ class StatusView:
         source: ConfigSource,
         heartbeat: Heartbeat,
         projects: Mapping[str, ProjectState],
+        idle_verdicts: Mapping[str, Mapping[str, str]],
+        deferrals: Mapping[tuple[str, str, str], Deferral],
         tracker: Tracker,
         outcomes: Outcomes,
         *,
@@ -52,6 +54,8 @@ class StatusView:
         self._source = source
         self._heartbeat = heartbeat
         self._projects = projects
+        self._idle_verdicts = idle_verdicts
+        self._deferrals = deferrals
         self._tracker = tracker
         self._outcomes = outcomes
         self._next_fires = next_fires
@@ -103,8 +107,26 @@ class StatusView:
                 for s in config.schedules
             ],
             "idle_rules": [
-                {"name": r.name, "state": "loaded, not evaluated (Cloud Eye support pending)"}
+                {
+                    "name": r.name,
+                    "idle_for": str(r.idle_for),
+                    "check_every": str(r.check_every),
+                    "dry_run": r.dry_run,
+                    # the latest verdict per graph, from the last pass
+                    "verdicts": dict(sorted(self._idle_verdicts.get(r.name, {}).items())[:200]),
+                }
                 for r in config.idle_rules
+            ],
+            "deferred_stops": [
+                {
+                    "schedule": d.schedule,
+                    "project": d.project,
+                    "graph": d.graph_name,
+                    "since": d.since,
+                    "gives_up_at": d.until,
+                    "next_check": d.next_check,
+                }
+                for d in self._deferrals.values()
             ],
             "projects": [
                 {

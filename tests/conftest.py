@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -87,3 +88,14 @@ def ges_factory(clock: ManualClock) -> Callable[[httpx.AsyncClient], GesClient]:
         return GesClient(http, PROJECT, retry=FAST_RETRY, sleep=clock.sleep, page_size=7)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process (`main([...])`) set up logging for a terminal; each test
+    starts from, and leaves, the logging it found."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers

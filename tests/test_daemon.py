@@ -35,7 +35,7 @@ projects:
     region: cn-north-4
     project_id: {project}
     credentials: lab
-    endpoints: {{ges: "{url}", iam: "{url}"}}
+    endpoints: {{ges: "{url}", iam: "{url}", ces: "{url}"}}
 schedules:
   - name: night-stop
     action: stop
@@ -637,3 +637,150 @@ async def test_failure_series_exist_at_zero_so_the_first_failure_is_an_increase(
     listed = get("graphnap_inventory_last_success_timestamp_seconds", {"project": "lab"})
     assert listed == clock().timestamp()
     assert (get("process_resident_memory_bytes") or 0) > 0
+
+
+IDLE_RULE = """
+idle_rules:
+  - name: idle-dev
+    targets: {projects: [lab], names: ["dev-*"]}
+    idle_for: 1h
+    min_uptime: 30m
+    check_every: 5m
+"""
+
+
+async def test_an_idle_rule_stops_the_graphs_nobody_queries_and_says_why_it_keeps_the_others(
+    make_app: MakeApp,
+    cloud: Cloud,
+    clock: ManualClock,
+    config_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config_file.write_text(config_file.read_text() + IDLE_RULE)
+    quiet = cloud.add_graph(PROJECT, "dev-quiet")
+    busy = cloud.add_graph(PROJECT, "dev-queried")
+    cloud.set_traffic(PROJECT, busy.id, 3.0)  # three requests a minute
+    cloud.add_graph(PROJECT, "prod-quiet")  # not selected
+    clock.advance(2 * 3600)  # both up two hours; Cloud Eye has published up to 10 min ago
+    late = cloud.add_graph(PROJECT, "dev-just-started")
+    clock.advance(10 * 60)
+    app = await start(make_app())
+    with caplog.at_level(logging.INFO):
+        await app.passes.idle(app.config, app.config.idle_rules[0])
+        await app.settle()
+    status = statuses(cloud)
+    assert status == {**status, "dev-quiet": 900, "dev-queried": 200, "prod-quiet": 200}
+    assert status["dev-just-started"] == 200
+    stopped = [r for r in caplog.records if getattr(r, "outcome", "") == "requested"]
+    assert [(r.graph, r.reason) for r in stopped] == [("dev-quiet", "idle: 0 requests in 1h")]  # type: ignore[attr-defined]
+    verdicts = app.status.status()["idle_rules"][0]["verdicts"]
+    assert verdicts["dev-queried"] == "in use: 180 requests in the last 1h"
+    assert verdicts["dev-just-started"].startswith("not judged: up 10m")
+    assert sample(app, "graphnap_idle_verdicts_total", rule="idle-dev", verdict="idle") == 1
+    assert sample(app, "graphnap_idle_verdicts_total", rule="idle-dev", verdict="in_use") == 1
+    assert actions(app, "succeeded", rule="idle-dev") == 1
+    assert quiet.id
+    assert late.id
+
+
+async def test_an_idle_rule_outside_its_active_hours_judges_nothing(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> None:
+    hours = '    active_hours: {from: "0 19 * * *", until: "0 7 * * *", timezone: Asia/Shanghai}\n'
+    config_file.write_text(config_file.read_text() + IDLE_RULE + hours)
+    cloud.add_graph(PROJECT, "dev-quiet")
+    app = await start(make_app())
+    clock.advance(2 * 3600 - 30 * 60)  # 19:30 Shanghai: inside the hours
+    await app.passes.idle(app.config, app.config.idle_rules[0])
+    await app.settle()
+    assert statuses(cloud)["dev-quiet"] == 900
+    assert cloud.count("graph_action") == 1
+
+    cloud.add_graph(PROJECT, "dev-morning")
+    clock.advance(14 * 3600)  # 09:30 next day: outside
+    await app.passes.idle(app.config, app.config.idle_rules[0])
+    assert cloud.count("graph_action") == 1
+
+
+async def test_cloud_eye_down_means_no_graph_is_judged_idle(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> None:
+    config_file.write_text(config_file.read_text() + IDLE_RULE)
+    cloud.add_graph(PROJECT, "dev-quiet")
+    clock.advance(2 * 3600)
+    cloud.inject("batch_query_metric_data", 503, "ces.0015", "unavailable", times=100)
+    app = await start(make_app())
+    await app.passes.idle(app.config, app.config.idle_rules[0])
+    assert cloud.count("graph_action") == 0
+    verdicts = app.status.status()["idle_rules"][0]["verdicts"]
+    assert verdicts["dev-quiet"].startswith("not judged: Cloud Eye did not answer")
+
+
+async def test_a_stop_schedule_defers_a_graph_in_use_and_stops_it_once_quiet(
+    make_app: MakeApp,
+    cloud: Cloud,
+    clock: ManualClock,
+    config_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config_file.write_text(
+        config_file.read_text().replace(
+            'keep_stopped_until: "0 8 * * *"',
+            'keep_stopped_until: "0 8 * * *"\n'
+            "    defer_while_in_use: {within: 15m, max: 3h, check_every: 5m}",
+        )
+    )
+    quiet = cloud.add_graph(PROJECT, "dev-quiet")
+    used = cloud.add_graph(PROJECT, "dev-used")
+    cloud.set_traffic(PROJECT, used.id, 2.0)
+    clock.advance(2 * 3600)  # 20:00
+    app = await start(make_app())
+    report = await app.fire("night-stop")
+    await app.settle()
+    reasons = {r.decision.graph_name: r.reason for r in report.results}
+    assert statuses(cloud) == {"dev-quiet": 900, "dev-used": 200}
+    assert reasons["dev-used"].startswith("deferred: in use: ")
+    assert sample(app, "graphnap_graphs_deferred", rule="night-stop") == 1
+
+    clock.advance(5 * 60)  # still busy at the first re-check: nothing happens
+    await app.passes.deferred(app.config)
+    assert statuses(cloud)["dev-used"] == 200
+
+    cloud.set_traffic(PROJECT, used.id, 0.0)  # the user goes home
+    clock.advance(40 * 60)  # quiet for longer than `within` plus Cloud Eye's lag
+    with caplog.at_level(logging.INFO):
+        await app.passes.deferred(app.config)
+        await app.settle()
+    assert statuses(cloud)["dev-used"] == 900
+    requested = [r for r in caplog.records if getattr(r, "outcome", "") == "requested"]
+    assert [r.graph for r in requested] == ["dev-used"], [r.__dict__ for r in requested]  # type: ignore[attr-defined]
+    (stop,) = requested
+    assert stop.reason.startswith("quiet now (quiet: 0 requests in the last 15m)")  # type: ignore[attr-defined]
+    assert sample(app, "graphnap_deferrals_total", rule="night-stop", outcome="stopped") == 1
+    assert sample(app, "graphnap_graphs_deferred", rule="night-stop") == 0
+    assert quiet.id
+
+
+async def test_a_graph_still_in_use_at_max_is_reported_not_stopped(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> None:
+    config_file.write_text(
+        config_file.read_text().replace(
+            'keep_stopped_until: "0 8 * * *"',
+            'keep_stopped_until: "0 8 * * *"\n    defer_while_in_use: {within: 15m, max: 1h}',
+        )
+    )
+    used = cloud.add_graph(PROJECT, "dev-used")
+    cloud.set_traffic(PROJECT, used.id, 2.0)
+    clock.advance(2 * 3600)
+    app = await start(make_app())
+    await app.fire("night-stop")
+    for _ in range(13):  # every five minutes for an hour
+        clock.advance(5 * 60)
+        await app.passes.deferred(app.config)
+    assert statuses(cloud)["dev-used"] == 200
+    assert cloud.count("graph_action") == 0
+    given_up = app.status.status()["last_decisions"][-1]
+    assert given_up["graph"] == "dev-used"
+    assert given_up["reason"].startswith("not stopped: still in use after 1h")
+    assert sample(app, "graphnap_deferrals_total", rule="night-stop", outcome="gave_up") == 1
