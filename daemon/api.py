@@ -11,11 +11,13 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -60,7 +62,8 @@ class ApiError(Exception):
         self.code = code or (f"http_{status}" if status else "error")
         self.request_id = request_id
         self.retry_after_s = retry_after_s
-        self.message = truncate(message)
+        # Redacted before it is cut: a secret cut in half would no longer be recognised.
+        self.message = truncate(redact(message))
         where = f"{service} {operation}"
         detail = f"{self.code}" + (f" (HTTP {status})" if status else "")
         rid = f" [request {request_id}]" if request_id else ""
@@ -126,6 +129,94 @@ def check_resource_id(kind: str, value: str, service: str = "api") -> str:
             code="invalid_id",
         )
     return value
+
+
+REDACTED = "[redacted]"
+# A value under a name that says it is a credential: JSON ("password": "x"), headers
+# (X-Auth-Token: x), query strings and key=value text (sk=x, Access=x).
+_SECRET_FIELD_RE = re.compile(
+    r"""(?P<name>(?<![A-Za-z0-9_-])["']?(?:password|passwd|secret|secret[_-]?(?:access[_-]?)?key|"""
+    r"""sk|ak|access[_-]?key(?:[_-]?id)?|security[_-]?token|x-auth-token|"""
+    r"""x-subject-token|x-security-token|authorization|(?:access[_-]?|auth[_-]?|id[_-]?)?token)"""
+    r"""["']?\s*[:=]\s*)(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&{}\[\]]+)""",
+    re.IGNORECASE,
+)
+# What a token or key looks like whatever its name: 40+ base64 characters mixing upper
+# case, lower case and digits (an SK, an IAM token), or 40+ hex digits. Ids stay: a UUID
+# has dashes and is 36 long, a project id is 32 hex digits.
+_TOKEN_RUN_RE = re.compile(r"[A-Za-z0-9+/_=-]{40,}|[0-9a-fA-F]{40,}")
+
+
+def _looks_like_token(run: str) -> bool:
+    if re.fullmatch(r"[0-9a-fA-F]+", run):
+        return True
+    return (
+        any(c.isupper() for c in run)
+        and any(c.islower() for c in run)
+        and any(c.isdigit() for c in run)
+    )
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without the given secrets (as they are, JSON-escaped or URL-encoded), without
+    values under credential names, and without runs that look like tokens or keys."""
+    for secret in secrets:
+        if len(secret) < 4:  # too short to tell from ordinary text; never sent in a message
+            continue
+        for form in {secret, json.dumps(secret)[1:-1], quote(secret, safe="")}:
+            text = text.replace(form, REDACTED)
+
+    def field(match: re.Match[str]) -> str:
+        value = match["value"]
+        quote_char = value[0] if value[0] in "\"'" else ""
+        return f"{match['name']}{quote_char}{REDACTED}{quote_char}"
+
+    text = _SECRET_FIELD_RE.sub(field, text)
+    return _TOKEN_RUN_RE.sub(
+        lambda m: REDACTED if _looks_like_token(m.group()) else m.group(), text
+    )
+
+
+class RedactingTransport(httpx.AsyncBaseTransport):
+    """An error answer's body without the known secrets, before any client reads it.
+
+    Gateways that echo the request (the IAM password, X-Auth-Token, the AK) would otherwise
+    put it in an ApiError, and from there in the log and /status. The secrets are given by
+    whoever builds the HTTP clients (daemon.clients, from the settings' credential sets),
+    so no module holds them; ApiError itself redacts what looks like a credential.
+
+    Requests go through `inner`, a plain client, so httpx's defaults stay: proxies and CA
+    files from the environment, pool limits, TLS verification."""
+
+    def __init__(self, secrets: Iterable[str], inner: httpx.AsyncClient | None = None) -> None:
+        # Longest first, so a secret that contains another goes whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._inner = inner or httpx.AsyncClient()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.send(request, stream=True)
+        if response.status_code < 400:
+            return response
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        text = body.decode("utf-8", errors="replace")
+        redacted = redact(text, self._secrets)
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=redacted.encode() if redacted != text else body,
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def truncate(text: str, limit: int = BODY_LIMIT) -> str:
@@ -221,6 +312,17 @@ async def with_retries(
 def transport_error(exc: httpx.HTTPError, service: str, operation: str) -> ApiError:
     """An httpx failure without an answer -> our vocabulary; the URL stays out of the message."""
     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+    cert = _certificate_error(exc)
+    if cert is not None:
+        # Not retried: a certificate that fails now fails in a second too, and a retry
+        # storm would only hide that something sits between us and the cloud.
+        host = _host_of(exc)
+        return PermanentError(
+            f"certificate verify failed for {host}: {cert.verify_message or cert.reason}",
+            service=service,
+            operation=operation,
+            code="tls_certificate",
+        )
     if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
         return TransportError(
             f"{kind} error: {type(exc).__name__}", service=service, operation=operation, code=kind
@@ -231,6 +333,27 @@ def transport_error(exc: httpx.HTTPError, service: str, operation: str) -> ApiEr
         operation=operation,
         code="request",
     )
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind an httpx error, if that is what it is."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _host_of(exc: httpx.HTTPError) -> str:
+    """Host and port only: a path or query may carry ids or signatures."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised without its request
+        return "the endpoint"
+    return f"{url.host}:{url.port}" if url.port else url.host
 
 
 def retry_after(response: httpx.Response) -> float | None:

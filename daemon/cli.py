@@ -53,8 +53,12 @@ def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # the secret files as a whole: the message names the file
+                lines.append(f"  {message}")
+                continue
             name = "GRAPHNAP_" + "__".join(str(part).upper() for part in err["loc"])
-            lines.append(f"  {name}: {err['msg'].removeprefix('Value error, ')}")
+            lines.append(f"  {name}: {message}")
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
 
 

@@ -12,11 +12,11 @@ from datetime import timedelta
 import httpx
 
 from daemon import __version__
-from daemon.api import RetryPolicy, Sleep
+from daemon.api import RedactingTransport, RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
-from daemon.ces import CesClient
 from daemon.config import Config, Project
 from daemon.gate import Monotonic, RequestGate
+from daemon.ces import CesClient
 from daemon.ges import GesClient
 from daemon.loader import Problem
 from daemon.metrics import Metrics
@@ -103,7 +103,7 @@ class Clients:
             assert creds.user is not None
             assert creds.password is not None
             assert creds.domain is not None
-            iam_http = self._open(httpx.AsyncClient(timeout=timeout))
+            iam_http = self._open(httpx.AsyncClient(timeout=timeout, transport=self._transport()))
             provider = TokenProvider(
                 iam_http,
                 iam_endpoint=project.iam_endpoint,
@@ -118,15 +118,14 @@ class Clients:
         # The pool holds as many connections as the gate lets requests through: requests
         # wait in the gate's queue, which is cheap, not in httpcore's, which is not.
         in_flight = self._settings.project_concurrency
+        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
         http, ces_http = (
             self._open(
                 httpx.AsyncClient(
                     base_url=endpoint,
                     auth=auth,
                     timeout=timeout,
-                    limits=httpx.Limits(
-                        max_connections=in_flight, max_keepalive_connections=in_flight
-                    ),
+                    transport=self._transport(limits),
                     headers={
                         "Content-Type": "application/json",
                         "User-Agent": f"graphnap/{__version__}",
@@ -163,6 +162,13 @@ class Clients:
             limiter=gate,
         )
         return ges, ces
+
+    def _transport(self, limits: httpx.Limits | None = None) -> RedactingTransport:
+        """Every client's transport: error answers lose the credentials' values before any
+        error text is built from them (a gateway may echo the request). The secrets pass
+        from the settings to the transport here; no module keeps them."""
+        inner = httpx.AsyncClient(limits=limits) if limits else httpx.AsyncClient()
+        return RedactingTransport(self._settings.secret_values(), inner)
 
     def _open(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
         self._http.append(http)

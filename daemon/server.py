@@ -51,11 +51,18 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp says `Python/3.x aiohttp/3.x` on every answer, 404s included: a version list
+    for whoever scans the port. The name alone says enough."""
+    response.headers["Server"] = "graphnap"
+
+
 class OpsServer:
     def __init__(
         self, source: StatusSource, registry: CollectorRegistry, host: str, port: int
     ) -> None:
         app = web.Application()
+        app.on_response_prepare.append(plain_server_header)
         app[SOURCE] = source
         app[REGISTRY] = registry
         app.router.add_get("/metrics", metrics)

@@ -8,13 +8,41 @@ or files `<SET>.<field>` in `GRAPHNAP_SECRETS_DIR` (one Kubernetes Secret mounte
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+log = logging.getLogger(__name__)
+
 _CREDENTIAL_FIELDS = ("ak", "sk", "security_token", "user", "password", "domain")
+
+
+def _read_secret(file: Path) -> str:
+    """One secret file's value; a warning when it is readable by more than need be."""
+    info = file.stat()  # of the file a Kubernetes `..data` symlink points to
+    # Others: always too many. The group: too many when the file is this process's own;
+    # a Kubernetes Secret volume is root's, and its group (fsGroup) is how we read it.
+    exposed = stat.S_IRWXO | (stat.S_IRWXG if info.st_uid == os.geteuid() else 0)
+    if info.st_mode & exposed:
+        log.warning(
+            "secret file %s is readable by group or others (mode %04o); make it 0400 or "
+            "0600 (for a Kubernetes Secret volume, defaultMode: 0400, or 0440 with fsGroup)",
+            file,
+            stat.S_IMODE(info.st_mode),
+        )
+    try:
+        return file.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        # Never the bytes themselves: they are the secret.
+        raise ValueError(
+            f"secret file {file} is not UTF-8 text (a bad byte at offset {exc.start}); "
+            "write the value as plain text, without an editor's encoding or a binary copy"
+        ) from None
 
 
 class CredentialSet(BaseModel):
@@ -109,11 +137,22 @@ class Settings(BaseSettings):
         for file in sorted(path.iterdir()):
             name, _, field = file.name.rpartition(".")
             if name and field in _CREDENTIAL_FIELDS and file.is_file():
-                from_files.setdefault(name.lower(), {})[field] = file.read_text().strip()
+                from_files.setdefault(name.lower(), {})[field] = _read_secret(file)
         given = {str(k).lower(): dict(v) for k, v in (data.get("credentials") or {}).items()}
         for name, fields in from_files.items():
             given[name] = {**fields, **given.get(name, {})}  # the environment wins over files
         return {**data, "credentials": given}
+
+    def secret_values(self) -> list[str]:
+        """Every credential value given (keys, tokens, passwords): what error texts from
+        the cloud are cleaned of before they are logged or shown."""
+        values = {
+            secret.get_secret_value()
+            for creds in self.credentials.values()
+            for secret in (creds.ak, creds.sk, creds.security_token, creds.password)
+            if secret is not None
+        }
+        return sorted(values, key=len, reverse=True)
 
     def credential_set(self, name: str) -> CredentialSet | None:
         return self.credentials.get(name.lower()) or self.credentials.get(name)
