@@ -215,6 +215,33 @@ async def _once(settings: Settings, name: str, dry_run: bool) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(args.log_level or "WARNING", "text")
+    return asyncio.run(_backtest(settings, args.rule, args.days))
+
+
+async def _backtest(settings: Settings, name: str, days: float) -> int:
+    from daemon.backtest import render
+
+    try:
+        async with _offline_app(settings) as app:
+            rules = {r.name: r for r in app.config.idle_rules}
+            if name not in rules:
+                known = ", ".join(rules) or "none"
+                print(f"unknown idle rule {name!r}; known: {known}", file=sys.stderr)
+                return EXIT_USAGE
+            report = await app.passes.backtest(app.config, rules[name], days=days)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # a length Cloud Eye's history cannot cover
+        print(f"backtest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(render(report))
+    return EXIT_FAILED if report.failures else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(
         args,
@@ -370,6 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help=config_help)
     p.add_argument("--dry-run", action="store_true", help="everything but the final POST")
     p.set_defaults(func=cmd_once)
+
+    p = sub.add_parser(
+        "backtest",
+        help="what an idle rule would have done over the last days, from Cloud Eye history",
+    )
+    p.add_argument("rule", metavar="RULE", help="an idle rule's name")
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument(
+        "--days", type=float, default=7, help="how far back to replay (default 7, at most 30)"
+    )
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("demo", help="the emulator and the daemon together, with config/demo.yaml")
     p.add_argument("--config", type=Path, default=Path("config/demo.yaml"))

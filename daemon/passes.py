@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from daemon.api import ApiError, Sleep
+from daemon.backtest import BacktestReport, backtest
 from daemon.config import Config, IdleRule, Schedule
 from daemon.executor import Executor, Result
 from daemon.idle import (
@@ -43,6 +44,7 @@ from daemon.planning import (
     is_managed,
     plan,
     plan_idle,
+    selects,
     target_projects,
     window_end,
 )
@@ -213,14 +215,7 @@ class Passes:
         if rule.active_hours is not None and not is_active(rule.active_hours, now):
             log.debug("idle pass skipped: outside its active hours", extra={"rule": rule.name})
             return
-        criteria = IdleCriteria(
-            idle_for=rule.idle_for,
-            threshold=rule.threshold,
-            min_uptime=rule.min_uptime,
-            lag=rule.lag,
-            metric=rule.metric,
-            aggregation=rule.aggregation,
-        )
+        criteria = _criteria(rule)
         period_s = int(rule.period.total_seconds())
         view: dict[str, str] = {}
 
@@ -259,6 +254,35 @@ class Passes:
             sum(r.outcome == "requested" for r in results),
             extra={"rule": rule.name, "action": "stop"},
         )
+
+    async def backtest(self, config: Config, rule: IdleRule, *, days: float) -> BacktestReport:
+        """What `rule` would have done over the last `days`: the graphs it selects now (from
+        a fresh inventory), their Cloud Eye history replayed with the live verdict."""
+        now = self._clock()
+        projects = target_projects(rule, [p.name for p in config.projects])
+        inventory, failed = await self._inventory(config, projects, now)
+        selected = {
+            project: [
+                g
+                for g in graphs
+                if selects(rule.targets, project, g)
+                and not (rule.exclude is not None and selects(rule.exclude, project, g))
+            ]
+            for project, graphs in inventory.items()
+        }
+        report = await backtest(
+            rule.name,
+            _criteria(rule),
+            selected,
+            self._metric_apis(),
+            now=now,
+            days=days,
+            check_every=rule.check_every,
+            hourly_price=lambda g: config.pricing.hourly_price(g.size_index, g.replication),
+            currency=config.pricing.currency,
+        )
+        unlisted = {p: f"inventory failed: {self.projects[p].error}" for p in failed}
+        return replace(report, failures={**report.failures, **unlisted})
 
     async def _judge(
         self,
@@ -566,3 +590,14 @@ class Passes:
             job_timeout=schedule.timeout or self._settings.job_timeout,
             backup_id=schedule.backup_id,
         )
+
+
+def _criteria(rule: IdleRule) -> IdleCriteria:
+    return IdleCriteria(
+        idle_for=rule.idle_for,
+        threshold=rule.threshold,
+        min_uptime=rule.min_uptime,
+        lag=rule.lag,
+        metric=rule.metric,
+        aggregation=rule.aggregation,
+    )

@@ -213,3 +213,45 @@ async def test_plan_live_applies_holidays_like_a_firing_does(tmp_path: Path) -> 
     assert "skip" in starts[0]
     assert f"holiday {today.isoformat()} in calendar everyday-off" in starts[0]
     assert cloud.count("graph_action") == 0
+
+
+async def test_backtest_prints_what_an_idle_rule_would_have_saved(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.emulator import Cloud, EmulatorServer
+    from daemon.emulator.cloud import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
+    from daemon.emulator.cloudeye import DailyTraffic
+
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    cloud = Cloud([DEMO_PROJECT_ID], access_keys={DEMO_AK: DEMO_SK})
+    # Queried 01:00-11:00 UTC (09:00-19:00 in Shanghai), idle every night.
+    office = DailyTraffic(1, 11, 5.0)
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-nightly", created=week_ago, traffic=office)
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-always", created=week_ago, traffic=2.0)
+    async with EmulatorServer(cloud) as server:
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            PLAN_CONFIG.replace("URL", server.url)
+            .replace("DATES", "2000-01-01")
+            .replace(f'ges: "{server.url}"', f'ges: "{server.url}", ces: "{server.url}"')
+            + "idle_rules:\n"
+            + "  - {name: idle-dev, targets: {names: ['dev-*']}, idle_for: 2h}\n"
+            + 'pricing: {currency: USD, hourly: {"1": 1.25}}\n'
+        )
+        env = {"GRAPHNAP_CREDENTIALS__LAB__AK": DEMO_AK, "GRAPHNAP_CREDENTIALS__LAB__SK": DEMO_SK}
+        code, out, err = await _run_cli(
+            "backtest", "idle-dev", "--days", "3", "--config", str(config), env=env
+        )
+        unknown, _, unknown_err = await _run_cli(
+            "backtest", "nope", "--config", str(config), env=env
+        )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("backtest idle-dev: 3 days of Cloud Eye history")
+    nightly = next(line for line in lines if "dev-nightly" in line).split()
+    always = next(line for line in lines if "dev-always" in line).split()
+    assert int(nightly[2]) >= 2  # stopped on (at least) two of the three nights
+    assert float(nightly[3]) > 20  # hours stopped
+    assert always[2:4] == ["0", "0.0"]
+    assert lines[-1].startswith("total")
+    assert (unknown, "unknown idle rule 'nope'; known: idle-dev") == (2, unknown_err.strip())
