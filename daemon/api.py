@@ -38,6 +38,7 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 BODY_LIMIT = 300  # characters of a response body that may reach an exception or a log
+ERROR_BODY_LIMIT = 256 * 1024  # bytes of an error answer kept (and redacted) at all
 
 
 class ApiError(Exception):
@@ -62,8 +63,9 @@ class ApiError(Exception):
         self.code = code or (f"http_{status}" if status else "error")
         self.request_id = request_id
         self.retry_after_s = retry_after_s
-        # Redacted before it is cut: a secret cut in half would no longer be recognised.
-        self.message = truncate(redact(message))
+        # Redacted before it is cut to BODY_LIMIT (a secret cut in half would no longer be
+        # recognised), but only a prefix: what lies further is never shown anyway.
+        self.message = truncate(redact(" ".join(message.split())[: 4 * BODY_LIMIT]))
         where = f"{service} {operation}"
         detail = f"{self.code}" + (f" (HTTP {status})" if status else "")
         rid = f" [request {request_id}]" if request_id else ""
@@ -201,6 +203,8 @@ class RedactingTransport(httpx.AsyncBaseTransport):
             body = await response.aread()
         finally:
             await response.aclose()
+        if len(body) > ERROR_BODY_LIMIT:  # an error is a few hundred characters, not pages
+            body = body[:ERROR_BODY_LIMIT]
         text = body.decode("utf-8", errors="replace")
         redacted = redact(text, self._secrets)
         headers = [

@@ -218,3 +218,18 @@ async def test_a_rejected_certificate_says_so_without_the_url(untrusted_https: s
     assert "s3cr3t" not in str(error)
     assert error.code == "tls_certificate"
     assert not error.retryable  # a certificate does not get better in a second
+
+
+async def test_a_huge_error_answer_is_cut_before_it_is_read() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="<html>" + "gateway down " * 500_000)
+
+    inner = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with httpx.AsyncClient(
+        base_url="http://ges.test", transport=RedactingTransport([SK], inner)
+    ) as http:
+        refused = await http.get("/graphs")
+    assert refused.status_code == 502
+    assert len(refused.content) == 256 * 1024
+    error = ApiError(refused.text, service="ges", operation="list_graphs", status=502)
+    assert len(error.message) <= 300
