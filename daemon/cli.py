@@ -269,7 +269,8 @@ async def _demo(config: Path, settings: Settings) -> int:
         access_keys={DEMO_AK: DEMO_SK},
         users={(DEMO_DOMAIN, DEMO_USER): DEMO_PASSWORD},
     )
-    cloud.populate(DEMO_PROJECT_ID, 16, busy=2, stopped=2)
+    # Two hours of history, so Cloud Eye has data for the idle rule from the first minute.
+    cloud.populate(DEMO_PROJECT_ID, 16, busy=2, stopped=2, history=timedelta(hours=2))
     cloud.add_graph(DEMO_PROJECT_ID, "dev-ledger-keep", tags={"env": "dev"})
     cloud.add_graph(
         DEMO_PROJECT_ID, "dev-pinned", tags={"env": "dev", "graphnap-skip": "owner asked"}

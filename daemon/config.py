@@ -452,8 +452,10 @@ class IdleRule(FrozenModel):
         default="ges004_request_count", description="A SYS.GES Cloud Eye metric."
     )
     aggregation: Literal["sum", "max", "min", "average"] = "sum"
-    period: Annotated[Duration, AfterValidator(_check_period)] = Field(
-        default=timedelta(minutes=5), description="Cloud Eye period to read: 1m, 5m, 20m or 1h."
+    period: Annotated[Duration, AfterValidator(_check_period)] | None = Field(
+        default=None,
+        description="Cloud Eye period to read: 1m, 5m, 20m or 1h. Default: the finest that "
+        "answers for 500 graphs in one request.",
     )
     lag: Duration = Field(
         default=timedelta(minutes=10),

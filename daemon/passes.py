@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 
 from daemon.api import ApiError, Sleep
 from daemon.backtest import BacktestReport, backtest
+from daemon.ces import choose_period
 from daemon.config import Config, IdleRule, Schedule
 from daemon.executor import Executor, Result
 from daemon.idle import (
+    DEFAULT_LAG,
     IdleCriteria,
     Verdict,
     VerdictKind,
@@ -216,7 +218,6 @@ class Passes:
             log.debug("idle pass skipped: outside its active hours", extra={"rule": rule.name})
             return
         criteria = _criteria(rule)
-        period_s = int(rule.period.total_seconds())
         view: dict[str, str] = {}
 
         async def one(project: str) -> list[Result]:
@@ -225,6 +226,12 @@ class Passes:
                 return []
             graphs = inventory[project]
             candidates = idle_candidates(rule, project, graphs)
+            span = max(criteria.idle_for, criteria.min_uptime)
+            period_s = (
+                int(rule.period.total_seconds())
+                if rule.period is not None
+                else choose_period(span, len(candidates))
+            )
             verdicts = await self._judge(rule, project, candidates, criteria, period_s, now)
             for graph in candidates:
                 verdict = verdicts[(project, graph.id)]
@@ -328,7 +335,7 @@ class Passes:
         """Each graph's use over the schedule's `within`, or None when Cloud Eye cannot say."""
         defer = schedule.defer_while_in_use
         assert defer is not None
-        period_s = 60 if defer.within < timedelta(minutes=15) else 300
+        period_s = choose_period(defer.within + DEFAULT_LAG, len(graph_ids))
         start, end = recent_range(now, defer.within, period_s)
         try:
             points = await self._metric_apis()[project].request_counts(

@@ -607,11 +607,7 @@ idle_rules:
     ).idle_rules
     assert rule.active_hours is not None
     assert (rule.active_hours.start, rule.active_hours.until) == ("0 19 * * *", "0 7 * * *")
-    assert (rule.metric, rule.aggregation, rule.period) == (
-        "ges004_request_count",
-        "sum",
-        timedelta(minutes=5),
-    )
+    assert (rule.metric, rule.aggregation, rule.period) == ("ges004_request_count", "sum", None)
     assert problems(base + "    period: 10m\n") == [
         ("idle_rules[0].period", "Cloud Eye aggregates over 1m, 5m, 20m or 1h, not 600s", 12)
     ]
