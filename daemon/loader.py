@@ -221,6 +221,7 @@ def _load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Loc, int]]:
             raise ConfigError(
                 source, [Problem((), "the file is empty", "start from config/example.yaml")]
             )
+        _refuse_alias_bombs(node, source)
         builder = _Builder(loader, source)
         data = builder.build(node, (), 0)
     except yaml.MarkedYAMLError as exc:
@@ -381,14 +382,57 @@ def _compose(loader: Any, source: str) -> yaml.Node | None:
     return node
 
 
+def _refuse_alias_bombs(root: yaml.Node, source: str) -> None:
+    """Refuse a document whose aliases and merges expand past MAX_NODES values, from the
+    size of each node counted once (the composed graph shares what aliases repeat), so
+    a billion laughs costs as much as its few lines, not as much as MAX_NODES values."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:  # recursion is bounded: nodes nest MAX_DEPTH deep
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        children: list[yaml.Node] = (
+            [part for pair in node.value for part in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
+        total = 1
+        for child in children:
+            total = min(total + size(child), MAX_NODES + 1)
+        sizes[id(node)] = total
+        return total
+
+    if size(root) <= MAX_NODES:
+        return
+    where: Loc = ()
+    line = root.start_mark.line + 1
+    if isinstance(root, yaml.MappingNode):  # name the first top-level key that explodes
+        key, _ = max(root.value, key=lambda pair: size(pair[1]))
+        if isinstance(key, yaml.ScalarNode):
+            where, line = (str(key.value),), key.start_mark.line + 1
+    raise ConfigError(
+        source,
+        [
+            Problem(
+                where,
+                f"aliases expand the config past {MAX_NODES} values (an alias bomb?)",
+                "repeat a value with an alias a few times, not aliases of aliases",
+                line,
+            )
+        ],
+    )
+
+
 class _Builder:
     """Nodes -> plain data with the line of every place. Aliases and merge keys (`<<`)
-    expand here, so here their expanded size and depth are bounded."""
+    expand here, so here their expanded depth is bounded."""
 
     def __init__(self, loader: yaml.SafeLoader, source: str) -> None:
         self._loader = loader
         self._source = source
-        self._count = 0
         self.lines: dict[Loc, int] = {}
 
     def build(self, node: yaml.Node, loc: Loc, depth: int) -> Any:
@@ -410,22 +454,7 @@ class _Builder:
         return self._scalar(node, loc)
 
     def _visit(self, node: yaml.Node, loc: Loc, depth: int) -> None:
-        self._count += 1
-        if self._count > MAX_NODES:
-            # Named at the top-level key it expands under: deeper, the path runs through
-            # the aliases and the line is that of the innermost anchor.
-            top = loc[:1]
-            raise ConfigError(
-                self._source,
-                [
-                    Problem(
-                        top,
-                        f"aliases expand the config past {MAX_NODES} values (an alias bomb?)",
-                        "repeat a value with an alias a few times, not aliases of aliases",
-                        self.lines.get(top, node.start_mark.line + 1),
-                    )
-                ],
-            )
+        # Their number is bounded before building (_refuse_alias_bombs); their depth here.
         if depth > MAX_DEPTH:
             raise self._refuse(
                 loc,

@@ -22,7 +22,7 @@ from daemon.settings import Settings
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = (ROOT / "config" / "example.yaml").read_text()
-CASES = 400
+CASES = 600
 SECONDS_PER_CASE = 1.0
 # Whole-file problems have no line or key to name; every other problem must have one.
 WHOLE_FILE = ("the file is empty", "the file is larger than")
