@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from daemon.api import AlreadyDoneError, RetryableError
 from daemon.auth import AkSkAuth
-from daemon.emulator import Cloud, ManualClock
+from daemon.emulator import Cloud, EmulatorServer, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK
 from daemon.ges import GesClient
 from tests.conftest import PROJECT
@@ -266,3 +266,117 @@ async def test_huawei_sdk_sees_ges_and_gateway_errors_as_its_own_exceptions(
         await asyncio.to_thread(sdk.list_graphs, ListGraphsRequest())
     # The SDK's urllib3 layer turns a 429 into its own "too many 429 error responses".
     assert (throttled.value.status_code, throttled.value.error_code) == (429, "429")
+
+
+# --- built for benchmarks: per-project throttle, request log, work per request ---------------
+
+OTHER = "fedcba9876543210fedcba9876543210"
+
+
+async def test_a_per_project_throttle_refuses_one_project_and_lets_the_other_through(
+    clock: ManualClock,
+) -> None:
+    cloud = Cloud([PROJECT, OTHER], clock=clock, users={("d", "u"): "p"})
+    cloud.faults.throttle_rps_per_project = {PROJECT: 2}
+    tokens = {pid: cloud.issue_token("d", "u", "p", pid).value for pid in (PROJECT, OTHER)}
+    async with EmulatorServer(cloud) as server, httpx.AsyncClient(base_url=server.url) as http:
+
+        async def get(pid: str) -> int:
+            headers = {"X-Auth-Token": tokens[pid]}
+            return (await http.get(f"/v1.0/{pid}/graphs", headers=headers)).status_code
+
+        assert [await get(PROJECT) for _ in range(3)] == [200, 200, 429]
+        assert [await get(OTHER) for _ in range(5)] == [200] * 5  # no limit of its own
+        clock.advance(0.5)
+        assert await get(PROJECT) == 429  # a sliding second: both still inside it
+        clock.advance(0.5)
+        assert await get(PROJECT) == 200
+
+        # one number for every project; the gateway's own limit still applies on top
+        cloud.faults.throttle_rps_per_project = 1
+        cloud.faults.throttle_rps = 3
+        clock.advance(1)
+        assert [await get(PROJECT), await get(PROJECT)] == [200, 429]
+        assert [await get(OTHER), await get(OTHER)] == [200, 429]
+        clock.advance(1)
+        cloud.faults.throttle_rps_per_project = None
+        assert [await get(OTHER) for _ in range(4)] == [200, 200, 200, 429]
+    refused = [r for r in cloud.requests if r.status == 429]
+    assert {r.project_id for r in refused} == {PROJECT, OTHER}
+    assert all(r.operation == "list_graphs" for r in refused)
+
+
+async def test_the_request_log_has_times_projects_graphs_and_running_counts(
+    cloud: Cloud, http_aksk: httpx.AsyncClient, ges_factory: MakeGes, emulator: str
+) -> None:
+    a, b = cloud.add_graph(PROJECT, "dev-a"), cloud.add_graph(PROJECT, "dev-b")
+    ges = ges_factory(http_aksk)
+    job_id = await ges.stop_graph(a.id)
+    await ges.job_status(a.id, job_id)
+    await ges.show_graph(b.id)
+    await ges.list_graphs()
+
+    assert cloud.count("graph_action") == 1
+    assert cloud.count("graph_action", graph_id=a.id) == 1
+    assert cloud.count("graph_action", graph_id=b.id) == 0
+    assert cloud.log.per_graph == {a.id: 2, b.id: 1}
+    action = cloud.requests[0]
+    assert (action.operation, action.project_id, action.graph_id) == (
+        "graph_action",
+        PROJECT,
+        a.id,
+    )
+    assert all(0 < r.arrived_s <= r.answered_s for r in cloud.requests)
+    assert cloud.requests[-1].graph_id == ""  # a listing names no graph
+
+    async with httpx.AsyncClient(base_url=emulator) as control:
+        log = (await control.get("/_emulator/requests", params={"since": 2})).json()
+        assert log["next"] == 4
+        assert [row[:5] for row in log["requests"]] == [
+            ["GET", "show_graph", 200, PROJECT, b.id],
+            ["GET", "list_graphs", 200, PROJECT, ""],
+        ]
+        assert (await control.post("/_emulator/reset")).json() == {"ok": True}
+        assert (await control.get("/_emulator/requests")).json()["requests"] == []
+    assert cloud.count("graph_action") == 0
+    assert cloud.graph(PROJECT, a.id).status == 200
+    assert cloud.list_jobs(PROJECT, status=None, graph_name=None, since=None, until=None) == []
+
+
+async def test_the_per_project_throttle_is_set_at_run_time(cloud: Cloud, emulator: str) -> None:
+    async with httpx.AsyncClient(base_url=emulator) as control:
+        answer = await control.post(
+            "/_emulator/faults", json={"throttle_rps_per_project": {PROJECT: 20}}
+        )
+    assert answer.status_code == 200
+    assert cloud.faults.throttle_rps_per_project == {PROJECT: 20}
+
+
+def test_transitions_end_in_order_and_the_task_center_filters_by_index(
+    cloud: Cloud, clock: ManualClock
+) -> None:
+    graphs = [cloud.add_graph(PROJECT, f"dev-{i}") for i in range(4)]
+    jobs = []
+    for graph in graphs:  # each a second after the other: ends 12 s later each
+        jobs.append(cloud.act(PROJECT, graph.id, "stop"))
+        clock.advance(1)
+
+    def listed(status: str | None = None, name: str | None = None) -> list[str]:
+        found = cloud.list_jobs(PROJECT, status=status, graph_name=name, since=None, until=None)
+        return [j.id for j in found]
+
+    assert listed() == [j.id for j in reversed(jobs)]
+    assert listed("waiting") == [jobs[3].id]  # pending 2 s: only the last has not begun
+    clock.advance(12 - 4 + 1.5)  # the first two have ended, the others not
+    assert [g.status for g in cloud.list_graphs(PROJECT)] == [900, 900, 901, 901]
+    assert listed("running") == [jobs[3].id, jobs[2].id]
+    assert listed("success") == [jobs[1].id, jobs[0].id]
+    assert listed(name="dev-2") == [jobs[2].id]
+    restart = cloud.act(PROJECT, graphs[0].id, "start")
+    assert listed(name="dev-0") == [restart.id, jobs[0].id]
+    clock.advance(60)
+    assert [g.status for g in cloud.list_graphs(PROJECT)] == [200, 900, 900, 900]
+    assert listed("running") == []
+
+    late = cloud.add_graph(PROJECT, "dev-late")  # the cached listing order learns of it
+    assert cloud.list_graphs(PROJECT)[-1] is late

@@ -4,13 +4,20 @@ and each graph's status history and request traffic (what Cloud Eye reports).
 No HTTP here and no background tasks: a graph's status and a job's progress are computed
 from the clock when they are read, so a test that moves a manual clock sees exact
 transitions (200 -> 901 -> 900, pending -> running -> success) with no sleeping.
+
+Built for benchmarks too: nothing a request does grows with the fleet. Transitions end
+from a heap ordered by end time, listings page a cached order, the Task Center indexes
+jobs by project and graph, throttles and the request log keep running counts.
 """
 
 from __future__ import annotations
 
+import heapq
 import random
 import secrets
+import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +27,7 @@ from daemon.emulator import cloudeye
 from daemon.emulator.cloudeye import DailyTraffic, Traffic
 
 Clock = Callable[[], datetime]
+Monotonic = Callable[[], float]
 Kind = Literal["stop", "start"]
 
 RUNNING, STOPPED, STOPPING, STARTING = 200, 900, 901, 920
@@ -89,8 +97,16 @@ class ScriptedFault:
 
 @dataclass
 class Faults:
+    """Throttles are sliding windows of one second on the emulator's clock: a request is
+    answered 429 APIG.0308 when the window already holds `limit` admitted requests (the
+    refused ones do not count, as the gateway's do not). `throttle_rps` is the gateway's
+    limit for everyone together; `throttle_rps_per_project` one limit for each project
+    (a number for all, or {project_id: limit}); a request must pass both. IAM token
+    requests name no project and meet only the global limit."""
+
     latency_s: float = 0.0
     throttle_rps: float | None = None  # more requests than this in one second -> 429 APIG.0308
+    throttle_rps_per_project: float | dict[str, float] | None = None
     error_rate: float = 0.0  # fraction of API requests answered with a 5xx
     job_failure_rate: float = 0.0  # fraction of jobs that end failed
     token_ttl_s: float = 24 * 3600.0
@@ -153,10 +169,63 @@ class Token:
 
 @dataclass
 class RequestRecord:
+    """One request as the gateway saw it. Times are seconds on the emulator's monotonic
+    clock (time.monotonic by default: the same clock in every process of the machine, so
+    a benchmark can compare them with its own instants)."""
+
     method: str
     path: str
     operation: str
     status: int
+    project_id: str = ""
+    graph_id: str = ""
+    arrived_s: float = 0.0
+    answered_s: float = 0.0
+
+
+class SlidingWindow:
+    """At most `limit` admissions in any one second: the admission times of the last
+    second, dropped as they age (each at most once: O(1) amortised per request)."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def is_full(self, now_s: float, limit: float) -> bool:
+        while self._times and now_s - self._times[0] >= 1.0:
+            self._times.popleft()
+        return len(self._times) >= limit
+
+    def admit(self, now_s: float) -> None:
+        self._times.append(now_s)
+
+
+class RequestLog:
+    """Every request with its arrival and answer times, and running counts per operation,
+    per (operation, graph) and per graph, so that counting never scans the log."""
+
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+        self._by_operation: Counter[str] = Counter()
+        self._by_graph: Counter[tuple[str, str]] = Counter()
+        self.per_graph: Counter[str] = Counter()  # graph id -> requests naming it
+
+    def add(self, record: RequestRecord) -> None:
+        self.records.append(record)
+        self._by_operation[record.operation] += 1
+        if record.graph_id:
+            self._by_graph[(record.operation, record.graph_id)] += 1
+            self.per_graph[record.graph_id] += 1
+
+    def count(self, operation: str, graph_id: str | None = None) -> int:
+        if graph_id is None:
+            return self._by_operation[operation]
+        return self._by_graph[(operation, graph_id)]
+
+    def clear(self) -> None:
+        self.records.clear()
+        self._by_operation.clear()
+        self._by_graph.clear()
+        self.per_graph.clear()
 
 
 class Cloud:
@@ -173,9 +242,11 @@ class Cloud:
         faults: Faults | None = None,
         access_keys: dict[str, str] | None = None,
         users: dict[tuple[str, str], str] | None = None,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self.region = region
         self.clock = clock
+        self.monotonic = monotonic  # request log times only; states follow `clock`
         self.rng = random.Random(seed)
         self.timing = timing or Timing()
         self.faults = faults or Faults()
@@ -184,9 +255,18 @@ class Cloud:
         self.graphs: dict[str, dict[str, EmuGraph]] = {pid: {} for pid in project_ids}
         self.jobs: dict[str, EmuJob] = {}
         self.tokens: dict[str, Token] = {}
-        self.requests: list[RequestRecord] = []
-        self._moving: dict[str, EmuGraph] = {}  # graphs with a stop/start job, by id
-        self._recent: list[datetime] = []
+        self.log = RequestLog()
+        self.requests: list[RequestRecord] = self.log.records  # the log, oldest first
+        # Graphs with a stop/start job, as (end, sequence, graph) in end order: settling
+        # pops the ended ones only, whatever the number moving.
+        self._moving: list[tuple[datetime, int, EmuGraph, EmuJob]] = []
+        self._sequence = 0
+        self._order: dict[str, list[EmuGraph]] = {}  # each project's listing order, cached
+        self._project_jobs: dict[str, list[EmuJob]] = {pid: [] for pid in project_ids}
+        self._graph_jobs: dict[tuple[str, str], list[EmuJob]] = {}  # (project, graph name)
+        self._active_jobs: dict[str, dict[str, EmuJob]] = {pid: {} for pid in project_ids}
+        self._window = SlidingWindow()
+        self._project_windows: dict[str, SlidingWindow] = {}
 
     # --- graphs ---------------------------------------------------------------------------
 
@@ -222,6 +302,7 @@ class Cloud:
             traffic=traffic,
         )
         self.graphs[project_id][graph.id] = graph
+        self._order.pop(project_id, None)
         return graph
 
     def populate(
@@ -268,22 +349,29 @@ class Cloud:
         return graph
 
     def list_graphs(self, project_id: str) -> list[EmuGraph]:
+        """The project's graphs, oldest first (sorted once per change of the fleet, not per
+        page). The list is shared: callers slice it and must not change it."""
         self.settle()
-        return sorted(self.graphs[project_id].values(), key=lambda g: (g.created, g.name))
+        order = self._order.get(project_id)
+        if order is None:
+            order = sorted(self.graphs[project_id].values(), key=lambda g: (g.created, g.name))
+            self._order[project_id] = order
+        return order
 
     def settle(self) -> None:
         """Finish every transition whose job has ended by now."""
         now = self.clock()
-        for graph in list(self._moving.values()):
-            job = graph.job
-            if job is not None and now >= job.end_at:
-                if job.fails:
-                    graph.record(graph.previous_status, job.end_at)
-                else:
-                    graph.record(STOPPED if job.kind == "stop" else RUNNING, job.end_at)
-                graph.updated = job.end_at
-                graph.job = None
-                del self._moving[graph.id]
+        while self._moving and self._moving[0][0] <= now:
+            _, _, graph, job = heapq.heappop(self._moving)
+            self._active_jobs[graph.project_id].pop(job.id, None)
+            if graph.job is not job:
+                continue  # the graph was reset or has moved again since
+            if job.fails:
+                graph.record(graph.previous_status, job.end_at)
+            else:
+                graph.record(STOPPED if job.kind == "stop" else RUNNING, job.end_at)
+            graph.updated = job.end_at
+            graph.job = None
 
     # --- actions --------------------------------------------------------------------------
 
@@ -314,11 +402,15 @@ class Cloud:
             fail_reason="emulated failure: ECS operation timed out" if fails else "",
         )
         self.jobs[job.id] = job
+        self._project_jobs[project_id].append(job)
+        self._graph_jobs.setdefault((project_id, graph.name), []).append(job)
+        self._active_jobs[project_id][job.id] = job
         graph.previous_status = graph.status
         graph.record(STOPPING if kind == "stop" else STARTING, now)
         graph.updated = now
         graph.job = job
-        self._moving[graph.id] = graph
+        self._sequence += 1
+        heapq.heappush(self._moving, (job.end_at, self._sequence, graph, job))
         return job
 
     def job(self, project_id: str, graph_id: str, job_id: str) -> EmuJob:
@@ -337,11 +429,20 @@ class Cloud:
         since: date | None,
         until: date | None,
     ) -> list[EmuJob]:
+        """Newest first. Only the jobs that can match are looked at: a graph's own with
+        `graph_name`, the unfinished ones for running/waiting, else the project's."""
+        self.settle()
         now = self.clock()
         wanted = {"waiting": "pending"}.get(status or "", status)
+        if graph_name is not None:
+            pool: list[EmuJob] = self._graph_jobs.get((project_id, graph_name), [])
+        elif wanted in ("pending", "running"):
+            pool = list(self._active_jobs[project_id].values())
+        else:
+            pool = self._project_jobs[project_id]
         jobs = [
             job
-            for job in self.jobs.values()
+            for job in pool
             if job.project_id == project_id
             and (wanted is None or job.status(now) == wanted)
             and (graph_name is None or job.graph_name == graph_name)
@@ -463,7 +564,7 @@ class Cloud:
     ) -> None:
         self.faults.scripted.append(ScriptedFault(operation, status, code, message, times))
 
-    def fault_for(self, operation: str) -> CloudFault | None:
+    def fault_for(self, operation: str, project_id: str = "") -> CloudFault | None:
         """The error, if any, this request meets before reaching the graph (throttle, 5xx)."""
         for fault in self.faults.scripted:
             if fault.times > 0 and fault.operation in (operation, "*"):
@@ -476,31 +577,68 @@ class Cloud:
                     else "ges"
                 )
                 return CloudFault(fault.status, fault.code, fault.message, source=source)
-        self.faults.scripted = [f for f in self.faults.scripted if f.times > 0]
-        if self.faults.throttle_rps is not None:
-            now = self.clock()
-            self._recent = [t for t in self._recent if (now - t).total_seconds() < 1.0]
-            if len(self._recent) >= self.faults.throttle_rps:
-                return CloudFault(
-                    429,
-                    "APIG.0308",
-                    f"The throttling threshold has been reached: policy user over ratelimit,limit:{self.faults.throttle_rps:g},time:1 second",
-                    source="gateway",
-                )
-            self._recent.append(now)
+        if self.faults.scripted:
+            self.faults.scripted = [f for f in self.faults.scripted if f.times > 0]
+        throttled = self._throttle(project_id)
+        if throttled is not None:
+            return throttled
         if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
             if self.rng.random() < 0.5:
                 return CloudFault(500, "GES.7006", "An internal error occurs in the graph engine.")
             return CloudFault(503, "APIG.1009", "Service unavailable.", source="gateway")
         return None
 
+    def _throttle(self, project_id: str) -> CloudFault | None:
+        """429 when the project's window or the gateway's is full. The project's is asked
+        first: a request it refuses takes no place in the gateway's window."""
+        limits: list[tuple[SlidingWindow, float, str]] = []
+        per_project = self.faults.throttle_rps_per_project
+        if project_id and per_project is not None:
+            limit = per_project.get(project_id) if isinstance(per_project, dict) else per_project
+            if limit is not None:
+                window = self._project_windows.setdefault(project_id, SlidingWindow())
+                limits.append((window, limit, "user"))
+        if self.faults.throttle_rps is not None:
+            limits.append((self._window, self.faults.throttle_rps, "ip"))
+        if not limits:
+            return None
+        now_s = self.clock().timestamp()
+        for window, limit, policy in limits:
+            if window.is_full(now_s, limit):
+                return CloudFault(
+                    429,
+                    "APIG.0308",
+                    f"The throttling threshold has been reached: policy {policy} over ratelimit,limit:{limit:g},time:1 second",
+                    source="gateway",
+                )
+        for window, _, _ in limits:
+            window.admit(now_s)
+        return None
+
     def count(self, operation: str, *, graph_id: str | None = None) -> int:
-        """How many requests of an operation reached the emulator (for tests)."""
-        return sum(
-            1
-            for r in self.requests
-            if r.operation == operation and (graph_id is None or graph_id in r.path)
-        )
+        """How many requests of an operation reached the emulator (for tests): a running
+        count, not a scan of the log."""
+        return self.log.count(operation, graph_id)
+
+    def reset(self) -> None:
+        """Every graph back to running with no job, the Task Center and the request log
+        emptied, throttle windows forgotten: a benchmark's next round starts clean. Walks
+        the fleet once; a control-plane call, never on a request's path."""
+        now = self.clock()
+        for graph in self.all_graphs():
+            graph.job = None
+            graph.record(RUNNING, now)
+            graph.updated = now
+        self._moving.clear()
+        self.jobs.clear()
+        for jobs in self._project_jobs.values():
+            jobs.clear()
+        for active in self._active_jobs.values():
+            active.clear()
+        self._graph_jobs.clear()
+        self.log.clear()
+        self._window = SlidingWindow()
+        self._project_windows.clear()
 
     def all_graphs(self) -> Iterator[EmuGraph]:
         self.settle()

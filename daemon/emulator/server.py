@@ -126,15 +126,17 @@ def _operation(request: web.Request) -> str:
 async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Record, delay, authenticate, throttle and fault-inject, as the real gateway would."""
     cloud = request.app[CLOUD]
+    arrived_s = cloud.monotonic()
     request_id = secrets.token_hex(16)
     operation = _operation(request)
+    project_id = request.match_info.get("project_id", "")
     response: web.StreamResponse
     try:
         if cloud.faults.latency_s and not request.path.startswith("/_emulator"):
             await asyncio.sleep(cloud.faults.latency_s)
         if request.path.startswith(("/v1.0/", "/V1.0/")):
             await _authenticate(request, cloud)
-            fault = cloud.fault_for(operation)
+            fault = cloud.fault_for(operation, project_id)
             if fault and fault.source == "ges" and request.path.startswith("/V1.0/"):
                 # a random or scripted engine fault, answered the way Cloud Eye would
                 code = "ces.0007" if fault.status >= 500 else fault.code
@@ -146,8 +148,17 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = _error(fault, request_id)
     response.headers["X-Request-Id"] = request_id
     if not request.path.startswith("/_emulator"):
-        cloud.requests.append(
-            RequestRecord(request.method, request.path, operation, response.status)
+        cloud.log.add(
+            RequestRecord(
+                request.method,
+                request.path,
+                operation,
+                response.status,
+                project_id,
+                request.match_info.get("graph_id", ""),
+                arrived_s,
+                cloud.monotonic(),
+            )
         )
         log.debug("%s %s -> %s", request.method, request.path_qs, response.status)
     return response
@@ -487,14 +498,16 @@ async def emulator_state(request: web.Request) -> web.Response:
 
 
 async def emulator_faults(request: web.Request) -> web.Response:
-    """POST {"throttle_rps": 5, "error_rate": 0.1, "job_failure_rate": 0.2, "latency_s": 0.1,
-    "failing_jobs": 1, "expire_tokens": true, "scripted": [{"operation", "status", "code", "times"}]}."""
+    """POST {"throttle_rps": 5, "throttle_rps_per_project": 20 (or {"<project id>": 20}),
+    "error_rate": 0.1, "job_failure_rate": 0.2, "latency_s": 0.1, "failing_jobs": 1,
+    "expire_tokens": true, "scripted": [{"operation", "status", "code", "times"}]}."""
     cloud = request.app[CLOUD]
     try:
         body = await request.json()
         for key in (
             "latency_s",
             "throttle_rps",
+            "throttle_rps_per_project",
             "error_rate",
             "job_failure_rate",
             "token_ttl_s",
@@ -508,6 +521,25 @@ async def emulator_faults(request: web.Request) -> web.Response:
             cloud.expire_tokens()
     except (ValueError, TypeError, AttributeError) as exc:
         return _json({"error": f"bad fault request: {exc}"}, 400)
+    return _json({"ok": True})
+
+
+async def emulator_requests(request: web.Request) -> web.Response:
+    """GET ?since=N: the request log from record N on, as rows [method, operation, status,
+    project_id, graph_id, arrived_s, answered_s] (monotonic seconds), and `next` to ask
+    from next time; `per_operation` counts everything since the last reset."""
+    cloud = request.app[CLOUD]
+    since = _int_param(request, "since", 0)
+    rows = [
+        [r.method, r.operation, r.status, r.project_id, r.graph_id, r.arrived_s, r.answered_s]
+        for r in cloud.requests[since:]
+    ]
+    return _json({"next": len(cloud.requests), "requests": rows})
+
+
+async def emulator_reset(request: web.Request) -> web.Response:
+    """POST: every graph running again with no job, no jobs, an empty request log."""
+    request.app[CLOUD].reset()
     return _json({"ok": True})
 
 
@@ -572,6 +604,8 @@ def build_app(cloud: Cloud) -> web.Application:
     app.router.add_post("/v3/auth/tokens", create_token, name="create_token")
     app.router.add_get("/_emulator/state", emulator_state, name="emulator_state")
     app.router.add_post("/_emulator/faults", emulator_faults, name="emulator_faults")
+    app.router.add_get("/_emulator/requests", emulator_requests, name="emulator_requests")
+    app.router.add_post("/_emulator/reset", emulator_reset, name="emulator_reset")
     app.router.add_post("/_emulator/traffic", emulator_traffic, name="emulator_traffic")
     return app
 
