@@ -61,7 +61,7 @@ class App:
         self.settings = settings
         self.clock = clock
         self.registry = registry or CollectorRegistry()
-        self.metrics = Metrics(self.registry)
+        self.metrics = Metrics(self.registry, per_graph=settings.per_graph_metrics)
         self.outcomes = Outcomes(self.metrics)
         self.source = ConfigSource(
             Path(config_path or settings.config),

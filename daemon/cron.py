@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -70,8 +71,11 @@ def to_apscheduler_crontab(expr: str) -> str:
     return f"{minute} {hour} {day} {month} {dow}"
 
 
+@lru_cache(maxsize=4096)
 def cron_trigger(expr: str, timezone: str) -> CronTrigger:
-    """The APScheduler trigger for a validated crontab expression in a time zone."""
+    """The APScheduler trigger for a validated crontab expression in a time zone. Built
+    once per (expression, zone): a trigger holds no state of a job's, and the config's
+    validation, the scheduler and the window pass all ask for the same ones."""
     return CronTrigger.from_crontab(to_apscheduler_crontab(expr), timezone=ZoneInfo(timezone))
 
 

@@ -43,8 +43,9 @@ def status_class(code: int) -> str:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, per_graph: bool = True) -> None:
         self.registry = registry
+        self._per_graph = per_graph  # off: no series per graph, for very large fleets
         self.actions = Counter(
             "graphnap_actions",
             "Stop/start decisions by outcome.",
@@ -213,11 +214,13 @@ class Metrics:
         for graph_id, name, code, price in graphs:
             cls = status_class(code)
             counts[cls] += 1
-            self.graph_stopped.labels(project, graph_id, name).set(1 if cls == "stopped" else 0)
-            stopped_series.add((graph_id, name))
+            if self._per_graph:
+                self.graph_stopped.labels(project, graph_id, name).set(1 if cls == "stopped" else 0)
+                stopped_series.add((graph_id, name))
             if price is not None:
-                self.hourly_price.labels(project, graph_id, name, pricing.currency).set(price)
-                priced_series.add((graph_id, name, pricing.currency))
+                if self._per_graph:
+                    self.hourly_price.labels(project, graph_id, name, pricing.currency).set(price)
+                    priced_series.add((graph_id, name, pricing.currency))
                 prices[graph_id] = price
                 if cls == "stopped":
                     stopped_now.add(graph_id)

@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     poll_max_s: float = Field(default=60.0, gt=0)
     reconcile_interval_s: float = Field(default=300.0, gt=0)
     inventory_interval_s: float = Field(default=60.0, gt=0)
-    reload_check_s: float = Field(default=5.0, gt=0)
+    reload_check_s: float = Field(default=1.0, gt=0)
+    per_graph_metrics: bool = True  # graphnap_graph_stopped / _hourly_price, one series a graph
     shutdown_grace_s: float = Field(default=25.0, ge=0)
     token_refresh_margin_s: float = Field(default=3600.0, ge=0)
     page_size: int = Field(default=100, ge=1, le=1000)

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from daemon.api import Sleep
 from daemon.app import App
@@ -784,3 +785,20 @@ async def test_a_graph_still_in_use_at_max_is_reported_not_stopped(
     assert given_up["graph"] == "dev-used"
     assert given_up["reason"].startswith("not stopped: still in use after 1h")
     assert sample(app, "graphnap_deferrals_total", rule="night-stop", outcome="gave_up") == 1
+
+
+async def test_per_graph_series_can_be_turned_off_and_savings_still_accrue(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    app = await start(make_app(per_graph_metrics=False))
+    await app.fire("night-stop")
+    await app.settle()
+    await app.passes.refresh_inventory(app.config)
+    clock.advance(3600)
+    await app.passes.refresh_inventory(app.config)
+    text = generate_latest(app.registry).decode()
+    assert "graphnap_graph_stopped{" not in text
+    assert "graphnap_graph_hourly_price{" not in text
+    saved = sample(app, "graphnap_estimated_savings_total", project="lab", currency="USD")
+    assert saved == pytest.approx(1.25 + 24 + 1.25 + 1.25, rel=1e-3)
+    assert sample(app, "graphnap_graphs", project="lab", status="stopped") == 4
