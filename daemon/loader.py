@@ -575,7 +575,12 @@ def _problem_from_pydantic(
         close_zone = close_timezone(str(err.get("ctx", {}).get("name", "")))
         if close_zone:
             message = message.replace(";", f" (did you mean {close_zone!r}?);", 1)
-    return Problem(loc, message, hint, _line_of(loc, lines))
+    line = _line_of(loc, lines)
+    if kind == "string_pattern_mismatch" and "[key]" in err["loc"] and loc:
+        # A key that failed its pattern: cut in the path, which then says all.
+        loc = (*loc[:-1], shown(loc[-1]))
+        message = f"this key is not allowed here ({err['msg']})"
+    return Problem(loc, message, hint, line)
 
 
 def _is_pydantic_tag(part: object) -> bool:

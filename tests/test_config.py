@@ -504,8 +504,19 @@ SK = "Qm9vZ2llV29vZ2llMTIzNDU2Nzg5MGFiY2RlZmdo"  # 40 characters, the shape of a
             "unknown project",
         ),
         ("skip: graphnap-skip", f"{SK}: x", "opt_out_tags", "unknown key"),
+        ("  cn-holidays:\n", f"  '{SK}!':\n", "calendars.'Qm9v…'", "this key is not allowed"),
     ],
-    ids=["credentials", "region", "name", "duration", "cron", "currency", "reference", "key"],
+    ids=[
+        "credentials",
+        "region",
+        "name",
+        "duration",
+        "cron",
+        "currency",
+        "reference",
+        "key",
+        "key-pattern",
+    ],
 )
 def test_a_secret_pasted_under_any_key_is_not_echoed_by_validate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, where: str, words: str
