@@ -88,7 +88,8 @@ class ConfigSource:
             # file changes again, so say which parts did not take it.
             return self._failed(
                 f"{self.path}: the new config is in force, but {', '.join(broken)} failed to "
-                "apply it"
+                "apply it",
+                kept_previous=False,
             )
         self.last_error = ""
         self._metrics.config_reloads.labels("success").inc()
@@ -116,12 +117,13 @@ class ConfigSource:
             await self._sleep(interval_s)
             await self.check()
 
-    def _failed(self, text: str) -> bool:
+    def _failed(self, text: str, *, kept_previous: bool = True) -> bool:
         self.last_error = text
         self._metrics.config_reloads.labels("failure").inc()
         self._metrics.config_ok.set(0)
         log.error(
-            "config reload failed; the previous config keeps running:\n%s",
+            "config reload failed; %s:\n%s",
+            "the previous config keeps running" if kept_previous else "parts did not apply it",
             text,
             extra={"config_version": self.version},
         )
