@@ -14,9 +14,9 @@ import httpx
 from daemon import __version__
 from daemon.api import RedactingTransport, RetryPolicy, Sleep
 from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
+from daemon.ces import CesClient
 from daemon.config import Config, Project
 from daemon.gate import Monotonic, RequestGate
-from daemon.ces import CesClient
 from daemon.ges import GesClient
 from daemon.loader import Problem
 from daemon.metrics import Metrics
