@@ -70,4 +70,7 @@ def test_the_alerts_the_issue_lists() -> None:
         "GraphnapApiThrottled",
         "GraphnapScheduleMissed",
         "GraphnapInventoryFailing",
+        "GraphnapInventoryStale",
+        "GraphnapIdleRuleNotChecking",
+        "GraphnapDeferralsGivingUp",
     }
