@@ -22,7 +22,6 @@ from grafana_foundation_sdk.builders import (
     prometheus,
     stat,
     table,
-    text,
     timeseries,
 )
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -31,6 +30,7 @@ from grafana_foundation_sdk.models.common import (
     BigValueGraphMode,
     BigValueTextMode,
     GraphDrawStyle,
+    GraphTresholdsStyleMode,
     LegendDisplayMode,
     LegendPlacement,
     StackingMode,
@@ -39,6 +39,8 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DataSourceRef,
     DataTransformerConfig,
+    Threshold,
+    ThresholdsMode,
     ValueMap,
     ValueMappingResult,
     VariableOption,
@@ -46,7 +48,6 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
-from grafana_foundation_sdk.models.text import TextMode
 
 OUTPUT = Path(__file__).resolve().parents[2] / "helm/graphnap/files/graphnap-dashboard.json"
 UID = "graphnap-overview"
@@ -539,19 +540,147 @@ def build() -> dict[str, object]:
         )
     )
 
-    board = board.with_row(dashboard.Row("Idle rules").id(ids()))
-    board = board.with_panel(
-        text.Panel()
-        .id(ids())
-        .title("Idle verdicts and deferrals")
-        .description("Placeholder until the daemon exports idle-rule metrics.")
-        .height(4)
-        .span(24)
-        .mode(TextMode.MARKDOWN)
-        .content(
-            "Idle-rule verdicts (idle, busy, no data) and deferrals fill in here once idle rules "
-            "land in the daemon. graphnap exports no idle-rule metric yet, so this row queries "
-            "nothing."
+    board = board.with_row(dashboard.Row("Idle rules and deferrals").id(ids()))
+    board = (
+        board.with_panel(
+            ts(
+                ids,
+                "Idle verdicts by rule",
+                "Verdicts per minute each idle rule reaches over the graphs it selects: idle "
+                "(stopped unless dry_run), in_use (left running), not_judged (Cloud Eye data "
+                "missing or too short, or up less than min_uptime: never idle), busy (importing, "
+                "exporting...). A rule outside its active_hours judges nothing.",
+                "opm",
+                query(
+                    f"sum by (rule, verdict) (rate(graphnap_idle_verdicts_total{{{SEL}}}[$__rate_interval])) * 60",
+                    "{{rule}} {{verdict}}",
+                ),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Graphs judged idle vs in use",
+                "Graphs each idle rule judged idle (to stop) or in use (kept running) per "
+                "interval: the verdicts that decided something. A rule judges every graph it "
+                "selects once per check_every.",
+                "short",
+                query(
+                    f'sum by (rule, verdict) (increase(graphnap_idle_verdicts_total{{{SEL}, verdict=~"idle|in_use"}}[$__rate_interval]))',
+                    "{{rule}} {{verdict}}",
+                ),
+                bars=True,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Last idle check age",
+                "Time since each idle rule last judged its graphs; it should stay below its "
+                "check_every. Outside active_hours a rule does not check, so the age grows until "
+                "they begin. The line is GraphnapIdleRuleNotChecking's 15 min.",
+                "s",
+                query(
+                    f"time() - max by (rule) (graphnap_idle_last_check_timestamp_seconds{{{SEL}}})",
+                    "{{rule}}",
+                ),
+                span=8,
+            )
+            .thresholds(
+                dashboard.ThresholdsConfig()
+                .mode(ThresholdsMode.ABSOLUTE)
+                .steps([Threshold(value=None, color="green"), Threshold(value=900, color="red")])
+            )
+            .thresholds_style(
+                common.GraphThresholdsStyleConfig().mode(GraphTresholdsStyleMode.DASHED)
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Graphs deferred now",
+                "Graphs whose scheduled stop is held back now because they are in use "
+                "(defer_while_in_use), by schedule: re-checked every check_every, stopped once "
+                "quiet.",
+                "none",
+                query(
+                    f"sum by (rule) (graphnap_graphs_deferred{{{SEL}}})",
+                    "{{rule}}",
+                ),
+                span=8,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Deferral outcomes",
+                "What became of deferred stops per interval, by schedule: deferred (held back "
+                "at a firing), stopped (once quiet), gave_up (still in use when max ran out: "
+                "left running), dropped (no longer running, or the schedule changed).",
+                "short",
+                query(
+                    f"sum by (rule, outcome) (increase(graphnap_deferrals_total{{{SEL}}}[$__rate_interval]))",
+                    "{{rule}} {{outcome}}",
+                ),
+                bars=True,
+                span=8,
+            )
+        )
+    )
+
+    board = board.with_row(dashboard.Row("Daemon and inventory").id(ids()))
+    board = (
+        board.with_panel(
+            ts(
+                ids,
+                "Time since last successful inventory",
+                "Age of each project's last successful graph listing (every inventory "
+                "interval, 1 min by default, and at every firing). A growing line means GES "
+                "cannot be listed: credentials, endpoint or an outage. GraphnapInventoryStale "
+                "fires at 15 min.",
+                "s",
+                query(
+                    f"time() - max by (project) (graphnap_inventory_last_success_timestamp_seconds{{{PSEL}}})",
+                    "{{project}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Process CPU",
+                "CPU used by the graphnap process, as a share of one core. A few percent "
+                "between firings; a firing over thousands of graphs takes a burst.",
+                "percentunit",
+                query(
+                    f"sum by (instance) (rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval]))",
+                    "{{instance}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Resident memory",
+                "Resident set size of the graphnap process (about 60 MiB idle); compare with "
+                "the chart's resources.limits.memory.",
+                "bytes",
+                query(
+                    f"sum by (instance) (process_resident_memory_bytes{{{SEL}}})",
+                    "{{instance}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Open file descriptors",
+                "File descriptors the graphnap process holds: sockets to GES, IAM and Cloud "
+                "Eye, and a few files. A line that only grows is a leak.",
+                "short",
+                query(f"sum by (instance) (process_open_fds{{{SEL}}})", "{{instance}}"),
+            )
         )
     )
     built = json.loads(json.dumps(board.build(), cls=JSONEncoder))

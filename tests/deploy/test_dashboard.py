@@ -15,6 +15,7 @@ import pytest
 from tests.deploy.support import (
     DASHBOARD,
     ROOT,
+    alert_rules,
     exported_names,
     metric_names,
     panels,
@@ -107,14 +108,42 @@ def test_the_panels_the_issue_lists(dashboard: dict) -> None:
         "Config reloads",
         "Next and last firings",
         "Time to next firing",
-        "Idle verdicts and deferrals",
+        "Idle verdicts by rule",
+        "Graphs judged idle vs in use",
+        "Deferral outcomes",
     ):
         assert title in titles
 
 
-def test_idle_rules_row_waits_for_the_feature(dashboard: dict) -> None:
-    rows = [p for p in dashboard["panels"] if p["type"] == "row"]
-    assert rows[-1]["title"] == "Idle rules"
-    after = dashboard["panels"][dashboard["panels"].index(rows[-1]) + 1 :]
-    assert [p["type"] for p in after] == ["text"]
-    assert "idle rules land" in after[0]["options"]["content"]
+def test_idle_rules_and_daemon_rows(dashboard: dict) -> None:
+    """The last two rows: idle verdicts and deferrals, then the process and inventory age,
+    each panel on the metric it is about (no placeholder left)."""
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[-2:] == ["Idle rules and deferrals", "Daemon and inventory"]
+    assert all(p["type"] != "text" for p in panels(dashboard))
+    wanted = {
+        "Idle verdicts by rule": "graphnap_idle_verdicts_total",
+        "Graphs judged idle vs in use": "graphnap_idle_verdicts_total",
+        "Last idle check age": "graphnap_idle_last_check_timestamp_seconds",
+        "Graphs deferred now": "graphnap_graphs_deferred",
+        "Deferral outcomes": "graphnap_deferrals_total",
+        "Time since last successful inventory": "graphnap_inventory_last_success_timestamp_seconds",
+        "Process CPU": "process_cpu_seconds_total",
+        "Resident memory": "process_resident_memory_bytes",
+        "Open file descriptors": "process_open_fds",
+    }
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    for title, metric in wanted.items():
+        used = set().union(
+            *(metric_names(substitute(t["expr"])) for t in by_title[title]["targets"])
+        )
+        assert metric in used, f"{title!r} does not read {metric}"
+
+
+def test_age_panels_mark_their_alert_thresholds(dashboard: dict) -> None:
+    """The idle-check age panel draws the line GraphnapIdleRuleNotChecking fires at."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == "GraphnapIdleRuleNotChecking"]
+    (threshold,) = re.findall(r">\s*(\d+)\s*$", rule["expr"].strip())
+    (panel,) = [p for p in panels(dashboard) if p["title"] == "Last idle check age"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, int(threshold)]
