@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import errno
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -63,9 +65,17 @@ def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Logging first (the format from the environment, as the settings will say), so what
+    # reading the settings warns about (a secret file others can read) is a log line too.
+    setup_logging(args.log_level or "INFO", _log_format_from_env())
     settings = _settings(args)
     setup_logging(args.log_level or settings.log_level, settings.log_format)
     return asyncio.run(serve(settings))
+
+
+def _log_format_from_env() -> Literal["json", "text", "auto"]:
+    fmt = os.environ.get("GRAPHNAP_LOG_FORMAT", "auto").strip().lower()
+    return fmt if fmt in ("json", "text") else "auto"  # type: ignore[return-value]
 
 
 def _describe_selector(selector: Selector) -> str:

@@ -255,3 +255,24 @@ async def test_backtest_prints_what_an_idle_rule_would_have_saved(tmp_path: Path
     assert always[2:4] == ["0", "0.0"]
     assert lines[-1].startswith("total")
     assert (unknown, "unknown idle rule 'nope'; known: idle-dev") == (2, unknown_err.strip())
+
+
+def test_run_logs_a_readable_secret_file_warning_as_a_json_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "lab.ak").write_text("AKEXAMPLE")
+    (secrets / "lab.sk").write_text("very-secret-sk")
+    (secrets / "lab.sk").chmod(0o644)
+    monkeypatch.setenv("GRAPHNAP_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("GRAPHNAP_LOG_FORMAT", "json")
+    missing = tmp_path / "missing.yaml"  # the run stops at once: exit 2
+    assert main(["run", "--config", str(missing)]) == 2
+    lines = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
+    warnings = [r for r in lines if "secret file" in r["message"]]
+    assert {r["level"] for r in warnings} == {"WARNING"}
+    assert any("lab.sk is readable by group or others" in r["message"] for r in warnings)
+    assert "very-secret-sk" not in json.dumps(lines)
