@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import ssl
 import time
@@ -360,12 +361,20 @@ def _host_of(exc: httpx.HTTPError) -> str:
     return f"{url.host}:{url.port}" if url.port else url.host
 
 
+MAX_RETRY_AFTER_S = 300.0  # a gateway asking for more is not waited for longer than this
+
+
 def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta form); None when absent or not a number.
+    Capped: 'inf' or an hour would freeze every request of the project."""
     value = response.headers.get("Retry-After", "")
     try:
-        return max(0.0, float(value)) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 ErrorMapper = Callable[[httpx.Response, str], ApiError]

@@ -4,7 +4,9 @@ handles signals. It decides nothing about which graph to stop.
 Two groups start and stop separately. Every replica runs the ops server, the heartbeat and
 the config watcher; only the active instance runs the scheduler, the passes and the job
 tracking (leader election will switch that group on and off). Only this module reads the
-real clock; every part below takes it injected.
+clock (the wall clock for the daemon's decisions, a monotonic one for pacing requests);
+every part below takes it injected. (APScheduler keeps its own wall clock to trigger jobs;
+the fire time it hands over is the scheduled one, and lateness is judged on ours.)
 """
 
 from __future__ import annotations
@@ -158,8 +160,8 @@ class App:
 
     async def start_active(self, *, schedule: bool = True) -> None:
         """Take inventory (resuming jobs in flight), then schedule and catch up."""
-        config = self.config
-        await self.passes.refresh_inventory(config)
+        await self.passes.refresh_inventory(self.config)
+        config = self.config  # a reload may have come while GES was being listed
         if schedule:
             self.scheduler.every(
                 "inventory", self.settings.inventory_interval_s, self._inventory_pass
@@ -184,6 +186,7 @@ class App:
         await self.scheduler.stop(self.settings.shutdown_grace_s)
         in_flight = len(self.tracker.jobs())
         await self.tracker.stop()
+        self.passes.forget_resumed()  # a new active term reads the Task Center again
         if in_flight:
             log.info("%d jobs still running in GES; the next start picks them up", in_flight)
 
@@ -215,7 +218,9 @@ class App:
     def _config_changed(self, config: Config) -> None:
         self.metrics.declare(
             [p.name for p in config.projects],
-            [s.name for s in config.schedules] + [r.name for r in config.idle_rules],
+            [s.name for s in config.schedules],
+            [r.name for r in config.idle_rules],
+            [s.name for s in config.schedules if s.defer_while_in_use is not None],
         )
         if self._scheduling:
             self.scheduler.apply(config)

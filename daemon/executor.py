@@ -114,7 +114,13 @@ class Executor:
                 else:
                     job_id = await api.start_graph(d.graph_id, backup_id)
         except AlreadyDoneError as exc:
-            return await self._confirm(d, api, exc, now, job_timeout)
+            try:
+                return await self._confirm(d, api, exc, now, job_timeout)
+            except Exception as err:  # a bug must cost this graph only, and be seen
+                self._tracker.release(d.project, d.graph_id)
+                log.exception("unexpected error confirming a graph", extra={"rule": d.rule})
+                reason = f"internal error: {type(err).__name__}"
+                return self._record(now, d, "failed", reason, "internal")
         except ApiError as exc:
             self._tracker.release(d.project, d.graph_id)
             return self._record(now, d, "failed", str(exc), failure_reason(exc.code))

@@ -23,6 +23,9 @@ Monotonic = Callable[[], float]
 clock the rest of the daemon is given."""
 
 
+MAX_PAUSE_S = 60.0
+
+
 @runtime_checkable
 class Gate(Protocol):
     """What a client holds around each request: `async with gate:`, then `observe`."""
@@ -124,5 +127,5 @@ class RequestGate:
         if throttled:
             self.throttled += 1
         self.rate.on_answer(now, throttled)
-        if retry_after_s:
-            self._next_at = max(self._next_at, now + retry_after_s)
+        if retry_after_s:  # the project pauses, at most MAX_PAUSE_S: its polls wait too
+            self._next_at = max(self._next_at, now + min(retry_after_s, MAX_PAUSE_S))

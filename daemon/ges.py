@@ -202,7 +202,10 @@ class GesClient:
         ):
             pages.check(page.graph_count, offset, [g.id for g in page.graphs])
             graphs.extend(g.to_model() for g in page.graphs)
-        return graphs
+        unique: dict[str, Graph] = {}
+        for graph in graphs:  # a page shifted by a graph deleted meanwhile repeats one
+            unique.setdefault(graph.id, graph)
+        return list(unique.values())
 
     async def _graph_page(self, offset: int) -> GraphList:
         return await self._api.call(
@@ -301,7 +304,9 @@ class _Pages:
                 f"GES reports {total} items, more than the {self._max_items} graphnap pages "
                 "through; the answer is taken as broken"
             )
-        if ids and ids[0] in self._seen:
+        # A graph added or deleted while the pages are read shifts them by one item; a
+        # page made only of items already seen is the API ignoring the offset.
+        if ids and all(i in self._seen for i in ids):
             self._refuse(
                 f"the page at offset {offset} repeats an earlier page ({ids[0]!r} again): "
                 "the API ignores the offset"

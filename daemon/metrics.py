@@ -176,16 +176,69 @@ class Metrics:
         self._priced_series: dict[str, set[tuple[str, str, str]]] = {}
         self._last_seen: dict[str, tuple[datetime, set[str]]] = {}
         self._known_rules: set[str] = set()
+        self._declared: tuple[set[str], set[str]] | None = None
+        # metrics labelled by project or by rule, and the label's name
+        self._by_project = [
+            (m, "project")
+            for m in (
+                self.actions,
+                self.action_failures,
+                self.jobs_in_flight,
+                self.graphs,
+                self.graph_stopped,
+                self.savings,
+                self.hourly_price,
+                self.inventory_success,
+            )
+        ]
+        self._by_rule = [
+            (m, "rule")
+            for m in (
+                self.next_fire,
+                self.last_fire,
+                self.misfires,
+                self.idle_verdicts,
+                self.idle_last_check,
+                self.deferrals,
+                self.deferred,
+            )
+        ]
 
-    def declare(self, projects: Iterable[str], rules: Iterable[str]) -> None:
-        """Create the failure and misfire series at 0 for a config's projects and rules, so
-        that the first failure is an increase Prometheus can see, not a new series."""
+    def declare(
+        self,
+        projects: Iterable[str],
+        schedules: Iterable[str],
+        idle_rules: Iterable[str],
+        deferring: Iterable[str],
+    ) -> None:
+        """Make the series match a config: failure, misfire, verdict and deferral counters
+        start at 0 for its projects and rules (so the first event is an increase Prometheus
+        can see, not a new series), and the series of projects and rules it no longer has
+        are removed (else alerts on their staleness would fire forever)."""
+        projects, rules = set(projects), set(schedules) | set(idle_rules)
         for project in projects:
             for action in ("stop", "start"):
                 for reason in ("timeout", "job_failed", "inventory"):
                     self.action_failures.labels(project, action, reason)
         for rule in rules:
             self.misfires.labels(rule)
+        for rule in idle_rules:
+            for verdict in ("idle", "in_use", "not_judged", "busy"):
+                self.idle_verdicts.labels(rule, verdict)
+        for rule in deferring:
+            for outcome in ("deferred", "stopped", "gave_up", "dropped"):
+                self.deferrals.labels(rule, outcome)
+        if self._declared is not None:
+            old_projects, old_rules = self._declared
+            for metric, name in self._by_project:
+                _remove_where(metric, name, old_projects - projects)
+            for metric, name in self._by_rule:
+                _remove_where(metric, name, old_rules - rules)
+            for project in old_projects - projects:
+                self._stopped_series.pop(project, None)
+                self._priced_series.pop(project, None)
+                self._last_seen.pop(project, None)
+        self._declared = (projects, rules)
 
     def observe_request(self, service: str, operation: str, code: str, duration_s: float) -> None:
         self.api_requests.labels(service, operation, code).inc()
@@ -204,6 +257,9 @@ class Metrics:
         accrue for the time since the previous inventory, for managed graphs that were
         stopped at both ends of it: a conservative estimate.
         """
+        seen = self._last_seen.get(project)
+        if seen is not None and now < seen[0]:
+            return  # an older listing that finished late: the newer one already counted
         counts = dict.fromkeys(
             ("running", "stopped", "busy", "faulty", "transitional", "frozen", "other"), 0
         )
@@ -244,9 +300,19 @@ class Metrics:
         self.inventory_success.labels(project).set(now.timestamp())
 
     def set_next_fire_times(self, times: Mapping[str, datetime | None]) -> None:
-        for rule in list(self._known_rules - set(times)):
-            self.next_fire.remove(rule)
+        _remove_where(self.next_fire, "rule", self._known_rules - set(times))
         for rule, when in times.items():
             if when is not None:
                 self.next_fire.labels(rule).set(when.timestamp())
         self._known_rules = set(times)
+
+
+def _remove_where(metric: Counter | Gauge, label: str, values: set[str]) -> None:
+    """Remove every series of `metric` whose `label` is one of `values`."""
+    if not values:
+        return
+    names = list(metric._labelnames)
+    at = names.index(label)
+    for key in list(metric._metrics):
+        if key[at] in values:
+            metric.remove(*key)

@@ -20,7 +20,7 @@ log = logging.getLogger("daemon.outcomes")
 Kind = Literal[
     "skipped",  # planning or the executor chose not to act, for `reason`
     "dry_run",  # would have acted
-    "already_done",  # GES answered that the graph is already there or on its way
+    "already_done",  # GES said so, and the graph shows it (on its way: followed, `requested`)
     "requested",  # the action was accepted; a job is being followed
     "succeeded",  # the job ended and the graph is where the action leads
     "failed",  # the request or the job failed, for `reason` (metric label: `failure`)

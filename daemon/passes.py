@@ -189,7 +189,7 @@ class Passes:
             (schedule, until)
             for schedule in config.schedules
             if schedule.action == "stop"
-            and (until := window_end(schedule, now)) is not None  # only inside a window
+            and (until := window_end(schedule, now, config.calendars)) is not None
         ]
         if not windows:
             return
@@ -206,7 +206,19 @@ class Passes:
                 decisions = plan(
                     schedule, mine, now, config.opt_out_tags, self._tracker.in_flight(), until
                 )
-                await self._execute(schedule, [d for d in decisions if d.act], now, False)
+                # A graph whose stop is deferred because it is in use is the deferral's.
+                acting = [
+                    d
+                    for d in decisions
+                    if d.act and (schedule.name, d.project, d.graph_id) not in self.deferrals
+                ]
+                if schedule.defer_while_in_use is not None:
+                    held: list[Decision] = []
+                    for project in sorted({d.project for d in acting}):
+                        mine_acting = [d for d in acting if d.project == project]
+                        held += await self._hold_in_use(schedule, project, mine_acting, now, False)
+                    acting = [d for d in held if d.act]
+                await self._execute(schedule, acting, now, False)
             except Exception:  # one schedule's window must not stop the others
                 log.exception("window pass crashed", extra={"rule": schedule.name})
 
@@ -216,6 +228,7 @@ class Passes:
         now = self._clock()
         if rule.active_hours is not None and not is_active(rule.active_hours, now):
             log.debug("idle pass skipped: outside its active hours", extra={"rule": rule.name})
+            self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())  # it looked
             return
         criteria = _criteria(rule)
         view: dict[str, str] = {}
@@ -236,7 +249,7 @@ class Passes:
             for graph in candidates:
                 verdict = verdicts[(project, graph.id)]
                 self._metrics.idle_verdicts.labels(rule.name, verdict.kind.value).inc()
-                view[graph.name] = verdict.reason
+                view[f"{project}/{graph.name}"] = verdict.reason
             in_flight = self._tracker.in_flight()
             decisions = plan_idle(
                 rule, {project: graphs}, verdicts, now, config.opt_out_tags, in_flight
@@ -250,7 +263,19 @@ class Passes:
             )
 
         projects = target_projects(rule, [p.name for p in config.projects])
-        results = [r for rs in await asyncio.gather(*(one(p) for p in projects)) for r in rs]
+        results: list[Result] = []
+        answers = await asyncio.gather(*(one(p) for p in projects), return_exceptions=True)
+        for project, answer in zip(projects, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer
+                log.error(
+                    "idle pass crashed for this project; the others went on",
+                    exc_info=answer,
+                    extra={"rule": rule.name, "project": project},
+                )
+            else:
+                results += answer
         self.idle_verdicts[rule.name] = view
         self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())
         idle = sum(reason.startswith("idle") for reason in view.values())
@@ -360,11 +385,16 @@ class Passes:
         }
 
     async def _hold_in_use(
-        self, schedule: Schedule, project: str, decisions: list[Decision], now: datetime
+        self,
+        schedule: Schedule,
+        project: str,
+        decisions: list[Decision],
+        now: datetime,
+        dry_run: bool,
     ) -> list[Decision]:
         """Hold back the stops of graphs in use, to be stopped once quiet. When Cloud Eye
         cannot say, the stops go ahead: the schedule is the owner's wish, and deferral
-        the exception that needs evidence of use."""
+        the exception that needs evidence of use. A dry run says so and remembers nothing."""
         defer = schedule.defer_while_in_use
         assert defer is not None
         acting = [d.graph_id for d in decisions if d.act]
@@ -373,8 +403,13 @@ class Passes:
             return decisions
         until = now + defer.max
         kept, deferred = defer_in_use(decisions, {(project, g): v for g, v in use.items()}, until)
+        if dry_run or schedule.dry_run or self._settings.dry_run:
+            return kept
         for d in deferred:
-            self.deferrals[(schedule.name, project, d.graph_id)] = Deferral(
+            key = (schedule.name, project, d.graph_id)
+            if key in self.deferrals:  # deferred already: its time keeps running
+                continue
+            self.deferrals[key] = Deferral(
                 schedule.name,
                 project,
                 d.graph_id,
@@ -410,32 +445,40 @@ class Passes:
             for item in items:
                 self._end_deferral(item, "dropped", "the schedule no longer defers (reload)")
             return
+        if project not in self._apis():
+            for item in items:
+                self._end_deferral(item, "dropped", "the project left the config (reload)")
+            return
+        defer = schedule.defer_while_in_use
         inventory, failed = await self._inventory(config, [project], now)
-        if failed:
-            return  # the next pass tries again
-        by_id = {g.id: g for g in inventory[project]}
+        by_id = {g.id: g for g in inventory.get(project, [])}
         waiting = []
         for item in items:
             graph = by_id.get(item.graph_id)
-            if graph is None or graph.status != GraphStatus.RUNNING:
+            if failed:
+                waiting.append(item)  # unknown: judged below, by time alone
+            elif graph is None or graph.status != GraphStatus.RUNNING:
                 where = "gone" if graph is None else f"status {graph.status}"
                 self._end_deferral(item, "dropped", f"no longer running ({where})")
+            elif not any(
+                d.graph_id == item.graph_id
+                for d in plan(schedule, {project: [graph]}, now, config.opt_out_tags)
+            ):
+                self._end_deferral(item, "dropped", "no longer selected by the schedule")
             else:
                 waiting.append(item)
-        use = await self._recent_use(project, [i.graph_id for i in waiting], schedule, now)
-        if use is None:
-            return
-        defer = schedule.defer_while_in_use
+        use = None
+        if waiting and not failed:
+            use = await self._recent_use(project, [i.graph_id for i in waiting], schedule, now)
         quiet: dict[str, Deferral] = {}
         gave_up: list[Decision] = []
         for item in waiting:
-            verdict = use[item.graph_id]
-            if not verdict.is_in_use:
+            verdict = use[item.graph_id] if use is not None else None
+            if verdict is not None and not verdict.is_in_use:
                 quiet[item.graph_id] = item
-            elif now >= item.until:
-                reason = (
-                    f"not stopped: still in use after {fmt_duration(defer.max)} ({verdict.reason})"
-                )
+            elif now >= item.until:  # in use at the last look that could tell: never stopped
+                seen = verdict.reason if verdict is not None else "Cloud Eye or GES did not answer"
+                reason = f"not stopped: still in use after {fmt_duration(defer.max)} ({seen})"
                 gave_up.append(
                     Decision(project, item.graph_id, item.graph_name, name, "stop", False, reason)
                 )
@@ -449,20 +492,25 @@ class Passes:
             item = quiet[d.graph_id]
             if d.act:
                 since = fmt_duration(now - item.since)
+                said = use[d.graph_id].reason if use is not None else ""
+                reason = f"quiet now ({said}) after {since} deferred"
                 decisions[i] = Decision(
-                    d.project,
-                    d.graph_id,
-                    d.graph_name,
-                    d.rule,
-                    d.action,
-                    True,
-                    f"quiet now ({use[d.graph_id].reason}) after {since} deferred",
+                    d.project, d.graph_id, d.graph_name, d.rule, d.action, True, reason
                 )
-            self._end_deferral(item, "stopped" if d.act else "dropped", d.reason)
-        await self._execute(schedule, decisions + gave_up, now, False)
+            else:
+                self._end_deferral(item, "dropped", d.reason)
+        results = await self._execute(schedule, decisions + gave_up, now, False)
+        for result in results:
+            ended = quiet.get(result.decision.graph_id)
+            if ended is not None and result.decision.act:
+                outcome = (
+                    "stopped" if result.outcome in ("requested", "already_done") else "dropped"
+                )
+                self._end_deferral(ended, outcome, result.reason)
 
     def _end_deferral(self, item: Deferral, outcome: str, why: str) -> None:
-        self.deferrals.pop((item.schedule, item.project, item.graph_id), None)
+        if self.deferrals.pop((item.schedule, item.project, item.graph_id), None) is None:
+            return  # ended already
         self._metrics.deferrals.labels(item.schedule, outcome).inc()
         if outcome == "dropped":
             log.info(
@@ -478,6 +526,11 @@ class Passes:
         for rule in set(counts) | self._deferred_rules:
             self._metrics.deferred.labels(rule).set(counts.get(rule, 0))
         self._deferred_rules |= set(counts)
+
+    def forget_resumed(self) -> None:
+        """The tracker stopped following (the active group stopped): the next inventory
+        pass finds the jobs still in flight in the Task Center again."""
+        self._resumed.clear()
 
     async def refresh_inventory(self, config: Config) -> None:
         """List every project's graphs (gauges, savings, readiness). A project answering
@@ -524,12 +577,27 @@ class Passes:
             in_flight = self._tracker.in_flight()
             decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight)
             if schedule.defer_while_in_use is not None:
-                decisions = await self._hold_in_use(schedule, project, decisions, now)
+                decisions = await self._hold_in_use(schedule, project, decisions, now, dry_run)
             return await self._execute(schedule, decisions, now, dry_run)
 
-        answers = await asyncio.gather(*(one(p) for p in projects))
-        results = [r for answer in answers if answer is not None for r in answer]
-        return results, [p for p, answer in zip(projects, answers, strict=True) if answer is None]
+        answers = await asyncio.gather(*(one(p) for p in projects), return_exceptions=True)
+        results: list[Result] = []
+        failed: list[str] = []
+        for project, answer in zip(projects, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer  # cancelled: not a project's failure
+                log.error(
+                    "firing crashed for this project; the others went on",
+                    exc_info=answer,
+                    extra={"rule": schedule.name, "project": project},
+                )
+                failed.append(project)
+            elif answer is None:
+                failed.append(project)
+            else:
+                results += answer
+        return results, failed
 
     async def _inventory(
         self, config: Config, projects: Sequence[str], now: datetime

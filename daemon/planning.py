@@ -171,12 +171,17 @@ def holiday_reason(
     return None
 
 
-def window_end(schedule: Schedule, now: datetime) -> datetime | None:
-    """If `now` lies inside the schedule's keep-stopped window, when the window ends."""
+def window_end(
+    schedule: Schedule, now: datetime, calendars: Mapping[str, Calendar] | None = None
+) -> datetime | None:
+    """If `now` lies inside the schedule's keep-stopped window, when the window ends. A
+    firing skipped for a holiday opens no window: the day off means the graphs stay up."""
     if schedule.keep_stopped_until is None:
         return None
     start = previous_fire(cron_trigger(schedule.cron, schedule.timezone), now)
     if start is None:
+        return None
+    if calendars is not None and holiday_reason(schedule, calendars, start):
         return None
     end = next_fire(cron_trigger(schedule.keep_stopped_until, schedule.timezone), start)
     return end if end is not None and end > now else None

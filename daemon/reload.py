@@ -10,20 +10,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from daemon.config import Config
 from daemon.loader import MAX_FILE_BYTES, ConfigError, Problem, load_config
 from daemon.metrics import Metrics
-from daemon.model import Clock
+from daemon.model import Clock, Sleep
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[Config], list[Problem]]
 Listener = Callable[[Config], None]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class ConfigSource:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
     JobExecutionEvent,
     JobSubmissionEvent,
 )
@@ -68,6 +67,8 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()  # firings
         self._pass_tasks: set[asyncio.Task[None]] = set()  # periodic passes
         self._passes: dict[str, Periodic] = {}
+        self._intervals: dict[str, float] = {}
+        self._triggers: dict[str, tuple[str, str, timedelta]] = {}  # what each job was built from
         self._aps = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -76,7 +77,9 @@ class Scheduler:
                 "passes": _TaskExecutor(self._spawn_pass),
             },
         )
-        self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        # Lateness is judged in _run: APScheduler's own check lives in the executor it
+        # ships, which _TaskExecutor replaces.
+        self._aps.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -94,12 +97,18 @@ class Scheduler:
         """Make the cron jobs match the config: add, replace, remove. A firing that is
         running keeps the config it started with."""
         self._config = config
-        wanted = {s.name for s in config.schedules}
+        wanted = {s.name: (s.cron, s.timezone, self._grace(s)) for s in config.schedules}
         for job in self._aps.get_jobs():
             if job.executor == "firings" and job.id not in wanted:
                 job.remove()
+                self._triggers.pop(job.id, None)
                 log.info("schedule removed", extra={"rule": job.id})
         for schedule in config.schedules:
+            # An unchanged schedule keeps its job: re-adding it would recompute the next run
+            # from now and silently lose a firing that is due while the reload runs.
+            if self._triggers.get(schedule.name) == wanted[schedule.name]:
+                continue
+            self._triggers[schedule.name] = wanted[schedule.name]
             self._aps.add_job(
                 self._due,
                 cron_trigger(schedule.cron, schedule.timezone),
@@ -116,6 +125,9 @@ class Scheduler:
         """A periodic pass (inventory, windows) on the same scheduler; at stop it is
         cancelled, not waited for (the next start runs it again)."""
         self._passes[name] = func
+        if self._intervals.get(name) == interval_s:
+            return  # the same pass, not pushed back by a reload
+        self._intervals[name] = interval_s
         self._aps.add_job(
             self._periodic,
             IntervalTrigger(seconds=interval_s),
@@ -129,6 +141,7 @@ class Scheduler:
 
     def forget(self, name: str) -> None:
         """Stop running a periodic pass (an idle rule removed by a reload)."""
+        self._intervals.pop(name, None)
         if self._passes.pop(name, None) is not None:
             job = self._aps.get_job(f"pass:{name}")
             if job is not None:
@@ -193,6 +206,15 @@ class Scheduler:
         if name in self._running:  # the start-up catch-up runs outside APScheduler
             self._misfire(name, "the previous one is still running")
             return
+        late = self._clock() - fire_time
+        if late > self._grace(schedule):  # the loop was stuck, the host slept
+            self._misfire(
+                name,
+                "too late",
+                detail=f"firing of {fire_time.isoformat()} missed: it came "
+                f"{late.total_seconds():.0f}s late, beyond misfire_grace",
+            )
+            return
         last = self._scheduled.get(name)
         if last is not None and fire_time <= last:
             log.info(
@@ -256,10 +278,7 @@ class Scheduler:
         job = self._aps.get_job(event.job_id)
         if job is None or job.executor != "firings":
             return
-        if event.code == EVENT_JOB_MAX_INSTANCES:
-            self._misfire(event.job_id, "the previous one is still running")
-        else:
-            self._misfire(event.job_id, "too late")
+        self._misfire(event.job_id, "the previous one is still running")
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -235,14 +236,31 @@ class Tracker:
         wake = self._wake[project]
         delay = self._poll_initial_s
         while jobs := self._project_jobs(project):
-            if wake.is_set():  # a job joined: look again soon
-                wake.clear()
-                delay = self._poll_initial_s
+            wake.clear()
             first_deadline = min(j.requested_at + j.timeout for j in jobs)
             until_deadline = (first_deadline - self._clock()).total_seconds()
-            await self._sleep(min(delay, until_deadline) if until_deadline > 0 else delay)
+            wait_s = min(delay, until_deadline) if until_deadline > 0 else delay
+            due = self._clock() + timedelta(seconds=wait_s)
+            await self._nap(wait_s, wake)
+            while wake.is_set():  # a job joined: its first look within poll_initial_s
+                wake.clear()
+                soon = self._clock() + timedelta(seconds=self._poll_initial_s)
+                due, delay = min(due, soon), self._poll_initial_s
+                left_s = (due - self._clock()).total_seconds()
+                if left_s > 0:
+                    await self._nap(left_s, wake)
             delay = min(delay * 1.5, self._poll_max_s)
             await self._round(project)
+
+    async def _nap(self, seconds: float, wake: asyncio.Event) -> None:
+        """Sleep `seconds`, or until a job joins."""
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            woken.cancel()
 
     async def _round(self, project: str) -> None:
         """One look at every job of the project. A bug costs the job it touches only."""
@@ -291,7 +309,18 @@ class Tracker:
                 return {}
             self.note_fleet(project, len(listed))
             by_id: dict[str, Graph] = {g.id: g for g in listed}
-            return {job.graph_id: by_id.get(job.graph_id) for job in jobs}
+            found: dict[str, Graph | None] = {
+                job.graph_id: by_id[job.graph_id] for job in jobs if job.graph_id in by_id
+            }
+            # Missing from a listing is no proof of deletion (pages shift while they are
+            # read): those graphs are asked about one by one.
+            missing = [job for job in jobs if job.graph_id not in by_id]
+            return found | await self._each(project, api, missing)
+        return await self._each(project, api, jobs)
+
+    async def _each(
+        self, project: str, api: GraphApi, jobs: list[TrackedJob]
+    ) -> dict[str, Graph | None]:
         graphs: dict[str, Graph | None] = {}
         for job in jobs:
             try:
@@ -361,6 +390,10 @@ class Tracker:
                 state = status.state
         if state in ("pending", "running") and not timed_out:
             return  # accepted, not begun: the graph has not moved yet
+        if timed_out and state == "unknown":
+            reason = f"timeout: job status unreadable after {seconds:.0f}s; graph is {where}"
+            self._finish(job, "failed", reason, "timeout")
+            return
         if timed_out and state in ("pending", "running"):
             self._finish(
                 job,
@@ -402,6 +435,19 @@ class Tracker:
             self._gauge.labels(job.project, job.action).dec()
 
 
+_LABELS = frozenset(
+    {"timeout", "job_failed", "internal", "inventory", "connection", "request", "error"}
+)
+
+
 def failure_reason(code: str) -> str:
-    """An error code as a bounded metric label: http_5xx for any 5xx."""
-    return "http_5xx" if code.startswith("http_5") else code
+    """An error code as a bounded metric label: a service code shaped like GES.7001 or
+    APIG.0308, http_5xx for any 5xx, http_NNN, or our own few words; anything else a
+    gateway makes up is `other` (a hostile answer must not mint a series per request)."""
+    if code.startswith("http_5"):
+        return "http_5xx"
+    if re.fullmatch(r"[A-Z][A-Z0-9]{1,9}\.\d{4}", code) or re.fullmatch(r"http_\d{3}", code):
+        return code
+    if code in _LABELS or re.fullmatch(r"(invalid|tls)_[a-z_]{1,20}", code):
+        return code
+    return "other"

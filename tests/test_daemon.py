@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 
 from daemon.api import Sleep
 from daemon.app import App
+from daemon.config import Config
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
 from daemon.loader import ConfigError
@@ -675,8 +676,8 @@ async def test_an_idle_rule_stops_the_graphs_nobody_queries_and_says_why_it_keep
     stopped = [r for r in caplog.records if getattr(r, "outcome", "") == "requested"]
     assert [(r.graph, r.reason) for r in stopped] == [("dev-quiet", "idle: 0 requests in 1h")]  # type: ignore[attr-defined]
     verdicts = app.status.status()["idle_rules"][0]["verdicts"]
-    assert verdicts["dev-queried"] == "in use: 180 requests in the last 1h"
-    assert verdicts["dev-just-started"].startswith("not judged: up 10m")
+    assert verdicts["lab/dev-queried"] == "in use: 180 requests in the last 1h"
+    assert verdicts["lab/dev-just-started"].startswith("not judged: up 10m")
     assert sample(app, "graphnap_idle_verdicts_total", rule="idle-dev", verdict="idle") == 1
     assert sample(app, "graphnap_idle_verdicts_total", rule="idle-dev", verdict="in_use") == 1
     assert actions(app, "succeeded", rule="idle-dev") == 1
@@ -714,7 +715,7 @@ async def test_cloud_eye_down_means_no_graph_is_judged_idle(
     await app.passes.idle(app.config, app.config.idle_rules[0])
     assert cloud.count("graph_action") == 0
     verdicts = app.status.status()["idle_rules"][0]["verdicts"]
-    assert verdicts["dev-quiet"].startswith("not judged: Cloud Eye did not answer")
+    assert verdicts["lab/dev-quiet"].startswith("not judged: Cloud Eye did not answer")
 
 
 async def test_a_stop_schedule_defers_a_graph_in_use_and_stops_it_once_quiet(
@@ -802,3 +803,126 @@ async def test_per_graph_series_can_be_turned_off_and_savings_still_accrue(
     saved = sample(app, "graphnap_estimated_savings_total", project="lab", currency="USD")
     assert saved == pytest.approx(1.25 + 24 + 1.25 + 1.25, rel=1e-3)
     assert sample(app, "graphnap_graphs", project="lab", status="stopped") == 4
+
+
+async def test_a_reload_removes_the_series_of_rules_that_left_the_config(
+    make_app: MakeApp, config_file: Path, lab: dict[str, EmuGraph]
+) -> None:
+    app = make_app()
+    await app.start(serve=False, schedule=True, watch=False)
+    get = app.registry.get_sample_value
+    assert get("graphnap_schedule_misfires_total", {"rule": "morning-start"}) == 0
+    config_file.write_text(config_file.read_text().replace("name: morning-start", "name: later"))
+    assert await app.source.reload() is True
+    assert get("graphnap_schedule_misfires_total", {"rule": "morning-start"}) is None
+    assert get("graphnap_schedule_next_fire_timestamp_seconds", {"rule": "morning-start"}) is None
+    assert get("graphnap_schedule_misfires_total", {"rule": "later"}) == 0
+    assert get("graphnap_inventory_last_success_timestamp_seconds", {"project": "lab"}) is not None
+
+
+DEFER = (
+    'keep_stopped_until: "0 8 * * *"',
+    'keep_stopped_until: "0 8 * * *"\n'
+    "    defer_while_in_use: {within: 15m, max: 3h, check_every: 5m}",
+)
+
+
+async def deferred_at_the_firing(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> tuple[App, EmuGraph]:
+    """night-stop with deferral fires at 20:00 and defers dev-used, which is queried."""
+    config_file.write_text(config_file.read_text().replace(*DEFER))
+    used = cloud.add_graph(PROJECT, "dev-used")
+    cloud.set_traffic(PROJECT, used.id, 2.0)
+    clock.advance(2 * 3600)
+    app = await start(make_app())
+    await app.fire("night-stop")
+    await app.settle()
+    assert statuses(cloud)["dev-used"] == 200
+    return app, used
+
+
+async def test_the_window_pass_leaves_a_deferred_graph_to_its_deferral(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> None:
+    app, _ = await deferred_at_the_firing(make_app, cloud, clock, config_file)
+    clock.advance(5 * 60)
+    await app.passes.keep_windows(app.config)
+    await app.settle()
+    assert statuses(cloud)["dev-used"] == 200  # still in use: not stopped behind its back
+
+
+async def test_a_deferral_ends_when_its_graph_is_no_longer_selected(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> None:
+    app, used = await deferred_at_the_firing(make_app, cloud, clock, config_file)
+    used.name = "renamed-used"  # no longer dev-*
+    clock.advance(5 * 60)
+    await app.passes.deferred(app.config)
+    assert app.passes.deferrals == {}
+    assert sample(app, "graphnap_deferrals_total", rule="night-stop", outcome="dropped") == 1
+    assert statuses(cloud)["renamed-used"] == 200
+
+
+async def test_a_deferral_gives_up_at_max_even_when_cloud_eye_is_down(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> None:
+    app, _ = await deferred_at_the_firing(make_app, cloud, clock, config_file)
+    cloud.inject("batch_query_metric_data", 503, "ces.0015", "unavailable", times=10_000)
+    for _ in range(40):  # every five minutes for over three hours
+        clock.advance(5 * 60)
+        await app.passes.deferred(app.config)
+    assert app.passes.deferrals == {}
+    assert statuses(cloud)["dev-used"] == 200  # never stopped without evidence it is quiet
+    assert sample(app, "graphnap_deferrals_total", rule="night-stop", outcome="gave_up") == 1
+
+
+async def test_the_window_pass_after_a_holiday_skip_stops_nothing(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path, lab: dict[str, EmuGraph]
+) -> None:
+    config_file.write_text(
+        config_file.read_text()
+        .replace("schedules:\n", "calendars:\n  friday-off: {dates: [2026-11-27]}\nschedules:\n")
+        .replace(
+            'keep_stopped_until: "0 8 * * *"',
+            'keep_stopped_until: "0 8 * * *"\n    skip_on: friday-off',
+        )
+    )
+    clock.advance(2 * 3600)  # Friday 20:00, a day off
+    app = await start(make_app())
+    assert (await app.fire("night-stop")).skipped_reason.startswith("holiday")
+    clock.advance(5 * 60)
+    await app.passes.keep_windows(app.config)
+    await app.settle()
+    assert cloud.count("graph_action") == 0
+
+
+async def test_a_new_active_term_resumes_the_jobs_the_last_one_left(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    app = make_app(sleep=never)
+    await app.start(serve=False, schedule=False, watch=False)
+    await app.fire("night-stop")
+    followed = len(app.tracker.jobs())
+    await app.stop_active()  # leadership lost: the jobs go on in GES
+    assert app.tracker.jobs() == []
+    await app.start_active(schedule=False)  # and regained
+    assert len(app.tracker.jobs()) == followed == 3
+
+
+async def test_a_reload_while_the_first_inventory_waits_is_what_gets_scheduled(
+    make_app: MakeApp, config_file: Path
+) -> None:
+    app = make_app()
+    first_inventory = app.passes.refresh_inventory
+
+    async def slow(config: Config) -> None:
+        config_file.write_text(
+            config_file.read_text().replace("name: morning-start", "name: later")
+        )
+        await app.source.reload()
+        await first_inventory(config)
+
+    app.passes.refresh_inventory = slow  # type: ignore[method-assign]
+    await app.start(serve=False, schedule=True, watch=False)
+    assert set(app.scheduler.next_fire_times()) == {"night-stop", "later"}

@@ -105,3 +105,30 @@ async def test_requests_in_flight_are_bounded() -> None:
     release.set()
     await asyncio.gather(*tasks)
     assert most == 2
+
+
+def test_a_retry_after_of_inf_or_an_hour_is_not_waited_for_in_full() -> None:
+    import httpx
+
+    from daemon.api import MAX_RETRY_AFTER_S, retry_after
+
+    def said(value: str) -> float | None:
+        return retry_after(httpx.Response(429, headers={"Retry-After": value}))
+
+    assert said("inf") is None
+    assert said("nan") is None
+    assert said("3600") == MAX_RETRY_AFTER_S
+    assert said("2.5") == 2.5
+
+
+async def test_a_long_pause_is_capped_so_the_project_is_not_frozen() -> None:
+    from daemon.gate import MAX_PAUSE_S
+
+    time = FakeTime()
+    gate = RequestGate(
+        8, initial_rate_per_s=10, ceiling_per_s=100, monotonic=time.monotonic, sleep=time.sleep
+    )
+    gate.observe(429, retry_after_s=10_000)
+    async with gate:
+        time.sent.append(time.now)
+    assert time.sent == [MAX_PAUSE_S]

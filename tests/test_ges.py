@@ -363,3 +363,20 @@ async def test_pages_step_by_what_ges_serves_and_every_graph_comes_once() -> Non
 
     graphs = await client(handler).list_graphs()
     assert [g.id for g in graphs] == [f"g-{i}" for i in range(total)]
+
+
+async def test_a_page_shifted_by_a_deletion_repeats_one_graph_and_is_taken_once() -> None:
+    served = 3
+    ids = [f"g-{i}" for i in range(9)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        # g-2 is deleted after the first page was read: later pages shift back by one
+        live = ids if offset == 0 else [i for i in ids if i != "g-2"]
+        page = [graph_json(int(i[2:])) for i in live[offset : offset + served]]
+        return httpx.Response(200, json={"graphCount": len(live), "graphs": page})
+
+    graphs = await client(handler).list_graphs()
+    # No error and no graph twice; g-3 slid into a page already read: offset paging cannot
+    # see it until the next listing (the next pass).
+    assert [g.id for g in graphs] == ["g-0", "g-1", "g-2", "g-4", "g-5", "g-6", "g-7", "g-8"]

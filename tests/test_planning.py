@@ -278,3 +278,12 @@ def test_active_hours_span_midnight(local: datetime, active: bool) -> None:
         {"from": "0 19 * * *", "until": "0 7 * * *", "timezone": "Asia/Shanghai"}
     )
     assert is_active(hours, local) is active
+
+
+def test_a_firing_skipped_for_a_holiday_opens_no_keep_stopped_window() -> None:
+    rule = schedule(keep_stopped_until="0 8 * * mon-fri", skip_on=["off"])
+    calendars = {"off": Calendar(dates=[datetime(2026, 11, 27).date()])}
+    friday_night = datetime(2026, 11, 27, 22, 0, tzinfo=SHANGHAI)
+    assert window_end(rule, friday_night, calendars) is None
+    thursday_night = datetime(2026, 11, 26, 22, 0, tzinfo=SHANGHAI)
+    assert window_end(rule, thursday_night, calendars) is not None

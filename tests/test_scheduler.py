@@ -247,3 +247,17 @@ async def test_a_firing_cut_short_is_not_recorded_and_the_next_start_finishes_it
     assert firings.calls == [("rule", friday), ("rule", friday)]  # run again, to its end
     assert json.loads(state.read_text())["last_fire"]["rule"] == "2026-11-27T20:00:00+08:00"
     assert misfires(metrics) == 0
+
+
+async def test_a_firing_that_comes_later_than_its_grace_is_a_misfire_not_a_stop(
+    firings: Firings, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    clock = ManualClock(friday + timedelta(hours=13))  # the host slept until 09:00
+    scheduler = make(firings, metrics, clock)
+    scheduler.apply(config_of(schedule()))
+    with caplog.at_level(logging.WARNING):
+        await scheduler.run("rule", friday)
+    assert firings.calls == []  # no stop in the middle of the working day
+    assert misfires(metrics) == 1
+    assert "came 46800s late, beyond misfire_grace" in caplog.text

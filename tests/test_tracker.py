@@ -16,7 +16,7 @@ from daemon.emulator import ManualClock
 from daemon.metrics import Metrics
 from daemon.model import Graph, Job, JobState
 from daemon.outcomes import Outcomes
-from daemon.tracker import RESUMED_RULE, JobOutcome, Tracker
+from daemon.tracker import RESUMED_RULE, JobOutcome, Tracker, failure_reason
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=10)
@@ -283,3 +283,20 @@ async def test_resume_follows_only_jobs_of_graphs_that_are_moving(
     assert job.requested_at == START - timedelta(minutes=2)  # the job's own begin time
     await tracker.wait()
     assert tracker.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [
+        ("GES.7041", "GES.7041"),
+        ("APIG.0308", "APIG.0308"),
+        ("http_503", "http_5xx"),
+        ("http_404", "http_404"),
+        ("timeout", "timeout"),
+        ("invalid_paging", "invalid_paging"),
+        ("<html>502 Bad Gateway</html>", "other"),
+        ("GES.7041-and-some-junk", "other"),
+    ],
+)
+def test_failure_labels_stay_bounded_whatever_a_gateway_answers(code: str, label: str) -> None:
+    assert failure_reason(code) == label
