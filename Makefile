@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit emulator clean
+.PHONY: demo test lint typecheck unit emulator clean bench
 
 $(BIN)/graphnap: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ typecheck: $(BIN)/graphnap
 
 unit: $(BIN)/graphnap
 	$(BIN)/pytest
+
+# Every figure of issue 10 next to its goal (a few minutes; not part of `make test`).
+bench: $(BIN)/graphnap
+	$(BIN)/python bench/goals.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
