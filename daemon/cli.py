@@ -353,7 +353,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         users={(args.domain, args.user): args.password},
     )
     for project_id in project_ids:
-        cloud.populate(project_id, args.graphs, busy=args.busy, stopped=args.stopped)
+        cloud.populate(
+            project_id,
+            args.graphs,
+            busy=args.busy,
+            stopped=args.stopped,
+            history=timedelta(minutes=args.history_minutes),
+        )
 
     async def serve_emulator() -> None:
         server = EmulatorServer(cloud, args.host, args.port)
@@ -451,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--busy", type=int, default=2, help="graphs per project stuck importing/exporting"
     )
     p.add_argument("--stopped", type=int, default=2, help="graphs per project that start stopped")
+    p.add_argument(
+        "--history-minutes",
+        type=float,
+        default=0,
+        help="graphs created this long ago: Cloud Eye has their data from the start",
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds graph names and random faults")
     p.add_argument("--ak", default=DEMO_AK, help="the access key it accepts")
     p.add_argument("--sk", default=DEMO_SK, help="the secret key of --ak")
