@@ -345,6 +345,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         faults=Faults(
             latency_s=args.latency,
             throttle_rps=args.throttle_rps,
+            throttle_rps_per_project=args.throttle_rps_per_project,
             error_rate=args.error_rate,
             job_failure_rate=args.job_failure_rate,
             token_ttl_s=args.token_ttl,
@@ -475,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     p.add_argument(
         "--throttle-rps", type=float, default=None, help="answer 429 APIG.0308 above this rate"
+    )
+    p.add_argument(
+        "--throttle-rps-per-project",
+        type=float,
+        default=None,
+        help="answer 429 APIG.0308 above this rate in any one project",
     )
     p.add_argument(
         "--error-rate", type=float, default=0.0, help="fraction of requests answered 5xx"

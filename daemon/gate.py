@@ -54,37 +54,62 @@ class OpenGate:
 
 @dataclass
 class AdaptiveRate:
-    """The rate controller, pure: time is an argument (seconds on a monotonic clock)."""
+    """The rate controller, pure: time is an argument (seconds on a monotonic clock).
+
+    Slow start doubles the rate each busy clean second until the first 429. The rate a 429
+    came at is remembered as the limit's estimate: the first cut after slow start has
+    doubled halves the rate (doubling may have overshot twofold), other cuts take a sixth off; then the rate regrows a tenth
+    a second up to just under the estimate, and creeps above it a hundredth a second, so a
+    cycle spends most of its time near the limit and only a moment beyond it. Only busy
+    seconds (answers at half the rate or more) count as clean: an idle daemon's occasional
+    answer says nothing about how fast it may go."""
 
     rate: float  # requests per second now
     ceiling: float  # never above this (the user's setting)
     floor: float = 0.2
-    decrease: float = 0.75  # the rate after a throttling answer, as a share of the rate
-    increase: float = 0.05  # growth per clean second once a limit has been met
+    first_cut: float = 0.5
+    cut: float = 5 / 6
+    regrow: float = 0.10  # a second, up to `near` x the estimate
+    creep: float = 0.01  # a second, beyond it
+    near: float = 0.95
     window_s: float = 1.0
-    _limit_met: bool = False
+    _limit: float | None = None  # the rate the last 429 came at
     _window_start: float | None = None
-    _clean_in_window: bool = False
+    _answers: int = 0
     _last_cut: float = float("-inf")
+    _doubled: bool = False
 
     def __post_init__(self) -> None:
         self.rate = min(self.rate, self.ceiling)
 
     def on_answer(self, now: float, throttled: bool) -> None:
         if throttled:
-            self._limit_met = True
-            if now - self._last_cut >= self.window_s:
-                self.rate = max(self.floor, self.rate * self.decrease)
+            if now - self._last_cut >= self.window_s:  # later 429s were sent before the cut
+                # Halve only a rate that slow start just doubled; a rate set at the limit
+                # (the user's start or ceiling) is merely a little over it.
+                share = self.first_cut if self._limit is None and self._doubled else self.cut
+                self._limit = self.rate
+                self.rate = max(self.floor, self.rate * share)
                 self._last_cut = now
-            self._window_start, self._clean_in_window = now, False
+            self._window_start, self._answers = now, 0
             return
         if self._window_start is None:
             self._window_start = now
-        self._clean_in_window = True
-        if now - self._window_start >= self.window_s:
-            growth = self.increase if self._limit_met else 1.0  # slow start: doubles
+        self._answers += 1
+        elapsed = now - self._window_start
+        if elapsed < self.window_s:
+            return
+        busy = self._answers >= 0.5 * self.rate * elapsed
+        if busy:
+            if self._limit is None:
+                growth = 1.0  # slow start
+                self._doubled = True
+            elif self.rate < self.near * self._limit:
+                growth = self.regrow
+            else:
+                growth = self.creep
             self.rate = min(self.ceiling, self.rate * (1 + growth))
-            self._window_start, self._clean_in_window = now, False
+        self._window_start, self._answers = now, 0
 
 
 class RequestGate:

@@ -8,32 +8,64 @@ import asyncio
 from daemon.gate import AdaptiveRate, RequestGate
 
 
-def test_the_rate_doubles_each_clean_second_until_the_first_429() -> None:
+def busy_second(rate: AdaptiveRate, start: float) -> None:
+    """A second of clean answers at the current rate."""
+    n = max(int(rate.rate), 2)
+    for i in range(n + 1):
+        rate.on_answer(start + i / n, throttled=False)
+
+
+def test_the_rate_doubles_each_busy_clean_second_until_the_first_429() -> None:
     rate = AdaptiveRate(rate=10, ceiling=1000)
-    for second in range(1, 5):
-        rate.on_answer(second - 1.0, throttled=False)
-        rate.on_answer(second - 0.001, throttled=False)
-    assert round(rate.rate) == 80  # 10 -> 20 -> 40 -> 80 (the first second only opens the window)
+    for second in range(3):
+        busy_second(rate, float(second))
+    assert round(rate.rate) == 80  # 10 -> 20 -> 40 -> 80
 
 
-def test_a_429_cuts_the_rate_by_a_quarter_once_per_second_then_it_creeps_up() -> None:
-    rate = AdaptiveRate(rate=100, ceiling=1000)
+def test_an_idle_daemon_does_not_raise_its_rate() -> None:
+    rate = AdaptiveRate(rate=10, ceiling=1000)
+    for minute in range(10):  # one answer a minute: an inventory pass now and then
+        rate.on_answer(minute * 60.0, throttled=False)
+        rate.on_answer(minute * 60.0 + 1.5, throttled=False)
+    assert rate.rate == 10
+
+
+def test_the_first_429_halves_the_rate_later_ones_take_a_sixth_once_a_second() -> None:
+    rate = AdaptiveRate(rate=60, ceiling=1000)
+    busy_second(rate, -1.0)  # slow start doubles to 120
+    rate.on_answer(0.0, throttled=True)  # and overshot: halve
+    rate.on_answer(0.3, throttled=True)  # sent before the cut: says nothing new
+    assert rate.rate == 60
+    rate.on_answer(1.2, throttled=True)
+    assert rate.rate == 50
+
+
+def test_a_rate_started_at_the_limit_is_only_trimmed_by_its_first_429() -> None:
+    rate = AdaptiveRate(rate=20, ceiling=20)  # tuned: start and ceiling at the API's limit
     rate.on_answer(0.0, throttled=True)
-    rate.on_answer(0.1, throttled=True)  # sent before the first cut: says nothing new
-    rate.on_answer(0.5, throttled=True)
-    assert rate.rate == 75
-    rate.on_answer(1.2, throttled=True)  # a second later, still too fast
-    assert rate.rate == 56.25
-    for t in (1.3, 2.3, 3.3):  # clean again: +5 % a second, no more doubling
-        rate.on_answer(t, throttled=False)
-    assert round(rate.rate, 2) == round(56.25 * 1.05 * 1.05, 2)
+    assert rate.rate == 20 * 5 / 6
+
+
+def test_after_a_429_the_rate_regrows_fast_to_near_the_limit_then_creeps() -> None:
+    rate = AdaptiveRate(rate=60, ceiling=1000)
+    busy_second(rate, -1.0)  # 120
+    rate.on_answer(0.0, throttled=True)  # limit estimate 120, rate 60
+    second = 1.0
+    while rate.rate < 0.95 * 120:  # +10 % a busy second
+        before = rate.rate
+        busy_second(rate, second)
+        second += 1.01
+        assert rate.rate == min(1000, before * 1.1)
+    near = rate.rate
+    busy_second(rate, second)
+    assert rate.rate == near * 1.01  # beyond it: +1 % a second
 
 
 def test_the_rate_stays_between_its_floor_and_the_users_ceiling() -> None:
     rate = AdaptiveRate(rate=50, ceiling=20)
     assert rate.rate == 20
-    for t in range(10):
-        rate.on_answer(float(t), throttled=False)
+    for second in range(10):
+        busy_second(rate, float(second))
     assert rate.rate == 20
     for t in range(40):
         rate.on_answer(float(t) * 2, throttled=True)
@@ -78,7 +110,7 @@ async def test_retry_after_pauses_the_projects_requests_and_429s_slow_it_down() 
     async with gate:
         time.sent.append(time.now)
     assert time.sent == [3.0]
-    assert gate.rate.rate == 7.5
+    assert gate.rate.rate == 10 * 5 / 6  # no slow start yet: trimmed, not halved
     assert gate.throttled == 1
 
 
