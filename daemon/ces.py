@@ -34,7 +34,7 @@ from daemon.api import (
     parse_error_body,
     retry_after,
 )
-from daemon.model import REQUEST_COUNT, Aggregation, Datapoint
+from daemon.model import REQUEST_COUNT, Aggregation, Datapoint, floor_time
 
 SERVICE = "ces"
 NAMESPACE = "SYS.GES"
@@ -274,12 +274,6 @@ def choose_period(span: timedelta, graphs: int) -> int:
         if buckets * per_request <= MAX_POINTS and span <= WINDOW_CAPS[period_s]:
             return period_s
     return max(WINDOW_CAPS)
-
-
-def floor_time(when: datetime, period_s: int) -> datetime:
-    """As CES floors `from`: to a multiple of the period since the epoch."""
-    seconds = int(when.timestamp())
-    return datetime.fromtimestamp(seconds - seconds % period_s, UTC)
 
 
 def parse_ces_error(text: str) -> tuple[str, str]:

@@ -8,10 +8,18 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from daemon.model import REQUEST_COUNT, Aggregation, Datapoint, Graph, GraphStatus, describe_status
+from daemon.model import (
+    REQUEST_COUNT,
+    Aggregation,
+    Datapoint,
+    Graph,
+    GraphStatus,
+    describe_status,
+    floor_time,
+)
 
 # Cloud Eye publishes a minute's value 5-10 minutes late, so the judged window ends this long
 # before `now`: a window ending at `now` would read the newest minutes as "no requests".
@@ -341,12 +349,6 @@ def _restart(
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def floor_time(when: datetime, period_s: int) -> datetime:
-    """`when` floored to a multiple of the period since the epoch, as Cloud Eye floors `from`."""
-    seconds = int(when.timestamp())
-    return datetime.fromtimestamp(seconds - seconds % period_s, UTC)
 
 
 def fmt_duration(span: timedelta) -> str:

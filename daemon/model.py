@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import IntEnum
 from typing import Literal, Protocol
 
@@ -127,6 +127,12 @@ Aggregation = Literal["average", "max", "min", "sum", "variance"]
 """Cloud Eye's `filter`: how the raw one-minute values of one period are combined."""
 
 REQUEST_COUNT = "ges004_request_count"
+
+
+def floor_time(when: datetime, period_s: int) -> datetime:
+    """`when` floored to a multiple of the period since the epoch, as Cloud Eye floors `from`."""
+    seconds = int(when.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % period_s, UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from daemon.api import ApiError, Sleep
 from daemon.backtest import BacktestReport, backtest
@@ -263,19 +264,8 @@ class Passes:
             )
 
         projects = target_projects(rule, [p.name for p in config.projects])
-        results: list[Result] = []
-        answers = await asyncio.gather(*(one(p) for p in projects), return_exceptions=True)
-        for project, answer in zip(projects, answers, strict=True):
-            if isinstance(answer, BaseException):
-                if not isinstance(answer, Exception):
-                    raise answer
-                log.error(
-                    "idle pass crashed for this project; the others went on",
-                    exc_info=answer,
-                    extra={"rule": rule.name, "project": project},
-                )
-            else:
-                results += answer
+        answers = await _side_by_side(projects, one, "idle pass", rule.name)
+        results = [r for answer in answers.values() if answer is not None for r in answer]
         self.idle_verdicts[rule.name] = view
         self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())
         idle = sum(reason.startswith("idle") for reason in view.values())
@@ -580,24 +570,9 @@ class Passes:
                 decisions = await self._hold_in_use(schedule, project, decisions, now, dry_run)
             return await self._execute(schedule, decisions, now, dry_run)
 
-        answers = await asyncio.gather(*(one(p) for p in projects), return_exceptions=True)
-        results: list[Result] = []
-        failed: list[str] = []
-        for project, answer in zip(projects, answers, strict=True):
-            if isinstance(answer, BaseException):
-                if not isinstance(answer, Exception):
-                    raise answer  # cancelled: not a project's failure
-                log.error(
-                    "firing crashed for this project; the others went on",
-                    exc_info=answer,
-                    extra={"rule": schedule.name, "project": project},
-                )
-                failed.append(project)
-            elif answer is None:
-                failed.append(project)
-            else:
-                results += answer
-        return results, failed
+        answers = await _side_by_side(projects, one, "firing", schedule.name)
+        results = [r for answer in answers.values() if answer is not None for r in answer]
+        return results, [project for project, answer in answers.items() if answer is None]
 
     async def _inventory(
         self, config: Config, projects: Sequence[str], now: datetime
@@ -676,3 +651,32 @@ def _criteria(rule: IdleRule) -> IdleCriteria:
         metric=rule.metric,
         aggregation=rule.aggregation,
     )
+
+
+T = TypeVar("T")
+
+
+async def _side_by_side(
+    projects: Sequence[str],
+    work: Callable[[str], Awaitable[T]],
+    what: str,
+    rule: str,
+) -> dict[str, T | None]:
+    """Run `work` for each project concurrently; a project whose work crashes is logged and
+    answers None: it costs that project only."""
+    answers = await asyncio.gather(*(work(p) for p in projects), return_exceptions=True)
+    out: dict[str, T | None] = {}
+    for project, answer in zip(projects, answers, strict=True):
+        if isinstance(answer, BaseException):
+            if not isinstance(answer, Exception):
+                raise answer  # cancelled: not a project's failure
+            log.error(
+                "%s crashed for this project; the others went on",
+                what,
+                exc_info=answer,
+                extra={"rule": rule, "project": project},
+            )
+            out[project] = None
+        else:
+            out[project] = answer
+    return out
