@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.app import App
-from daemon.config import OptOutTags
+from daemon.config.models import OptOutTags
+from daemon.config.settings import Settings
 from daemon.emulator import Cloud, EmulatorServer, Timing
 from daemon.emulator.cloud import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
-from daemon.planning import plan
-from daemon.settings import Settings
+from daemon.rules.planning import plan
 
 CONFIG = """
 projects:

@@ -42,8 +42,8 @@ from typing import Any
 import httpx
 
 from daemon.app import App
-from daemon.logs import setup_logging
-from daemon.settings import Settings
+from daemon.config.settings import Settings
+from daemon.telemetry.logs import setup_logging
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -577,10 +577,10 @@ async def reloads(run: Run, config: Path, url: str, log: Path, pid: int) -> None
 
 
 async def imports(run: Run) -> None:
-    took, _ = await timed([PYTHON, "-c", "import daemon.cli, daemon.app"])
+    took, _ = await timed([PYTHON, "-c", "import daemon.cli.main, daemon.app"])
     bare, _ = await timed([PYTHON, "-c", "pass"])
     run.add(
-        "imports of daemon.cli + daemon.app (part of start to ready)",
+        "imports of daemon.cli.main + daemon.app (part of start to ready)",
         "-",
         f"{took - bare:.2f} s",
         None,

@@ -23,22 +23,22 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from daemon import __version__
-from daemon.api import Sleep
-from daemon.clients import Clients, missing_credentials
-from daemon.config import Config
-from daemon.executor import Executor
-from daemon.gate import Monotonic
-from daemon.loader import ConfigError
-from daemon.metrics import Metrics
-from daemon.model import Clock
-from daemon.outcomes import Outcomes
-from daemon.passes import Passes, PassSettings, Report
-from daemon.reload import ConfigSource
-from daemon.scheduler import Scheduler
-from daemon.server import OpsServer
-from daemon.settings import Settings
-from daemon.status import Heartbeat, StatusView
-from daemon.tracker import Tracker
+from daemon.cloud.api import Sleep
+from daemon.cloud.clients import Clients, missing_credentials
+from daemon.cloud.gate import Monotonic
+from daemon.config.loader import ConfigError
+from daemon.config.models import Config
+from daemon.config.settings import Settings
+from daemon.domain.model import Clock
+from daemon.ops.reload import ConfigSource
+from daemon.ops.server import OpsServer
+from daemon.ops.status import Heartbeat, StatusView
+from daemon.runtime.executor import Executor
+from daemon.runtime.outcomes import Outcomes
+from daemon.runtime.passes import Passes, PassSettings, Report
+from daemon.runtime.scheduler import Scheduler
+from daemon.runtime.tracker import Tracker
+from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

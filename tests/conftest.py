@@ -10,8 +10,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from daemon.api import RetryPolicy
-from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
+from daemon.cloud.api import RetryPolicy
+from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
+from daemon.cloud.ges import GesClient
 from daemon.emulator import Cloud, EmulatorServer, ManualClock, Timing
 from daemon.emulator.cloud import (
     DEMO_AK,
@@ -21,7 +22,6 @@ from daemon.emulator.cloud import (
     DEMO_SK,
     DEMO_USER,
 )
-from daemon.ges import GesClient
 
 PROJECT = DEMO_PROJECT_ID
 FAST_RETRY = RetryPolicy(attempts=4, backoff_initial_s=1.0, backoff_max_s=8.0, backoff_jitter_s=0.5)

@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from daemon.api import ApiError, RedactingTransport, redact, transport_error
-from daemon.clients import Clients
-from daemon.loader import parse_config
-from daemon.metrics import Metrics
-from daemon.settings import Settings
+from daemon.cloud.api import ApiError, RedactingTransport, redact, transport_error
+from daemon.cloud.clients import Clients
+from daemon.config.loader import parse_config
+from daemon.config.settings import Settings
+from daemon.telemetry.metrics import Metrics
 
 IAM_TOKEN = "MIIEhgYJKoZIhvcNAQcCoIIEdzCCBHMCAQExDTALBglghkgBZQMEAgEwggLXBgkqhkiG9w0B" * 4
 PASSWORD = "correct-Horse-7"

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from daemon.api import RetryableError
-from daemon.backtest import backtest, history_period, render
-from daemon.ces import CesClient
+from daemon.cli.backtest import backtest, history_period, render
+from daemon.cloud.api import RetryableError
+from daemon.cloud.ces import CesClient
+from daemon.domain.model import Datapoint, Graph, MetricApi
 from daemon.emulator import Cloud, ManualClock
-from daemon.idle import IdleCriteria
-from daemon.model import Datapoint, Graph, MetricApi
+from daemon.rules.idle import IdleCriteria
 from tests.conftest import FAST_RETRY, PROJECT
 
 NOW = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)

@@ -11,17 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon.api import (
+from daemon.cloud.api import (
     AuthError,
     InvalidResponseError,
     PermanentError,
     RetryableError,
     RetryPolicy,
 )
-from daemon.ces import CesClient, choose_period, time_slices
+from daemon.cloud.ces import CesClient, choose_period, time_slices
+from daemon.domain.model import Datapoint, MetricApi
 from daemon.emulator import Cloud, ManualClock
-from daemon.idle import IdleCriteria, fetch_range
-from daemon.model import Datapoint, MetricApi
+from daemon.rules.idle import IdleCriteria, fetch_range
 from tests.conftest import FAST_RETRY, PROJECT
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.cli import main
-from daemon.config import Config, parse_duration
-from daemon.loader import ConfigError, Problem, load_config, parse_config
-from daemon.metrics import Metrics
-from daemon.reload import ConfigSource
+from daemon.cli.main import main
+from daemon.config.loader import ConfigError, Problem, load_config, parse_config
+from daemon.config.models import Config, parse_duration
+from daemon.ops.reload import ConfigSource
+from daemon.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).parents[1]
 PROJECT = """

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.cron import cron_trigger, fire_times, is_dst_repeat, next_fire, previous_fire
+from daemon.domain.cron import cron_trigger, fire_times, is_dst_repeat, next_fire, previous_fire
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

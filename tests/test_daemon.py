@@ -18,13 +18,13 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from daemon.api import Sleep
 from daemon.app import App
-from daemon.config import Config
+from daemon.cloud.api import Sleep
+from daemon.config.loader import ConfigError
+from daemon.config.models import Config
+from daemon.config.settings import Settings
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
-from daemon.loader import ConfigError
-from daemon.settings import Settings
 from tests.conftest import PROJECT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

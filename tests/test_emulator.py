@@ -11,11 +11,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from daemon.api import AlreadyDoneError, RetryableError
-from daemon.auth import AkSkAuth
+from daemon.cloud.api import AlreadyDoneError, RetryableError
+from daemon.cloud.auth import AkSkAuth
+from daemon.cloud.ges import GesClient
 from daemon.emulator import Cloud, EmulatorServer, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK
-from daemon.ges import GesClient
 from tests.conftest import PROJECT
 
 MakeGes = Callable[[httpx.AsyncClient], GesClient]

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from prometheus_client import CollectorRegistry
 
-from daemon.api import AlreadyDoneError
-from daemon.executor import Executor
-from daemon.ges import GesClient
-from daemon.metrics import Metrics
-from daemon.model import Graph, Job
-from daemon.outcomes import Outcomes
-from daemon.planning import Decision
-from daemon.tracker import Tracker
+from daemon.cloud.api import AlreadyDoneError
+from daemon.cloud.ges import GesClient
+from daemon.domain.model import Graph, Job
+from daemon.rules.planning import Decision
+from daemon.runtime.executor import Executor
+from daemon.runtime.outcomes import Outcomes
+from daemon.runtime.tracker import Tracker
+from daemon.telemetry.metrics import Metrics
 from tests.conftest import PROJECT
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from daemon.app import App
+from daemon.config.settings import Settings
 from daemon.emulator import Cloud, ManualClock, Timing
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK, EmuGraph
-from daemon.passes import Report
-from daemon.settings import Settings
+from daemon.runtime.passes import Report
 from tests.conftest import PROJECT
 from tests.faultproxy import FaultProxy, fault_proxy
 from tests.test_daemon import CONFIG, SHANGHAI, START, sample

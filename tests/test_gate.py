@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from daemon.gate import AdaptiveRate, RequestGate
+from daemon.cloud.gate import AdaptiveRate, RequestGate
 
 
 def busy_second(rate: AdaptiveRate, start: float) -> None:
@@ -142,7 +142,7 @@ async def test_requests_in_flight_are_bounded() -> None:
 def test_a_retry_after_of_inf_or_an_hour_is_not_waited_for_in_full() -> None:
     import httpx
 
-    from daemon.api import MAX_RETRY_AFTER_S, retry_after
+    from daemon.cloud.api import MAX_RETRY_AFTER_S, retry_after
 
     def said(value: str) -> float | None:
         return retry_after(httpx.Response(429, headers={"Retry-After": value}))
@@ -154,7 +154,7 @@ def test_a_retry_after_of_inf_or_an_hour_is_not_waited_for_in_full() -> None:
 
 
 async def test_a_long_pause_is_capped_so_the_project_is_not_frozen() -> None:
-    from daemon.gate import MAX_PAUSE_S
+    from daemon.cloud.gate import MAX_PAUSE_S
 
     time = FakeTime()
     gate = RequestGate(

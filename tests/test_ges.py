@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from daemon.api import (
+from daemon.cloud.api import (
     AlreadyDoneError,
     AuthError,
     InvalidIdError,
@@ -19,7 +19,7 @@ from daemon.api import (
     RetryPolicy,
     TransportError,
 )
-from daemon.ges import GesClient, Graph
+from daemon.cloud.ges import GesClient, Graph
 from tests.conftest import PROJECT
 
 GRAPH_ID = "aabbccdd-0000-1111-2222-333344445555"

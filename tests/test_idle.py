@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.idle import (
+from daemon.domain.model import Datapoint, Graph
+from daemon.rules.idle import (
     IdleCriteria,
     Replay,
     VerdictKind,
@@ -20,7 +21,6 @@ from daemon.idle import (
     recent_use,
     replay,
 )
-from daemon.model import Datapoint, Graph
 
 NOW = datetime(2026, 11, 27, 12, 3, tzinfo=UTC)
 # period 300 and lag 10 min: the judged window is [09:50, 11:50)

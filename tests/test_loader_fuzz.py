@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from daemon.app import serve
-from daemon.cli import main
-from daemon.config import Config
-from daemon.loader import ConfigError, parse_config
-from daemon.settings import Settings
+from daemon.cli.main import main
+from daemon.config.loader import ConfigError, parse_config
+from daemon.config.models import Config
+from daemon.config.settings import Settings
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = (ROOT / "config" / "example.yaml").read_text()

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
-from daemon.idle import Verdict, VerdictKind
-from daemon.model import Graph
-from daemon.planning import (
+from daemon.config.models import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
+from daemon.domain.model import Graph
+from daemon.rules.idle import Verdict, VerdictKind
+from daemon.rules.planning import (
     defer_in_use,
     holiday_reason,
     idle_candidates,

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.config import Config, Schedule
+from daemon.config.models import Config, Schedule
 from daemon.emulator import ManualClock
-from daemon.metrics import Metrics
-from daemon.scheduler import Scheduler, missed_firings
+from daemon.runtime.scheduler import Scheduler, missed_firings
+from daemon.telemetry.metrics import Metrics
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

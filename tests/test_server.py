@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from daemon.server import OpsServer
+from daemon.ops.server import OpsServer
 
 
 class Source:

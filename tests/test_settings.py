@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from daemon.cli import main
-from daemon.settings import Settings
+from daemon.cli.main import main
+from daemon.config.settings import Settings
 
 
 def test_defaults_and_nested_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,12 +11,12 @@ from typing import TypeVar
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.api import ApiError, NotFoundError, RetryableError
+from daemon.cloud.api import ApiError, NotFoundError, RetryableError
+from daemon.domain.model import Graph, Job, JobState
 from daemon.emulator import ManualClock
-from daemon.metrics import Metrics
-from daemon.model import Graph, Job, JobState
-from daemon.outcomes import Outcomes
-from daemon.tracker import RESUMED_RULE, JobOutcome, Tracker, failure_reason
+from daemon.runtime.outcomes import Outcomes
+from daemon.runtime.tracker import RESUMED_RULE, JobOutcome, Tracker, failure_reason
+from daemon.telemetry.metrics import Metrics
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=10)

@@ -1,4 +1,4 @@
-"""The API gateway's view of AK/SK signatures, written apart from daemon.auth on purpose.
+"""The API gateway's view of AK/SK signatures, written apart from daemon.cloud.auth on purpose.
 
 Two independent implementations agreeing (and Huawei's SDK passing through this one) is
 the evidence that the signer is right; sharing code would prove nothing.

@@ -117,7 +117,7 @@ def exported_names() -> frozenset[str]:
     """Sample names the daemon exports, from its real Metrics class on a fresh registry."""
     from prometheus_client import CollectorRegistry
 
-    from daemon.metrics import Metrics
+    from daemon.telemetry.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)

@@ -331,7 +331,7 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting() -> None:
     """Settings ignore unknown GRAPHNAP_* variables: a renamed one would be lost silently."""
     from pydantic import BaseModel
 
-    from daemon.settings import Settings
+    from daemon.config.settings import Settings
 
     names = set(env(render(EMULATOR))) | set(env(render(PRODUCTION))) | set(env(render()))
     for name in sorted(names):
@@ -343,7 +343,9 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting() -> None:
             assert isinstance(annotation, type), name
             assert issubclass(annotation, BaseModel), name
             model = annotation
-        assert leaf in model.model_fields, f"{name} is not a field of daemon.settings.Settings"
+        assert leaf in model.model_fields, (
+            f"{name} is not a field of daemon.config.settings.Settings"
+        )
 
 
 def test_config_schema_knows_every_top_level_key_of_the_daemon() -> None:

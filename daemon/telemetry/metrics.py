@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 
 from daemon import __version__
-from daemon.config import Pricing
+from daemon.config.models import Pricing
 
 OUTCOMES = ("succeeded", "failed", "skipped", "already_done", "dry_run")
 

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from zoneinfo import ZoneInfo
 
-from daemon.config import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
-from daemon.cron import cron_trigger, next_fire, previous_fire
-from daemon.idle import Verdict
-from daemon.model import Action, Graph, GraphStatus, describe_status
+from daemon.config.models import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
+from daemon.domain.cron import cron_trigger, next_fire, previous_fire
+from daemon.domain.model import Action, Graph, GraphStatus, describe_status
+from daemon.rules.idle import Verdict
 
 IN_FLIGHT = "a job for this graph is already in flight"
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from daemon.api import ApiError, Sleep
-from daemon.backtest import BacktestReport, backtest
-from daemon.ces import choose_period
-from daemon.config import Config, IdleRule, Schedule
-from daemon.executor import Executor, Result
-from daemon.idle import (
+from daemon.cli.backtest import BacktestReport, backtest
+from daemon.cloud.api import ApiError, Sleep
+from daemon.cloud.ces import choose_period
+from daemon.config.models import Config, IdleRule, Schedule
+from daemon.domain.model import Clock, Graph, GraphApi, GraphStatus, MetricApi
+from daemon.rules.idle import (
     DEFAULT_LAG,
     IdleCriteria,
     Verdict,
@@ -35,10 +35,7 @@ from daemon.idle import (
     recent_range,
     recent_use,
 )
-from daemon.metrics import Metrics
-from daemon.model import Clock, Graph, GraphApi, GraphStatus, MetricApi
-from daemon.outcomes import Outcomes
-from daemon.planning import (
+from daemon.rules.planning import (
     Decision,
     defer_in_use,
     holiday_reason,
@@ -51,7 +48,10 @@ from daemon.planning import (
     target_projects,
     window_end,
 )
-from daemon.tracker import Tracker
+from daemon.runtime.executor import Executor, Result
+from daemon.runtime.outcomes import Outcomes
+from daemon.runtime.tracker import Tracker
+from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

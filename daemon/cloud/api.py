@@ -30,8 +30,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from daemon.gate import Gate, OpenGate
-from daemon.model import Sleep as Sleep  # re-exported: the clients take it from here
+from daemon.cloud.gate import Gate, OpenGate
+from daemon.domain.model import Sleep as Sleep  # re-exported: the clients take it from here
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class RedactingTransport(httpx.AsyncBaseTransport):
 
     Gateways that echo the request (the IAM password, X-Auth-Token, the AK) would otherwise
     put it in an ApiError, and from there in the log and /status. The secrets are given by
-    whoever builds the HTTP clients (daemon.clients, from the settings' credential sets),
+    whoever builds the HTTP clients (daemon.cloud.clients, from the settings' credential sets),
     so no module holds them; ApiError itself redacts what looks like a credential.
 
     Requests go through `inner`, a plain client, so httpx's defaults stay: proxies and CA

@@ -31,11 +31,11 @@ from apscheduler.job import Job as ApsJob
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon.config import Config, Schedule
-from daemon.cron import cron_trigger, is_dst_repeat, next_fire, previous_fire
-from daemon.metrics import Metrics
-from daemon.model import Clock
-from daemon.state import load_last_fires, save_last_fires
+from daemon.config.models import Config, Schedule
+from daemon.domain.cron import cron_trigger, is_dst_repeat, next_fire, previous_fire
+from daemon.domain.model import Clock
+from daemon.runtime.state import load_last_fires, save_last_fires
+from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The config's models: frozen, parsed once at the edge, then trusted by the daemon.
 
 Cron expressions, time zones and durations are checked as they are parsed; reading the
-file, cross-references and error rendering are daemon.loader's.
+file, cross-references and error rendering are daemon.config.loader's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from daemon.cron import cron_trigger
+from daemon.domain.cron import cron_trigger
 
 # --- values in error messages --------------------------------------------------------------
 

@@ -12,16 +12,16 @@ from datetime import timedelta
 import httpx
 
 from daemon import __version__
-from daemon.api import RedactingTransport, RetryPolicy, Sleep
-from daemon.auth import AkSkAuth, TokenAuth, TokenProvider
-from daemon.ces import CesClient
-from daemon.config import Config, Project
-from daemon.gate import Monotonic, RequestGate
-from daemon.ges import GesClient
-from daemon.loader import Problem
-from daemon.metrics import Metrics
-from daemon.model import Clock, GraphApi, MetricApi
-from daemon.settings import Settings
+from daemon.cloud.api import RedactingTransport, RetryPolicy, Sleep
+from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
+from daemon.cloud.ces import CesClient
+from daemon.cloud.gate import Monotonic, RequestGate
+from daemon.cloud.ges import GesClient
+from daemon.config.loader import Problem
+from daemon.config.models import Config, Project
+from daemon.config.settings import Settings
+from daemon.domain.model import Clock, GraphApi, MetricApi
+from daemon.telemetry.metrics import Metrics
 
 
 def missing_credentials(config: Config, settings: Settings) -> list[Problem]:

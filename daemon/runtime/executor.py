@@ -2,7 +2,7 @@
 whose request or job is still in flight (the tracker keeps that list). It does not choose
 targets.
 
-Every decision ends in exactly one outcome, recorded through daemon.outcomes: skipped (with
+Every decision ends in exactly one outcome, recorded through daemon.runtime.outcomes: skipped (with
 the planner's reason), dry_run, already_done, failed (with an error code), or requested
 (a job handed to the tracker, whose end is recorded in turn).
 """
@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from daemon.api import AlreadyDoneError, ApiError
-from daemon.model import MOVING_STATUS, TARGET_STATUS, GraphApi, describe_status
-from daemon.outcomes import Kind, Outcome, Outcomes
-from daemon.planning import IN_FLIGHT, Decision
-from daemon.tracker import JobOutcome, Tracker, failure_reason
+from daemon.cloud.api import AlreadyDoneError, ApiError
+from daemon.domain.model import MOVING_STATUS, TARGET_STATUS, GraphApi, describe_status
+from daemon.rules.planning import IN_FLIGHT, Decision
+from daemon.runtime.outcomes import Kind, Outcome, Outcomes
+from daemon.runtime.tracker import JobOutcome, Tracker, failure_reason
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from daemon.model import Sleep
+from daemon.domain.model import Sleep
 
 Monotonic = Callable[[], float]
 """Seconds on a clock that never steps (time.monotonic): pacing is real time, whatever

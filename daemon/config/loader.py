@@ -1,6 +1,6 @@
 """Reading a config file: YAML with the line of every node, pydantic validation, the
 cross-reference checks pydantic cannot express, and errors that name each place and its
-line with a hint at the fix. The models themselves live in daemon.config.
+line with a hint at the fix. The models themselves live in daemon.config.models.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import holidays
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from daemon.config import (
+from daemon.config.models import (
     Config,
     IdleRule,
     Schedule,

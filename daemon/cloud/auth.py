@@ -18,14 +18,14 @@ from urllib.parse import parse_qsl, quote, unquote
 import httpx
 from pydantic import SecretStr
 
-from daemon.api import (
+from daemon.cloud.api import (
     AuthError,
     InvalidResponseError,
     RetryableError,
     parse_error_body,
     transport_error,
 )
-from daemon.model import Clock
+from daemon.domain.model import Clock
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from daemon.metrics import Metrics
-from daemon.model import Action
+from daemon.domain.model import Action
+from daemon.telemetry.metrics import Metrics
 
-log = logging.getLogger("daemon.outcomes")
+log = logging.getLogger("daemon.runtime.outcomes")
 
 Kind = Literal[
     "skipped",  # planning or the executor chose not to act, for `reason`

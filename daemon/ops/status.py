@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from daemon import __version__
-from daemon.outcomes import Outcomes
-from daemon.passes import Deferral, ProjectState
-from daemon.reload import ConfigSource
-from daemon.tracker import Tracker
+from daemon.ops.reload import ConfigSource
+from daemon.runtime.outcomes import Outcomes
+from daemon.runtime.passes import Deferral, ProjectState
+from daemon.runtime.tracker import Tracker
 
 STALL_AFTER_S = 30.0  # no heartbeat for this long: the event loop is stuck
 

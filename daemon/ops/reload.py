@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from daemon.config import Config
-from daemon.loader import MAX_FILE_BYTES, ConfigError, Problem, load_config
-from daemon.metrics import Metrics
-from daemon.model import Clock, Sleep
+from daemon.config.loader import MAX_FILE_BYTES, ConfigError, Problem, load_config
+from daemon.config.models import Config
+from daemon.domain.model import Clock, Sleep
+from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

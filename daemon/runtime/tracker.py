@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from daemon.api import ApiError, NotFoundError, Sleep
-from daemon.metrics import Metrics
-from daemon.model import (
+from daemon.cloud.api import ApiError, NotFoundError, Sleep
+from daemon.domain.model import (
     MOVING_STATUS,
     TARGET_STATUS,
     Action,
@@ -34,7 +33,8 @@ from daemon.model import (
     Job,
     describe_status,
 )
-from daemon.outcomes import Outcome, Outcomes
+from daemon.runtime.outcomes import Outcome, Outcomes
+from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,10 @@ from pydantic import ValidationError
 
 from daemon import __version__
 from daemon.app import App, serve, utc_now
-from daemon.config import Config, Selector, config_json_schema
-from daemon.cron import cron_trigger, fire_times
+from daemon.config.loader import ConfigError, load_config
+from daemon.config.models import Config, Selector, config_json_schema
+from daemon.config.settings import Settings
+from daemon.domain.cron import cron_trigger, fire_times
 from daemon.emulator.cloud import (
     DEMO_AK,
     DEMO_DOMAIN,
@@ -34,10 +36,8 @@ from daemon.emulator.cloud import (
     DEMO_SK,
     DEMO_USER,
 )
-from daemon.loader import ConfigError, load_config
-from daemon.logs import setup_logging
-from daemon.planning import holiday_reason
-from daemon.settings import Settings
+from daemon.rules.planning import holiday_reason
+from daemon.telemetry.logs import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -232,7 +232,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 async def _backtest(settings: Settings, name: str, days: float) -> int:
-    from daemon.backtest import render
+    from daemon.cli.backtest import render
 
     try:
         async with _offline_app(settings) as app:

@@ -1,6 +1,6 @@
 """Async client for the GES v1 management API: graphs, stop/start actions and jobs.
 
-It speaks the API's camelCase wire format and maps it into daemon.model, maps every failure into daemon.api's errors
+It speaks the API's camelCase wire format and maps it into daemon.domain.model, maps every failure into daemon.cloud.api's errors
 (a stop on a graph that is not running is AlreadyDoneError, not a failure) and retries
 only what is retryable. It knows nothing of schedules.
 """
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from daemon.api import (
+from daemon.cloud.api import (
     AlreadyDoneError,
     ApiError,
     AuthError,
@@ -34,7 +34,7 @@ from daemon.api import (
     ignore_request,
     retry_after,
 )
-from daemon.model import Action, Graph, GraphStatus, Job
+from daemon.domain.model import Action, Graph, GraphStatus, Job
 
 SERVICE = "ges"
 _JOB_STATES = frozenset({"pending", "running", "success", "failed", "partiallyFailed"})

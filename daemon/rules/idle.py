@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from daemon.model import (
+from daemon.domain.model import (
     REQUEST_COUNT,
     Aggregation,
     Datapoint,

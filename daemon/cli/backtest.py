@@ -1,6 +1,6 @@
 """`graphnap backtest RULE`: what an idle rule would have done over the last days. It fetches
 the selected graphs' Cloud Eye history in batches per project, replays it per graph with the
-live verdict (daemon.idle.replay), and renders hours stopped, stops and money saved.
+live verdict (daemon.rules.idle.replay), and renders hours stopped, stops and money saved.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from daemon.api import ApiError
-from daemon.idle import IdleCriteria, Replay, fmt_duration, replay
-from daemon.model import Graph, MetricApi
+from daemon.cloud.api import ApiError
+from daemon.domain.model import Graph, MetricApi
+from daemon.rules.idle import IdleCriteria, Replay, fmt_duration, replay
 
 # The coarsest data a backtest needs for its length: 20-minute periods for up to 3 days,
 # hourly up to 10 days, 4-hourly up to 30 (each within that period's window cap, so the

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from daemon.api import (
+from daemon.cloud.api import (
     ApiError,
     AuthError,
     InvalidResponseError,
@@ -34,7 +34,7 @@ from daemon.api import (
     parse_error_body,
     retry_after,
 )
-from daemon.model import REQUEST_COUNT, Aggregation, Datapoint, floor_time
+from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, floor_time
 
 SERVICE = "ces"
 NAMESPACE = "SYS.GES"
@@ -105,7 +105,7 @@ class SingleAnswer(_Wire):
 
 
 class CesClient:
-    """One project's Cloud Eye reads for GES graphs. Implements daemon.model.MetricApi."""
+    """One project's Cloud Eye reads for GES graphs. Implements daemon.domain.model.MetricApi."""
 
     def __init__(
         self,

@@ -1,0 +1,1 @@
+"""The config file's models, its reader and located errors, and the GRAPHNAP_* settings."""

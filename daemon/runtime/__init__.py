@@ -1,0 +1,1 @@
+"""The active instance: the firing policy, passes, executor, tracker and the outcomes seam."""

@@ -1,0 +1,1 @@
+"""Every metric, declared once on an injected registry, and the log formats."""
