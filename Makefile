@@ -22,6 +22,7 @@ test: lint typecheck unit
 lint: $(BIN)/graphnap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(BIN)/graphnap
 	$(BIN)/mypy --strict daemon

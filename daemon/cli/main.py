@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Literal
@@ -232,7 +233,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 async def _backtest(settings: Settings, name: str, days: float) -> int:
-    from daemon.cli.backtest import render
+    from daemon.cli.backtest import backtest, render
+    from daemon.runtime.passes import idle_criteria
 
     try:
         async with _offline_app(settings) as app:
@@ -241,7 +243,20 @@ async def _backtest(settings: Settings, name: str, days: float) -> int:
                 known = ", ".join(rules) or "none"
                 print(f"unknown idle rule {name!r}; known: {known}", file=sys.stderr)
                 return EXIT_USAGE
-            report = await app.passes.backtest(app.config, rules[name], days=days)
+            rule = rules[name]
+            now, selected, unlisted = await app.passes.selected_now(app.config, rule)
+            report = await backtest(
+                rule.name,
+                idle_criteria(rule),
+                selected,
+                app.passes.metric_apis(),
+                now=now,
+                days=days,
+                check_every=rule.check_every,
+                hourly_price=lambda g: app.config.pricing.hourly_price(g.size_index, g.replication),
+                currency=app.config.pricing.currency,
+            )
+            report = replace(report, failures={**report.failures, **unlisted})
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE

@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from daemon.cli.backtest import BacktestReport, backtest
 from daemon.cloud.api import ApiError, Sleep
 from daemon.cloud.ces import choose_period
 from daemon.config.models import Config, IdleRule, Schedule
@@ -231,7 +230,7 @@ class Passes:
             log.debug("idle pass skipped: outside its active hours", extra={"rule": rule.name})
             self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())  # it looked
             return
-        criteria = _criteria(rule)
+        criteria = idle_criteria(rule)
         view: dict[str, str] = {}
 
         async def one(project: str) -> list[Result]:
@@ -277,9 +276,11 @@ class Passes:
             extra={"rule": rule.name, "action": "stop"},
         )
 
-    async def backtest(self, config: Config, rule: IdleRule, *, days: float) -> BacktestReport:
-        """What `rule` would have done over the last `days`: the graphs it selects now (from
-        a fresh inventory), their Cloud Eye history replayed with the live verdict."""
+    async def selected_now(
+        self, config: Config, rule: IdleRule
+    ) -> tuple[datetime, dict[str, list[Graph]], dict[str, str]]:
+        """The graphs `rule` selects now, from a fresh inventory, by project; with the
+        projects whose listing failed and why. For `graphnap backtest`."""
         now = self._clock()
         projects = target_projects(rule, [p.name for p in config.projects])
         inventory, failed = await self._inventory(config, projects, now)
@@ -292,19 +293,10 @@ class Passes:
             ]
             for project, graphs in inventory.items()
         }
-        report = await backtest(
-            rule.name,
-            _criteria(rule),
-            selected,
-            self._metric_apis(),
-            now=now,
-            days=days,
-            check_every=rule.check_every,
-            hourly_price=lambda g: config.pricing.hourly_price(g.size_index, g.replication),
-            currency=config.pricing.currency,
-        )
-        unlisted = {p: f"inventory failed: {self.projects[p].error}" for p in failed}
-        return replace(report, failures={**report.failures, **unlisted})
+        return now, selected, {p: f"inventory failed: {self.projects[p].error}" for p in failed}
+
+    def metric_apis(self) -> Mapping[str, MetricApi]:
+        return self._metric_apis()
 
     async def _judge(
         self,
@@ -607,7 +599,7 @@ class Passes:
             found[project] = answer
             self._tracker.note_fleet(project, len(answer))
             self._metrics.observe_inventory(
-                project, self._priced(config, project, answer), now, config.pricing
+                project, self._priced(config, project, answer), now, config.pricing.currency
             )
         return found, failed
 
@@ -642,7 +634,7 @@ class Passes:
         )
 
 
-def _criteria(rule: IdleRule) -> IdleCriteria:
+def idle_criteria(rule: IdleRule) -> IdleCriteria:
     return IdleCriteria(
         idle_for=rule.idle_for,
         threshold=rule.threshold,

@@ -20,7 +20,6 @@ from prometheus_client import (
 )
 
 from daemon import __version__
-from daemon.config.models import Pricing
 
 OUTCOMES = ("succeeded", "failed", "skipped", "already_done", "dry_run")
 
@@ -249,7 +248,7 @@ class Metrics:
         project: str,
         graphs: Iterable[tuple[str, str, int, float | None]],
         now: datetime,
-        pricing: Pricing,
+        currency: str,
     ) -> None:
         """Refresh a project's graph gauges and accrue savings.
 
@@ -275,8 +274,8 @@ class Metrics:
                 stopped_series.add((graph_id, name))
             if price is not None:
                 if self._per_graph:
-                    self.hourly_price.labels(project, graph_id, name, pricing.currency).set(price)
-                    priced_series.add((graph_id, name, pricing.currency))
+                    self.hourly_price.labels(project, graph_id, name, currency).set(price)
+                    priced_series.add((graph_id, name, currency))
                 prices[graph_id] = price
                 if cls == "stopped":
                     stopped_now.add(graph_id)
@@ -295,7 +294,7 @@ class Metrics:
             hours = max((now - since).total_seconds(), 0.0) / 3600
             saved = sum(prices[g] for g in stopped_then & stopped_now) * hours
             if saved > 0:
-                self.savings.labels(project, pricing.currency).inc(saved)
+                self.savings.labels(project, currency).inc(saved)
         self._last_seen[project] = (now, stopped_now)
         self.inventory_success.labels(project).set(now.timestamp())
 
