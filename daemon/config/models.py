@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from daemon.config.holds import HoldSpec
 from daemon.domain.cron import cron_trigger
 
 # --- values in error messages --------------------------------------------------------------
@@ -493,6 +494,12 @@ class Config(FrozenModel):
     idle_rules: list[IdleRule] = []
     pricing: Pricing = Pricing()
     opt_out_tags: OptOutTags = OptOutTags()
+    holds: list[HoldSpec] = Field(
+        default=[], description="Keep graphs running or stopped until a time, whatever rules say."
+    )
+    max_hold: Duration = Field(
+        default=timedelta(days=7), description="The longest a hold may last when it is made."
+    )
 
     def project(self, name: str) -> Project:
         return next(p for p in self.projects if p.name == name)
