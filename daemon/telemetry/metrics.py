@@ -158,6 +158,12 @@ class Metrics:
             ["rule"],
             registry=registry,
         )
+        self.holds = Gauge(
+            "graphnap_holds",
+            "Holds in force, by project and what they keep: running or stopped.",
+            ["project", "keep"],
+            registry=registry,
+        )
         self.inventory_success = Gauge(
             "graphnap_inventory_last_success_timestamp_seconds",
             "When a project's graphs were last listed successfully.",
@@ -188,6 +194,7 @@ class Metrics:
                 self.savings,
                 self.hourly_price,
                 self.inventory_success,
+                self.holds,
             )
         ]
         self._by_rule = [
