@@ -43,6 +43,20 @@ def config_hold(until: datetime, *, hid: str = "config-1") -> Hold:
     return Hold(hid, graphs, "stopped", until, "on leave", "alice", "config")
 
 
+async def opened(path: Path, metrics: Metrics | None = None) -> HoldBook:
+    """A book on the state file, loaded at NOW as at activation."""
+    b = book(path, metrics)
+    await b.load(NOW)
+    return b
+
+
+async def held_after_restart(path: Path, now: datetime) -> list[Hold]:
+    """What a new process's book holds at `now`, read back from the state file."""
+    restarted = book(path)
+    await restarted.load(now)
+    return restarted.holds(now)
+
+
 def gauge(metrics: Metrics, project: str, keep: str) -> float | None:
     return metrics.registry.get_sample_value("graphnap_holds", {"project": project, "keep": keep})
 
@@ -64,8 +78,7 @@ async def test_a_hold_made_is_listed_applies_and_says_who_made_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = Metrics(CollectorRegistry())
-    b = book(tmp_path / "state.json", metrics)
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json", metrics)
     with caplog.at_level(logging.INFO, logger="daemon.runtime.holds"):
         hold = await make(b)
     assert hold.id == "h-1"
@@ -85,8 +98,7 @@ async def test_a_hold_made_is_listed_applies_and_says_who_made_it(
 
 
 async def test_api_holds_are_read_back_after_a_restart(tmp_path: Path) -> None:
-    first = book(tmp_path / "state.json")
-    await first.load(NOW)
+    first = await opened(tmp_path / "state.json")
     made = await make(first)
     later = NOW + timedelta(hours=1)
     again = book(tmp_path / "state.json")
@@ -101,8 +113,7 @@ async def test_an_api_hold_never_outlives_its_until(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = Metrics(CollectorRegistry())
-    b = book(tmp_path / "state.json", metrics)
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json", metrics)
     hold = await make(b)
     end = hold.until
     assert b.applying("prod", SEARCH, end - timedelta(seconds=1)) == hold
@@ -115,19 +126,14 @@ async def test_an_api_hold_never_outlives_its_until(
     ]
     assert gauge(metrics, "prod", "running") == 0.0
     # gone from the store too: a restart does not bring it back
-    restarted = book(tmp_path / "state.json")
-    await restarted.load(NOW)
-    assert restarted.holds(NOW) == []
+    assert await held_after_restart(tmp_path / "state.json", NOW) == []
 
 
 async def test_holds_that_ended_while_down_are_dropped_at_load(tmp_path: Path) -> None:
-    b = book(tmp_path / "state.json")
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json")
     await make(b, until=NOW + timedelta(hours=1))
     kept = await make(b, until=NOW + timedelta(hours=5))
-    restarted = book(tmp_path / "state.json")
-    await restarted.load(NOW + timedelta(hours=2))
-    assert restarted.holds(NOW + timedelta(hours=2)) == [kept]
+    assert await held_after_restart(tmp_path / "state.json", NOW + timedelta(hours=2)) == [kept]
 
 
 @pytest.mark.parametrize(
@@ -147,8 +153,7 @@ async def test_a_refused_hold_changes_nothing(
     tmp_path: Path, until: datetime, names: tuple[str, ...], where: str
 ) -> None:
     path = tmp_path / "state.json"
-    b = book(path)
-    await b.load(NOW)
+    b = await opened(path)
     first = await make(b)
     before = path.read_bytes()
     with pytest.raises(HoldRefused) as caught:
@@ -160,8 +165,7 @@ async def test_a_refused_hold_changes_nothing(
 
 
 async def test_the_longest_hold_is_the_configs(tmp_path: Path) -> None:
-    b = book(tmp_path / "state.json")
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json")
     b.set_config([], max_hold=timedelta(hours=2), now=NOW)
     with pytest.raises(HoldRefused, match=r"beyond the longest allowed hold \(2h\)"):
         await make(b, until=NOW + timedelta(hours=3))
@@ -172,8 +176,7 @@ async def test_release_ends_a_hold_and_says_who(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = Metrics(CollectorRegistry())
-    b = book(tmp_path / "state.json", metrics)
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json", metrics)
     hold = await make(b)
     with caplog.at_level(logging.INFO, logger="daemon.runtime.holds"):
         assert await b.release("h-1", by="token ops", now=NOW) == hold
@@ -185,15 +188,12 @@ async def test_release_ends_a_hold_and_says_who(
     assert gauge(metrics, "prod", "running") == 0.0
     with pytest.raises(UnknownHold, match="no hold h-1"):
         await b.release("h-1", by="token ops", now=NOW)
-    restarted = book(tmp_path / "state.json")
-    await restarted.load(NOW)
-    assert restarted.holds(NOW) == []
+    assert await held_after_restart(tmp_path / "state.json", NOW) == []
 
 
 async def test_config_holds_apply_and_are_released_only_in_the_config(tmp_path: Path) -> None:
     metrics = Metrics(CollectorRegistry())
-    b = book(tmp_path / "state.json", metrics)
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json", metrics)
     leave = config_hold(NOW + timedelta(days=3))
     b.set_config([leave], max_hold=WEEK, now=NOW)
     assert b.applying("prod", OTHER, NOW) == leave
@@ -213,8 +213,7 @@ async def test_config_holds_apply_and_are_released_only_in_the_config(tmp_path: 
 async def test_a_config_hold_that_breaks_a_rule_is_refused_alone_and_an_expired_one_is_quiet(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    b = book(tmp_path / "state.json")
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json")
     good = config_hold(NOW + timedelta(days=1), hid="config-good")
     far = config_hold(NOW + timedelta(days=30), hid="config-far")
     old = config_hold(NOW - timedelta(days=1), hid="config-old")
@@ -258,23 +257,17 @@ async def test_a_second_writer_is_noticed_not_overwritten(tmp_path: Path) -> Non
     made = await make(theirs)
     with pytest.raises(HoldNotSaved, match="revision 1, not 0"):
         await make(ours)
-    restarted = book(path)
-    await restarted.load(NOW)
-    assert restarted.holds(NOW) == [made]
+    assert await held_after_restart(path, NOW) == [made]
 
 
 async def test_a_stored_hold_that_cannot_be_read_is_dropped_and_the_rest_kept(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "state.json"
-    first = book(path)
-    await first.load(NOW)
+    first = await opened(path)
     made = await make(first)
     await FileStore(path).write("holds", [{"id": "broken"}, *(await _stored(path))], revision=1)
-    again = book(path)
-    await again.load(NOW)
-    assert again.holds(NOW) == [made]
-    assert again.store_problem is None
+    assert await held_after_restart(path, NOW) == [made]
 
 
 async def _stored(path: Path) -> list[object]:
@@ -293,8 +286,7 @@ async def test_without_a_store_holds_live_in_memory(tmp_path: Path) -> None:
 
 
 async def test_a_hand_start_hold_is_added_once_and_replaced_by_its_id(tmp_path: Path) -> None:
-    b = book(tmp_path / "state.json")
-    await b.load(NOW)
+    b = await opened(tmp_path / "state.json")
     auto = Hold(
         "auto-prod-g-1",
         HoldGraphs("prod", ids=("g-1",)),
