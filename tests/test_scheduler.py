@@ -18,6 +18,7 @@ from daemon.config.models import Config, Schedule
 from daemon.emulator import ManualClock
 from daemon.runtime.scheduler import Scheduler, missed_firings
 from daemon.telemetry.metrics import Metrics
+from tests.conftest import sample
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -104,9 +105,7 @@ def make(
 
 
 def misfires(metrics: Metrics, rule: str = "rule") -> float:
-    return (
-        metrics.registry.get_sample_value("graphnap_schedule_misfires_total", {"rule": rule}) or 0
-    )
+    return sample(metrics.registry, "graphnap_schedule_misfires_total", rule=rule)
 
 
 async def test_a_fire_time_runs_once_and_one_firing_of_a_schedule_at_a_time(
