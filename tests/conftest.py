@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 from pydantic import SecretStr
 
 from daemon.cloud.api import RetryPolicy
@@ -22,6 +25,7 @@ from daemon.emulator.cloud import (
     DEMO_SK,
     DEMO_USER,
 )
+from daemon.telemetry.metrics import Metrics
 
 PROJECT = DEMO_PROJECT_ID
 FAST_RETRY = RetryPolicy(attempts=4, backoff_initial_s=1.0, backoff_max_s=8.0, backoff_jitter_s=0.5)
@@ -99,3 +103,56 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.setLevel(level)
     root.handlers[:] = handlers
+
+
+# --- reading metrics: a misspelt name fails, a never-counted series is 0 -----------------
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
+@functools.cache
+def _declared() -> dict[str, MetricWrapperBase]:
+    """graphnap's metric families by name, on a registry of their own: what each accepts."""
+    metrics = Metrics(CollectorRegistry())
+    return {
+        family.name: wrapper
+        for wrapper in vars(metrics).values()
+        if isinstance(wrapper, MetricWrapperBase)
+        for family in wrapper.describe()
+    }
+
+
+def sample(registry: CollectorRegistry, metric: str, /, **labels: str) -> float:
+    """The value of one series; 0 for a series never set of a family that exists with
+    exactly these label names. A metric or label name the registry does not have fails."""
+    family = next(
+        (
+            f
+            for f in registry.collect()
+            if metric in {f.name + suffix for suffix in _SUFFIXES.get(f.type, ("",))}
+        ),
+        None,
+    )
+    if family is None:
+        raise AssertionError(f"no metric {metric!r} in the registry (misspelt?)")
+    names = set(labels) - ({"le"} if metric.endswith("_bucket") else set())
+    wrapper = _declared().get(family.name)
+    if wrapper is not None and names:
+        try:
+            wrapper.labels(**dict.fromkeys(names, "x"))  # checks the names, on its own registry
+        except ValueError:
+            raise AssertionError(f"{metric} has no label set {sorted(names)}") from None
+    elif wrapper is not None and not any(
+        not s.labels for f in wrapper.collect() for s in f.samples
+    ):
+        raise AssertionError(f"{metric} is labelled: name its labels")
+    elif wrapper is None and not any(set(s.labels) == set(labels) for s in family.samples):
+        raise AssertionError(f"{metric} has no series with labels {sorted(labels)}")
+    value = registry.get_sample_value(metric, labels)
+    return 0.0 if value is None else value

@@ -276,3 +276,23 @@ def test_run_logs_a_readable_secret_file_warning_as_a_json_line(
     assert {r["level"] for r in warnings} == {"WARNING"}
     assert any("lab.sk is readable by group or others" in r["message"] for r in warnings)
     assert "very-secret-sk" not in json.dumps(lines)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"], ["plan", "--help"]])
+def test_help_imports_neither_the_daemon_nor_the_emulator(argv: list[str]) -> None:
+    """What `graphnap --help` loads, read from the interpreter's own import log."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(  # noqa: S603 (our own interpreter on our own module)
+        [sys.executable, "-X", "importtime", "-m", "daemon", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "usage: graphnap" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "daemon.cli.main" in imported  # the log is read right
+    heavy = ("daemon.app", "daemon.runtime", "daemon.emulator", "apscheduler", "aiohttp", "httpx")
+    assert sorted(m for m in imported if m.startswith(heavy)) == []

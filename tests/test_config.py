@@ -18,6 +18,7 @@ from daemon.config.loader import ConfigError, Problem, load_config, parse_config
 from daemon.config.models import Config, parse_duration
 from daemon.ops.reload import ConfigSource
 from daemon.telemetry.metrics import Metrics
+from tests.conftest import sample as registry_sample
 
 ROOT = Path(__file__).parents[1]
 PROJECT = """
@@ -373,8 +374,8 @@ schedules:
 # --- hot reload survives anything -----------------------------------------------------------
 
 
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry_sample(registry, name, **labels)
 
 
 def source_for(path: Path, registry: CollectorRegistry, **kwargs: Any) -> ConfigSource:

@@ -26,6 +26,7 @@ from daemon.config.settings import Settings
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
 from tests.conftest import PROJECT
+from tests.conftest import sample as registry_sample
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # 18:00 in Shanghai on a Friday: two hours before the nightly stop, far from any catch-up.
@@ -129,7 +130,7 @@ def lab(cloud: Cloud) -> dict[str, EmuGraph]:
 
 
 def sample(app: App, metric: str, /, **labels: str) -> float:
-    return app.registry.get_sample_value(metric, labels) or 0.0
+    return registry_sample(app.registry, metric, **labels)
 
 
 def actions(app: App, outcome: str, *, rule: str = "night-stop", action: str = "stop") -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ from daemon.config.models import Config, Schedule
 from daemon.emulator import ManualClock
 from daemon.runtime.scheduler import Scheduler, missed_firings
 from daemon.telemetry.metrics import Metrics
+from tests.conftest import sample
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -103,9 +105,7 @@ def make(
 
 
 def misfires(metrics: Metrics, rule: str = "rule") -> float:
-    return (
-        metrics.registry.get_sample_value("graphnap_schedule_misfires_total", {"rule": rule}) or 0
-    )
+    return sample(metrics.registry, "graphnap_schedule_misfires_total", rule=rule)
 
 
 async def test_a_fire_time_runs_once_and_one_firing_of_a_schedule_at_a_time(
@@ -261,3 +261,48 @@ async def test_a_firing_that_comes_later_than_its_grace_is_a_misfire_not_a_stop(
     assert firings.calls == []  # no stop in the middle of the working day
     assert misfires(metrics) == 1
     assert "came 46800s late, beyond misfire_grace" in caplog.text
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop turn (no sleeping) until APScheduler has handed the work over."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("APScheduler never handed the due job over")
+
+
+async def test_apscheduler_hands_a_due_job_over_with_its_latest_scheduled_time(
+    firings: Firings, metrics: Metrics
+) -> None:
+    """The seam to APScheduler (its public submission event): a due cron job reaches the
+    firing with its scheduled time, coalesced to the latest; a due periodic pass runs, one
+    run at a time. Fails if an APScheduler release changes what that event carries."""
+    now = datetime.now(UTC).replace(microsecond=0)  # APScheduler runs on the wall clock
+    scheduler = make(firings, metrics, ManualClock(now))
+    passes: list[str] = []
+    hold = asyncio.Event()
+
+    async def inventory() -> None:
+        passes.append("inventory")
+        await hold.wait()
+
+    scheduler.every("inventory", 3600, inventory)
+    scheduler.start(config_of(schedule(cron="* * * * *", timezone="UTC")))
+    try:
+        due = now - timedelta(minutes=3)  # three minutes due: one firing, for the latest
+        scheduler._aps.modify_job("rule", next_run_time=due)
+        await _until(lambda: bool(firings.calls))
+        await scheduler.settle()
+        assert firings.calls == [("rule", now.replace(second=0))]
+        job = scheduler._aps.get_job("pass:inventory")
+        for _ in range(2):  # the second comes while the first still runs: not started
+            job.modify(next_run_time=now)
+            await _until(lambda: job.next_run_time > now)  # submitted, rescheduled
+        for _ in range(10):  # time for a second run to start, were it let
+            await asyncio.sleep(0)
+        assert passes == ["inventory"]
+    finally:
+        hold.set()
+        await scheduler.stop(grace_s=1)
+    assert misfires(metrics) == 0

@@ -21,13 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from apscheduler.events import (
-    EVENT_JOB_MAX_INSTANCES,
-    JobExecutionEvent,
-    JobSubmissionEvent,
-)
-from apscheduler.executors.base import BaseExecutor
-from apscheduler.job import Job as ApsJob
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -69,17 +63,13 @@ class Scheduler:
         self._passes: dict[str, Periodic] = {}
         self._intervals: dict[str, float] = {}
         self._triggers: dict[str, tuple[str, str, timedelta]] = {}  # what each job was built from
-        self._aps = AsyncIOScheduler(
-            timezone=UTC,
-            job_defaults={"coalesce": True, "max_instances": 1},
-            executors={
-                "firings": _TaskExecutor(self._spawn),
-                "passes": _TaskExecutor(self._spawn_pass),
-            },
-        )
-        # Lateness is judged in _run: APScheduler's own check lives in the executor it
-        # ships, which _TaskExecutor replaces.
-        self._aps.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES)
+        # APScheduler decides only *when*: its jobs do nothing, and each submission (a
+        # public event that carries the scheduled run times) starts the work as a task of
+        # ours, so shutdown decides how long to wait and lateness and "one at a time" are
+        # judged here, in _run. With coalescing, the latest due run time is the one handed on.
+        self._aps = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True})
+        self._aps.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        self._pass_running: set[str] = set()  # one run of a periodic pass at a time
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -99,7 +89,7 @@ class Scheduler:
         self._config = config
         wanted = {s.name: (s.cron, s.timezone, self._grace(s)) for s in config.schedules}
         for job in self._aps.get_jobs():
-            if job.executor == "firings" and job.id not in wanted:
+            if not job.id.startswith(_PERIODIC) and job.id not in wanted:
                 job.remove()
                 self._triggers.pop(job.id, None)
                 log.info("schedule removed", extra={"rule": job.id})
@@ -110,14 +100,12 @@ class Scheduler:
                 continue
             self._triggers[schedule.name] = wanted[schedule.name]
             self._aps.add_job(
-                self._due,
+                _submitted,
                 cron_trigger(schedule.cron, schedule.timezone),
-                args=[schedule.name],
                 id=schedule.name,
                 name=schedule.name,
-                executor="firings",
                 replace_existing=True,
-                misfire_grace_time=max(int(self._grace(schedule).total_seconds()), 1),
+                misfire_grace_time=None,  # lateness is judged in _run, with the schedule's grace
             )
         self._publish_next_fire_times()
 
@@ -129,21 +117,19 @@ class Scheduler:
             return  # the same pass, not pushed back by a reload
         self._intervals[name] = interval_s
         self._aps.add_job(
-            self._periodic,
+            _submitted,
             IntervalTrigger(seconds=interval_s),
-            args=[name],
-            executor="passes",
-            id=f"pass:{name}",
+            id=_PERIODIC + name,
             name=name,
             replace_existing=True,
-            misfire_grace_time=max(int(interval_s), 1),
+            misfire_grace_time=None,
         )
 
     def forget(self, name: str) -> None:
         """Stop running a periodic pass (an idle rule removed by a reload)."""
         self._intervals.pop(name, None)
         if self._passes.pop(name, None) is not None:
-            job = self._aps.get_job(f"pass:{name}")
+            job = self._aps.get_job(_PERIODIC + name)
             if job is not None:
                 job.remove()
 
@@ -179,7 +165,7 @@ class Scheduler:
         return {
             job.id: getattr(job, "next_run_time", None)  # unset until the scheduler runs
             for job in self._aps.get_jobs()
-            if job.executor == "firings"
+            if not job.id.startswith(_PERIODIC)
         }
 
     def last_fire_times(self) -> Mapping[str, datetime]:
@@ -274,24 +260,25 @@ class Scheduler:
         self._metrics.misfires.labels(name).inc(count)
         log.warning(detail or f"firing missed ({why})", extra={"rule": name, "reason": why})
 
-    def _on_missed(self, event: JobExecutionEvent | JobSubmissionEvent) -> None:
-        job = self._aps.get_job(event.job_id)
-        if job is None or job.executor != "firings":
-            return
-        self._misfire(event.job_id, "the previous one is still running")
-
     # --- plumbing ---------------------------------------------------------------------------
 
-    async def _due(self, name: str, *fire_time: datetime) -> None:
-        """APScheduler's job. _TaskExecutor adds the scheduled fire time to the job's
-        arguments; APScheduler checks them against the signature, hence the star."""
-        await self.run(name, *fire_time)
+    def _on_submitted(self, event: JobSubmissionEvent) -> None:
+        """A job came due: start its work for its scheduled run time."""
+        if event.job_id.startswith(_PERIODIC):
+            name = event.job_id.removeprefix(_PERIODIC)
+            if name in self._passes and name not in self._pass_running:
+                self._spawn_pass(self._periodic(name))
+        else:
+            self._spawn(self.run(event.job_id, event.scheduled_run_times[-1]))
 
-    async def _periodic(self, name: str, *run_time: datetime) -> None:
+    async def _periodic(self, name: str) -> None:
+        self._pass_running.add(name)
         try:
             await self._passes[name]()
         except Exception:  # the next interval runs it again
             log.exception("%s pass crashed", name)
+        finally:
+            self._pass_running.discard(name)
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         return _track(work, self._tasks)
@@ -313,19 +300,11 @@ def _track(work: Awaitable[None], tasks: set[asyncio.Task[None]]) -> asyncio.Tas
     return task
 
 
-class _TaskExecutor(BaseExecutor):  # type: ignore[misc]
-    """Runs a job as a task of the Scheduler's own (so shutdown decides how long to wait
-    and nothing is cancelled behind its back) and hands it its scheduled run time, which
-    APScheduler 3 otherwise keeps to itself. With coalescing, the latest of the due run
-    times is the one that runs."""
+_PERIODIC = "pass:"  # the job id prefix of periodic passes; the rest are schedules
 
-    def __init__(self, spawn: Callable[[Awaitable[None]], asyncio.Task[None]]) -> None:
-        super().__init__()
-        self._spawn = spawn
 
-    def _do_submit_job(self, job: ApsJob, run_times: list[datetime]) -> None:
-        task = self._spawn(job.func(*job.args, run_times[-1]))
-        task.add_done_callback(lambda _: self._run_job_success(job.id, []))
+async def _submitted() -> None:
+    """APScheduler's job: nothing; the submission event starts the work (_on_submitted)."""
 
 
 def missed_firings(

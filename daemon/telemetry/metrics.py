@@ -314,11 +314,7 @@ class Metrics:
 
 
 def _remove_where(metric: Counter | Gauge, label: str, values: set[str]) -> None:
-    """Remove every series of `metric` whose `label` is one of `values`."""
-    if not values:
-        return
-    names = list(metric._labelnames)
-    at = names.index(label)
-    for key in list(metric._metrics):
-        if key[at] in values:
-            metric.remove(*key)
+    """Remove every series of `metric` whose `label` is one of `values` (prometheus_client's
+    public remove_by_labels, 0.23 and later: pyproject pins it)."""
+    for value in values:
+        metric.remove_by_labels({label: value})

@@ -1,0 +1,171 @@
+"""The fake cloud on the command line: `graphnap emulator` (its options and server) and
+`graphnap demo` (the emulator and the daemon together). Imported only by those commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+from daemon.app import App
+from daemon.cli.console import EXIT_OK
+from daemon.cli.settings import settings_from
+from daemon.config.settings import Settings
+from daemon.emulator import Cloud, EmulatorServer, Faults, Timing
+from daemon.emulator.cloud import (
+    DEMO_AK,
+    DEMO_DOMAIN,
+    DEMO_PASSWORD,
+    DEMO_PROJECT_ID,
+    DEMO_SK,
+    DEMO_USER,
+)
+from daemon.telemetry.logs import setup_logging
+
+
+def add_emulator_arguments(p: argparse.ArgumentParser) -> None:
+    """`graphnap emulator`'s options; their defaults are the demo's credentials."""
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8900)
+    p.add_argument(
+        "--project-id",
+        action="append",
+        help="a project to serve (repeatable); default the demo project",
+    )
+    p.add_argument("--region", default="cn-north-4")
+    p.add_argument("--graphs", type=int, default=20, help="graphs per project")
+    p.add_argument(
+        "--busy", type=int, default=2, help="graphs per project stuck importing/exporting"
+    )
+    p.add_argument("--stopped", type=int, default=2, help="graphs per project that start stopped")
+    p.add_argument(
+        "--history-minutes",
+        type=float,
+        default=0,
+        help="graphs created this long ago: Cloud Eye has their data from the start",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds graph names and random faults")
+    p.add_argument("--ak", default=DEMO_AK, help="the access key it accepts")
+    p.add_argument("--sk", default=DEMO_SK, help="the secret key of --ak")
+    p.add_argument("--user", default=DEMO_USER, help="IAM user for tokens")
+    p.add_argument("--password", default=DEMO_PASSWORD, help="that user's password")
+    p.add_argument("--domain", default=DEMO_DOMAIN, help="that user's account (domain) name")
+    p.add_argument("--pending-seconds", type=float, default=1.0, help="a job's time in 'pending'")
+    p.add_argument("--stop-seconds", type=float, default=8.0, help="how long a stop runs")
+    p.add_argument("--start-seconds", type=float, default=15.0, help="how long a start runs")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    p.add_argument(
+        "--throttle-rps", type=float, default=None, help="answer 429 APIG.0308 above this rate"
+    )
+    p.add_argument(
+        "--throttle-rps-per-project",
+        type=float,
+        default=None,
+        help="answer 429 APIG.0308 above this rate in any one project",
+    )
+    p.add_argument(
+        "--error-rate", type=float, default=0.0, help="fraction of requests answered 5xx"
+    )
+    p.add_argument("--job-failure-rate", type=float, default=0.0, help="fraction of jobs that fail")
+    p.add_argument("--token-ttl", type=float, default=86400.0, help="IAM token lifetime, seconds")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = settings_from(
+        args,
+        listen_host="127.0.0.1",
+        listen_port=9464,
+        log_format="text",
+        poll_initial_s=2,
+        poll_max_s=5,
+        inventory_interval_s=10,
+        reconcile_interval_s=30,
+        credentials={"demo": {"ak": DEMO_AK, "sk": DEMO_SK}},
+    )
+    setup_logging(args.log_level or "INFO", "text")
+    return asyncio.run(_demo(args.config, settings))
+
+
+async def _demo(config: Path, settings: Settings) -> int:
+    cloud = Cloud(
+        [DEMO_PROJECT_ID],
+        seed=42,
+        timing=Timing(pending_s=1, stop_s=6, start_s=10),
+        faults=Faults(error_rate=0.03, job_failure_rate=0.05),
+        access_keys={DEMO_AK: DEMO_SK},
+        users={(DEMO_DOMAIN, DEMO_USER): DEMO_PASSWORD},
+    )
+    # Two hours of history, so Cloud Eye has data for the idle rule from the first minute.
+    cloud.populate(DEMO_PROJECT_ID, 16, busy=2, stopped=2, history=timedelta(hours=2))
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-ledger-keep", tags={"env": "dev"})
+    cloud.add_graph(
+        DEMO_PROJECT_ID, "dev-pinned", tags={"env": "dev", "graphnap-skip": "owner asked"}
+    )
+    emulator = EmulatorServer(cloud, "127.0.0.1", 8900)
+    url = await emulator.start()
+    print(
+        f"""
+graphnap demo: the daemon runs {config} against the GES emulator at {url}.
+  metrics   http://127.0.0.1:9464/metrics   (graphnap_actions_total, graphnap_jobs_in_flight, ...)
+  status    http://127.0.0.1:9464/status    (next firings, jobs in flight, decisions and reasons)
+  emulator  {url}/_emulator/state
+Schedules fire every minute or two; watch the log lines below. Ctrl-C stops both.
+""",
+        flush=True,
+    )
+    try:
+        return await App(settings).run()
+    finally:
+        await emulator.stop()
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    project_ids = args.project_id or [DEMO_PROJECT_ID]
+    cloud = Cloud(
+        project_ids,
+        region=args.region,
+        seed=args.seed,
+        timing=Timing(
+            pending_s=args.pending_seconds, stop_s=args.stop_seconds, start_s=args.start_seconds
+        ),
+        faults=Faults(
+            latency_s=args.latency,
+            throttle_rps=args.throttle_rps,
+            throttle_rps_per_project=args.throttle_rps_per_project,
+            error_rate=args.error_rate,
+            job_failure_rate=args.job_failure_rate,
+            token_ttl_s=args.token_ttl,
+        ),
+        access_keys={args.ak: args.sk},
+        users={(args.domain, args.user): args.password},
+    )
+    for project_id in project_ids:
+        cloud.populate(
+            project_id,
+            args.graphs,
+            busy=args.busy,
+            stopped=args.stopped,
+            history=timedelta(minutes=args.history_minutes),
+        )
+
+    async def serve_emulator() -> None:
+        server = EmulatorServer(cloud, args.host, args.port)
+        url = await server.start()
+        print(
+            f"GES emulator on {url}: projects {', '.join(project_ids)}, {args.graphs} graphs each, "
+            f"region {args.region}. Ctrl-C stops it.",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    asyncio.run(serve_emulator())
+    return EXIT_OK
