@@ -14,8 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.cli.main import main
-from daemon.config.loader import ConfigError, Problem, load_config, parse_config
+from daemon.config.loader import load_config, parse_config
 from daemon.config.models import Config, parse_duration
+from daemon.config.problems import ConfigError, Problem
 from daemon.ops.reload import ConfigSource
 from daemon.telemetry.metrics import Metrics
 

@@ -16,8 +16,9 @@ import pytest
 
 from daemon.app import serve
 from daemon.cli.main import main
-from daemon.config.loader import ConfigError, parse_config
+from daemon.config.loader import parse_config
 from daemon.config.models import Config
+from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 
 ROOT = Path(__file__).parents[1]

@@ -25,8 +25,9 @@ from pydantic import ValidationError
 
 from daemon import __version__
 from daemon.app import App, serve, utc_now
-from daemon.config.loader import ConfigError, load_config
+from daemon.config.loader import load_config
 from daemon.config.models import Config, Selector, config_json_schema
+from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.domain.cron import cron_trigger, fire_times
 from daemon.emulator.cloud import (
