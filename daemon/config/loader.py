@@ -4,20 +4,15 @@ check its cross-references (references); every failure ends as one located Confi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from daemon.config.models import Config
-from daemon.config.problems import (
-    MAX_PROBLEMS_SHOWN,
-    ConfigError,
-    Problem,
-    line_of,
-    problem_from_pydantic,
-)
+from daemon.config.problems import ConfigError, Problem, line_of, problems_from_pydantic
 from daemon.config.references import check_references
-from daemon.config.yaml_reader import MAX_FILE_BYTES, load_yaml, too_large
+from daemon.config.yaml_reader import MAX_FILE_BYTES, read_yaml, too_large
 
 
 def load_config(path: Path | str) -> Config:
@@ -28,40 +23,31 @@ def load_config(path: Path | str) -> Config:
         if path.is_dir():
             raise IsADirectoryError(path)
         if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
-            raise ConfigError(
-                source, [Problem((), "is not a regular file", "name the YAML file itself")]
-            )
+            raise _whole_file(source, "is not a regular file", "name the YAML file itself")
         with path.open("rb") as file:
             raw = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(
-            source, [Problem((), "file not found", "check the path, or set GRAPHNAP_CONFIG")]
+        raise _whole_file(
+            source, "file not found", "check the path, or set GRAPHNAP_CONFIG"
         ) from None
     except IsADirectoryError:
-        raise ConfigError(
-            source, [Problem((), "is a directory, not a file", "name the YAML file itself")]
+        raise _whole_file(
+            source, "is a directory, not a file", "name the YAML file itself"
         ) from None
     except OSError as exc:
-        raise ConfigError(
-            source,
-            [Problem((), f"cannot be read: {exc.strerror or exc}", "check its permissions")],
+        raise _whole_file(
+            source, f"cannot be read: {exc.strerror or exc}", "check its permissions"
         ) from None
     if len(raw) > MAX_FILE_BYTES:
         raise ConfigError(source, [too_large()])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
+        raise _whole_file(
             source,
-            [
-                Problem(
-                    (),
-                    f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
-                    "save the file as UTF-8",
-                    line,
-                )
-            ],
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+            "save the file as UTF-8",
+            raw[: exc.start].count(b"\n") + 1,
         ) from None
     return parse_config(text, source)
 
@@ -73,33 +59,33 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except ConfigError:
         raise
     except Exception as exc:  # a bug here must still end as a config error, not a traceback
-        raise ConfigError(
+        raise _whole_file(
             source,
-            [
-                Problem(
-                    (),
-                    f"could not be checked: {type(exc).__name__}",
-                    "this is a graphnap bug: please report it with the file",
-                )
-            ],
+            f"could not be checked: {type(exc).__name__}",
+            "this is a graphnap bug: please report it with the file",
         ) from exc
 
 
 def _parse(text: str, source: str) -> Config:
-    data, lines = load_yaml(text, source)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(
+    document = read_yaml(text, source)
+    if document is None:
+        raise _whole_file(source, "the file is empty", "start from config/example.yaml")
+    if not isinstance(document.data, dict):
+        raise _whole_file(
             source,
-            [
-                problem_from_pydantic(err, lines, explain=i < MAX_PROBLEMS_SHOWN)
-                for i, err in enumerate(exc.errors())
-            ],
-        ) from None
-    problems = [
-        Problem(p.loc, p.message, p.hint, line_of(p.loc, lines)) for p in check_references(config)
-    ]
+            f"the top level is a {type(document.data).__name__}, not a mapping",
+            "start with 'projects:'",
+            1,
+        )
+    try:
+        config = Config.model_validate(document.data)
+    except ValidationError as exc:
+        raise ConfigError(source, problems_from_pydantic(exc, document.lines, Config)) from None
+    problems = [replace(p, line=line_of(p.loc, document.lines)) for p in check_references(config)]
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def _whole_file(source: str, message: str, hint: str, line: int | None = None) -> ConfigError:
+    return ConfigError(source, [Problem((), message, hint, line)])

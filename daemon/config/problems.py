@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from daemon.config.models import Config, close_timezone, looks_like_secret, named, shown
+from daemon.config.models import close_timezone, looks_like_secret, named, shown
 
 Loc = tuple[str | int, ...]
 
@@ -68,24 +68,34 @@ def format_loc(loc: Iterable[str | int]) -> str:
 
 
 def line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
+    """The line of `loc`, or of the nearest place above it that has one."""
     for end in range(len(loc), -1, -1):
         if loc[:end] in lines:
             return lines[loc[:end]]
     return None
 
 
-def problem_from_pydantic(
-    err: Mapping[str, Any], lines: Mapping[Loc, int], *, explain: bool = True
+def problems_from_pydantic(
+    exc: ValidationError, lines: Mapping[Loc, int], root: type[BaseModel]
+) -> list[Problem]:
+    """Each error of validating data against `root` as a located Problem with a hint. Only
+    the problems that will be shown get "did you mean" suggestions: they cost difflib time."""
+    return [
+        _problem_from_pydantic(err, lines, root, explain=i < MAX_PROBLEMS_SHOWN)
+        for i, err in enumerate(exc.errors())
+    ]
+
+
+def _problem_from_pydantic(
+    err: Mapping[str, Any], lines: Mapping[Loc, int], root: type[BaseModel], *, explain: bool
 ) -> Problem:
-    """One pydantic error as a Problem. `explain` adds "did you mean" suggestions; they cost
-    difflib time, so only the problems that will be shown get them."""
     loc: Loc = tuple(part for part in err["loc"] if not _is_pydantic_tag(part))
     kind, message = err["type"], str(err["msg"])
     message = message.removeprefix("Value error, ")
     hint = ""
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(root, loc[:-1])
         close = difflib.get_close_matches(key, allowed, n=1) if explain and len(key) <= 64 else []
         message = f"unknown key {named(key)}" + (f" (did you mean {close[0]!r}?)" if close else "")
         hint = f"allowed here: {', '.join(allowed)}" if allowed else "remove it"
@@ -113,9 +123,9 @@ def _is_pydantic_tag(part: object) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
-def _allowed_keys(loc: Loc) -> list[str]:
-    """The keys a mapping at `loc` accepts, by walking the model types."""
-    tp: Any = Config
+def _allowed_keys(root: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys a mapping at `loc` accepts, by walking the model types down from `root`."""
+    tp: Any = root
     for part in loc:
         tp = _strip_optional(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):

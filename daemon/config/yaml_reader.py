@@ -1,5 +1,6 @@
-"""The bounded YAML reader: YAML text -> plain data and the line of every node, refusing
-what is too large, too deep, an alias bomb or an unsafe tag before it costs time or memory.
+"""The bounded YAML reader: any YAML text -> plain data and the line of every place in it,
+refusing what is too large, too deep, an alias bomb or an unsafe tag before it costs time or
+memory. It knows YAML, not graphnap: what the data means is the models' business.
 """
 
 from __future__ import annotations
@@ -21,6 +22,25 @@ MAX_DEPTH = 32
 MAX_VALUE_CHARS = 1024
 MAX_NODES = 50_000  # values after aliases and merges are expanded
 
+
+@dataclass(frozen=True)
+class Bounds:
+    """How much one document may be; the defaults are the MAX_* above."""
+
+    file_chars: int = MAX_FILE_BYTES
+    depth: int = MAX_DEPTH
+    value_chars: int = MAX_VALUE_CHARS
+    nodes: int = MAX_NODES
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document as plain data, and the line of every place in it (`()` is the root)."""
+
+    data: Any
+    lines: dict[Loc, int]
+
+
 # libyaml when it is there: the same events and line numbers, parsed many times faster.
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -30,25 +50,24 @@ _NOT_PRINTABLE_RE = re.compile(
 )
 
 
-def too_large() -> Problem:
+def too_large(limit_bytes: int = MAX_FILE_BYTES) -> Problem:
     return Problem(
         (),
-        f"the file is larger than {MAX_FILE_BYTES // 1024} KiB",
+        f"the file is larger than {limit_bytes // 1024} KiB",
         "a config is a few kilobytes: is this the right file?",
     )
 
 
-def load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Loc, int]]:
-    """YAML -> plain data, plus the line of every node; duplicated keys are refused, and so
-    is anything past the bounds above."""
-    if len(text) > MAX_FILE_BYTES:
-        raise ConfigError(source, [too_large()])
+def read_yaml(text: str, source: str, bounds: Bounds = Bounds()) -> Document | None:
+    """One YAML document as plain data with the line of every place, or None when the text
+    holds no document (blank, or only comments). Duplicated keys are refused, and so is
+    anything past `bounds`: each refusal is a ConfigError naming its place and line."""
+    if len(text) > bounds.file_chars:
+        raise ConfigError(source, [too_large(bounds.file_chars)])
     if not text.strip() or all(
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
     ):
-        raise ConfigError(
-            source, [Problem((), "the file is empty", "start from config/example.yaml")]
-        )
+        return None
     bad = _NOT_PRINTABLE_RE.search(text)
     if bad:
         bad_line = text.count("\n", 0, bad.start()) + 1
@@ -66,13 +85,11 @@ def load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Loc, int]]:
         )
     loader = _YamlLoader(text)
     try:
-        node = _compose(loader, source)
+        node = _compose(loader, source, bounds)
         if node is None:
-            raise ConfigError(
-                source, [Problem((), "the file is empty", "start from config/example.yaml")]
-            )
-        _refuse_alias_bombs(node, source)
-        builder = _Builder(loader, source)
+            return None
+        _refuse_alias_bombs(node, source, bounds.nodes)
+        builder = _Builder(loader, source, bounds.depth)
         data = builder.build(node, (), 0)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -94,19 +111,7 @@ def load_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Loc, int]]:
         ) from None
     finally:
         loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError(
-            source,
-            [
-                Problem(
-                    (),
-                    f"the top level is a {type(data).__name__}, not a mapping",
-                    "start with 'projects:'",
-                    1,
-                )
-            ],
-        )
-    return data, builder.lines
+    return Document(data, builder.lines)
 
 
 @dataclass
@@ -133,7 +138,7 @@ class _Open:
         return ()
 
 
-def _compose(loader: Any, source: str) -> yaml.Node | None:
+def _compose(loader: Any, source: str, bounds: Bounds) -> yaml.Node | None:
     """Parser events -> one document's node graph, as PyYAML's composer builds it, but
     without recursion (libyaml's composer recurses in C and 20,000 '[' overflow its stack)
     and refusing what is nested too deep, too long, or an alias inside what it names."""
@@ -171,16 +176,17 @@ def _compose(loader: Any, source: str) -> yaml.Node | None:
             node = target
         elif isinstance(event, yaml.ScalarEvent | yaml.SequenceStartEvent | yaml.MappingStartEvent):
             count += 1
-            if count > MAX_NODES:
+            if count > bounds.nodes:
                 raise refuse(
-                    f"more than {MAX_NODES} values",
+                    f"more than {bounds.nodes} values",
                     "a config is a few hundred values: is this the right file?",
                     start,
                 )
             if isinstance(event, yaml.ScalarEvent):
-                if len(event.value) > MAX_VALUE_CHARS or len(event.tag or "") > MAX_VALUE_CHARS:
+                longest = max(len(event.value), len(event.tag or ""))
+                if longest > bounds.value_chars:
                     raise refuse(
-                        f"a value of {len(event.value)} characters; at most {MAX_VALUE_CHARS} are read",
+                        f"a value of {longest} characters; at most {bounds.value_chars} are read",
                         "no setting needs a value that long: is this the right place?",
                         start,
                     )
@@ -189,9 +195,9 @@ def _compose(loader: Any, source: str) -> yaml.Node | None:
                     tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
                 node = yaml.ScalarNode(tag, event.value, start, start, style=event.style)
             else:
-                if len(stack) >= MAX_DEPTH:
+                if len(stack) >= bounds.depth:
                     raise refuse(
-                        f"nested more than {MAX_DEPTH} levels deep",
+                        f"nested more than {bounds.depth} levels deep",
                         "a config is a few levels deep: look for unclosed '[' or '{'",
                         start,
                     )
@@ -232,13 +238,13 @@ def _compose(loader: Any, source: str) -> yaml.Node | None:
     return node
 
 
-def _refuse_alias_bombs(root: yaml.Node, source: str) -> None:
-    """Refuse a document whose aliases and merges expand past MAX_NODES values, from the
+def _refuse_alias_bombs(root: yaml.Node, source: str, max_nodes: int) -> None:
+    """Refuse a document whose aliases and merges expand past `max_nodes` values, from the
     size of each node counted once (the composed graph shares what aliases repeat), so
-    a billion laughs costs as much as its few lines, not as much as MAX_NODES values."""
+    a billion laughs costs as much as its few lines, not as much as `max_nodes` values."""
     sizes: dict[int, int] = {}
 
-    def size(node: yaml.Node) -> int:  # recursion is bounded: nodes nest MAX_DEPTH deep
+    def size(node: yaml.Node) -> int:  # recursion is bounded: nodes nest bounds.depth deep
         known = sizes.get(id(node))
         if known is not None:
             return known
@@ -251,11 +257,11 @@ def _refuse_alias_bombs(root: yaml.Node, source: str) -> None:
         )
         total = 1
         for child in children:
-            total = min(total + size(child), MAX_NODES + 1)
+            total = min(total + size(child), max_nodes + 1)
         sizes[id(node)] = total
         return total
 
-    if size(root) <= MAX_NODES:
+    if size(root) <= max_nodes:
         return
     where: Loc = ()
     line = root.start_mark.line + 1
@@ -268,7 +274,7 @@ def _refuse_alias_bombs(root: yaml.Node, source: str) -> None:
         [
             Problem(
                 where,
-                f"aliases expand the config past {MAX_NODES} values (an alias bomb?)",
+                f"aliases expand the config past {max_nodes} values (an alias bomb?)",
                 "repeat a value with an alias a few times, not aliases of aliases",
                 line,
             )
@@ -280,9 +286,10 @@ class _Builder:
     """Nodes -> plain data with the line of every place. Aliases and merge keys (`<<`)
     expand here, so here their expanded depth is bounded."""
 
-    def __init__(self, loader: yaml.SafeLoader, source: str) -> None:
+    def __init__(self, loader: yaml.SafeLoader, source: str, max_depth: int) -> None:
         self._loader = loader
         self._source = source
+        self._max_depth = max_depth
         self.lines: dict[Loc, int] = {}
 
     def build(self, node: yaml.Node, loc: Loc, depth: int) -> Any:
@@ -305,10 +312,10 @@ class _Builder:
 
     def _visit(self, node: yaml.Node, loc: Loc, depth: int) -> None:
         # Their number is bounded before building (_refuse_alias_bombs); their depth here.
-        if depth > MAX_DEPTH:
+        if depth > self._max_depth:
             raise self._refuse(
                 loc,
-                f"with its aliases and merges, nested more than {MAX_DEPTH} levels deep",
+                f"with its aliases and merges, nested more than {self._max_depth} levels deep",
                 "a config is a few levels deep",
                 node,
             )
