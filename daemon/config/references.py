@@ -15,8 +15,12 @@ from daemon.config.problems import MAX_PROBLEMS_SHOWN, Loc, Problem, format_loc
 
 def check_references(config: Config) -> list[Problem]:
     """Cross-checks pydantic cannot express: names that must exist, be unique, or fit the action."""
+    problems = [*_projects(config), *_rules(config)]
+    return problems + _calendars(config, already=len(problems))
+
+
+def _projects(config: Config) -> list[Problem]:
     problems: list[Problem] = []
-    project_names = {p.name for p in config.projects}
     first_named: dict[str, int] = {}
     first_pair: dict[tuple[str, str], int] = {}
     for i, project in enumerate(config.projects):
@@ -37,6 +41,12 @@ def check_references(config: Config) -> list[Problem]:
                     "list each project once",
                 )
             )
+    return problems
+
+
+def _rules(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    project_names = {p.name for p in config.projects}
     rule_names: dict[str, Loc] = {}
     rules: list[tuple[str, int, Schedule | IdleRule]] = [
         *(("schedules", i, s) for i, s in enumerate(config.schedules)),
@@ -82,30 +92,34 @@ def check_references(config: Config) -> list[Problem]:
                             _known("calendars", list(config.calendars)),
                         )
                     )
-            if rule.keep_stopped_until and rule.action != "stop":
-                problems.append(
-                    Problem(
-                        (*here, "keep_stopped_until"),
-                        "only a stop schedule keeps graphs stopped",
-                        "remove it, or make the action 'stop'",
-                    )
-                )
-            if rule.defer_while_in_use and rule.action != "stop":
-                problems.append(
-                    Problem(
-                        (*here, "defer_while_in_use"),
-                        "only a stop schedule defers graphs in use",
-                        "remove it, or make the action 'stop'",
-                    )
-                )
-            if rule.backup_id and rule.action != "start":
-                problems.append(
-                    Problem(
-                        (*here, "backup_id"),
-                        "only a start schedule starts from a backup",
-                        "remove it, or make the action 'start'",
-                    )
-                )
+            problems += _fits_action(here, rule)
+    return problems
+
+
+# Options only one action has: (option, the action, what the option does).
+_ACTION_OPTIONS = (
+    ("keep_stopped_until", "stop", "keeps graphs stopped"),
+    ("defer_while_in_use", "stop", "defers graphs in use"),
+    ("backup_id", "start", "starts from a backup"),
+)
+
+
+def _fits_action(here: Loc, rule: Schedule) -> list[Problem]:
+    return [
+        Problem(
+            (*here, option),
+            f"only a {action} schedule {does}",
+            f"remove it, or make the action '{action}'",
+        )
+        for option, action, does in _ACTION_OPTIONS
+        if getattr(rule, option) and rule.action != action
+    ]
+
+
+def _calendars(config: Config, *, already: int) -> list[Problem]:
+    """`already`: problems found before; "did you mean" costs difflib time, so it is only
+    offered while the problems are fewer than those shown."""
+    problems: list[Problem] = []
     supported = holidays.list_supported_countries()
     for name, calendar in config.calendars.items():
         here = ("calendars", name)
@@ -120,7 +134,7 @@ def check_references(config: Config) -> list[Problem]:
         elif calendar.country is not None and calendar.country not in supported:
             close = (
                 difflib.get_close_matches(calendar.country, list(supported), n=1)
-                if len(problems) < MAX_PROBLEMS_SHOWN and len(calendar.country) <= 64
+                if already + len(problems) < MAX_PROBLEMS_SHOWN and len(calendar.country) <= 64
                 else []
             )
             problems.append(
