@@ -26,8 +26,8 @@ from daemon import __version__
 from daemon.cloud.api import Sleep
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
-from daemon.config.loader import ConfigError
 from daemon.config.models import Config
+from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.domain.model import Clock
 from daemon.ops.reload import ConfigSource

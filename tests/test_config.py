@@ -1,11 +1,10 @@
-"""Config loading: the shipped files are valid, and every bad case names its exact place."""
+"""The config as people write it: typed values, each mistake named at its place, hostile
+values, secrets never echoed, endpoint overrides, and hot reload surviving any of it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import tracemalloc
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.cli.main import main
-from daemon.config.loader import ConfigError, Problem, load_config, parse_config
+from daemon.config.loader import parse_config
 from daemon.config.models import Config, parse_duration
+from daemon.config.problems import ConfigError, Problem
 from daemon.ops.reload import ConfigSource
 from daemon.telemetry.metrics import Metrics
 from tests.conftest import sample as registry_sample
+from tests.test_yaml_reader import billion_laughs
 
 ROOT = Path(__file__).parents[1]
 PROJECT = """
@@ -47,25 +48,6 @@ def problems(text: str) -> list[tuple[str, str, int | None]]:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "test.yaml")
     return [(p.where, p.message, p.line) for p in caught.value.problems]
-
-
-@pytest.mark.parametrize("name", ["example.yaml", "demo.yaml"])
-def test_shipped_configs_are_valid(name: str) -> None:
-    config = load_config(ROOT / "config" / name)
-    assert config.projects
-    assert config.schedules
-
-
-def test_example_covers_every_feature() -> None:
-    config = load_config(ROOT / "config" / "example.yaml")
-    assert {s.action for s in config.schedules} == {"stop", "start"}
-    assert any(s.keep_stopped_until for s in config.schedules)
-    assert any(s.skip_on for s in config.schedules)
-    assert any(s.dry_run for s in config.schedules)
-    assert any(s.exclude for s in config.schedules)
-    assert config.idle_rules
-    assert config.pricing.hourly
-    assert any(p.endpoints.ges for p in config.projects)
 
 
 def test_a_good_schedule_is_parsed_into_typed_values() -> None:
@@ -122,22 +104,6 @@ def test_errors_carry_the_line_number_of_the_offending_key() -> None:
     )
 
 
-def test_duplicate_rule_names_and_projects_are_refused() -> None:
-    text = (
-        PROJECT
-        + PROJECT.replace("projects:\n", "")
-        + """
-schedules:
-  - {name: a, action: stop, cron: "@daily", timezone: UTC, targets: {projects: [analytics]}}
-idle_rules:
-  - {name: a, targets: {projects: [analytics]}, idle_for: 2h}
-"""
-    )
-    found = {w: m for w, m, _ in problems(text)}
-    assert "used twice" in found["projects[1].name"]
-    assert "already used at schedules[0]" in found["idle_rules[0].name"]
-
-
 def test_unknown_top_level_key_lists_the_allowed_ones() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(PROJECT + "schedule: []\n")
@@ -153,30 +119,6 @@ def test_yaml_booleans_get_a_quoting_hint_and_numeric_keys_stay_names() -> None:
     (problem,) = caught.value.problems
     assert problem.where == "calendars.no.country"
     assert "quote" in problem.hint
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("", "empty"),
-        ("# only a comment\n", "empty"),
-        ("projects: [1,\n", "invalid YAML"),
-        ("a: 1\na: 2\n", "duplicated key 'a' (first at line 1)"),
-        ("- just\n- a list\n", "not a mapping"),
-        ("projects: []\n", "at least 1 item"),
-    ],
-)
-def test_broken_files_get_their_own_clear_message(text: str, words: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_config(text)
-    assert words in caught.value.render()
-
-
-def test_missing_file_and_directory(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="file not found"):
-        load_config(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="is a directory"):
-        load_config(tmp_path)
 
 
 def test_calendars_know_countries_and_inline_dates() -> None:
@@ -213,29 +155,15 @@ def test_a_single_name_is_accepted_where_a_list_of_names_is_asked_for() -> None:
     assert rule.skip_on == ["cn-holidays"]
 
 
-# --- hostile input: every failure is a located ConfigError, in bounded time and memory ---
+# --- hostile input in a config: every failure is a located ConfigError (the reader's own
+# refusals and bounds: test_yaml_reader.py) ---
 
 EXAMPLE = (ROOT / "config" / "example.yaml").read_text()
-
-
-def billion_laughs(levels: int = 12, width: int = 10) -> str:
-    rows = ["a0: &a0 [lol]"]
-    rows += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
-    return "\n".join(rows) + f"\nprojects: *a{levels - 1}\n"
 
 
 def example_line(text: str) -> int:
     """The line of config/example.yaml where `text` first appears."""
     return next(i for i, line in enumerate(EXAMPLE.splitlines(), 1) if text in line)
-
-
-def merge_bomb(levels: int = 12, width: int = 10) -> str:
-    rows = ["m0: &m0 {k0: 1}"]
-    rows += [
-        f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * width)}], k{i}: 1}}"
-        for i in range(1, levels)
-    ]
-    return "\n".join(rows) + f"\nprojects: [*m{levels - 1}]\n"
 
 
 @pytest.mark.parametrize(
@@ -253,9 +181,6 @@ def merge_bomb(levels: int = 12, width: int = 10) -> str:
             example_line("idle_for: 2h"),
             "is not a valid date: month must be in 1..12",
         ),
-        ("projects: &a\n  - *a\n", "projects[0]", 2, "recursive alias"),
-        ("a: &a [*a]\n", "a[0]", 1, "recursive alias"),
-        ("projects: *nowhere\n", "projects", 1, "names no anchor"),
         (
             EXAMPLE.replace("idle_for: 2h", "idle_for: 99999999999999999999999w"),
             "idle_rules[0].idle_for",
@@ -274,84 +199,33 @@ def merge_bomb(levels: int = 12, width: int = 10) -> str:
             example_line("currency: USD"),
             "control character U+0000",
         ),
-        ("projects: " + "[" * 20_000 + "]" * 20_000 + "\n", "(top level)", 1, "nest"),
-        (
-            "projects: " + "{a: " * 2_000 + "1" + "}" * 2_000 + "\n",
-            "projects.a",
-            1,
-            "nested more than 32",
-        ),
-        (billion_laughs(), "a5", 6, "alias bomb"),
-        (merge_bomb(), "m5", 6, "alias bomb"),
-        (
-            EXAMPLE + "\n---\nprojects: []\n",
-            "(top level)",
-            EXAMPLE.count("\n") + 2,
-            "second YAML document",
-        ),
+        (billion_laughs(12, 10), "a5", 6, "alias bomb"),
         (
             EXAMPLE.replace("currency: USD", "currency: !!python/object/apply:os.system [id]"),
             "pricing.currency",
             example_line("currency: USD"),
             "!!python/object/apply:os.system is not allowed",
         ),
-        ("projects:\n\t- a\n", "(top level)", 2, "invalid YAML"),
     ],
     ids=[
         "impossible-date",
         "impossible-timestamp",
-        "recursive-alias",
-        "self-alias",
-        "undefined-alias",
         "overflowing-duration",
         "5000-digit-int",
         "nul-byte",
-        "20000-deep-list",
-        "2000-deep-map",
         "billion-laughs",
-        "merge-bomb",
-        "two-documents",
         "python-tag",
-        "tab-indent",
     ],
 )
 def test_hostile_input_is_a_located_config_error(
     text: str, where: str, line: int, words: str
 ) -> None:
-    started = time.perf_counter()
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "hostile.yaml")
-    assert time.perf_counter() - started < 2.0
     (problem,) = caught.value.problems
     assert problem.where.startswith(where), str(problem)
     assert problem.line == line, str(problem)
     assert words in problem.message, str(problem)
-
-
-def test_an_alias_bomb_is_refused_within_a_small_memory_bound() -> None:
-    tracemalloc.start()
-    try:
-        with pytest.raises(ConfigError, match="alias bomb"):
-            parse_config(billion_laughs(levels=10, width=10))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 64 * 2**20  # 10**9 expanded values before the bound
-
-
-def test_limits_on_size_and_values(tmp_path: Path) -> None:
-    big = tmp_path / "big.yaml"
-    big.write_text(PROJECT + "# " + "x" * (1 << 20) + "\n")
-    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
-        load_config(big)
-    latin1 = tmp_path / "latin1.yaml"
-    latin1.write_bytes(PROJECT.encode() + "# café\n".encode("latin-1"))
-    with pytest.raises(ConfigError) as caught:
-        load_config(latin1)
-    assert "line 7: (top level): is not UTF-8 text (byte 0xe9)" in caught.value.render()
-    wide = "projects: [" + ", ".join(["1"] * 60_000) + "]\n"
-    with pytest.raises(ConfigError, match="more than 50000 values"):
-        parse_config(wide)
 
 
 def test_aliases_and_merge_keys_still_work_and_explicit_keys_win() -> None:
@@ -393,7 +267,7 @@ def source_for(path: Path, registry: CollectorRegistry, **kwargs: Any) -> Config
     [
         ("calendars:\n  own: {dates: [2026-02-30]}\n", "calendars.own.dates[0]: '2026-02-30'"),
         ("calendars: &c\n  own: *c\n", "recursive alias"),
-        (billion_laughs().replace("projects:", "idle_rules:"), "alias bomb"),
+        (billion_laughs(12, 10), "alias bomb"),
     ],
     ids=["impossible-date", "recursive-alias", "alias-bomb"],
 )

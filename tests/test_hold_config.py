@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from daemon.config.holds import config_holds
-from daemon.config.loader import ConfigError, parse_config
+from daemon.config.loader import parse_config
+from daemon.config.problems import ConfigError
 from daemon.rules.holds import config_hold_problems, held_reason
 
 PROJECT = """

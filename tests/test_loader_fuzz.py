@@ -1,14 +1,14 @@
 """Config fuzzing: seeded mutations of config/example.yaml (types swapped, keys dropped, NUL
 bytes, overflowing durations, deep nesting, impossible dates, alias bombs, ...) each end in
-a valid Config or a ConfigError whose every problem is located, in bounded time; and
-`graphnap validate` answers the nastiest of them with exit 2 and no traceback.
+a valid Config or a ConfigError whose every problem is located; and `graphnap validate`
+answers the nastiest of them with exit 2 and no traceback. How long they take is
+bench/config_load.py's to measure; here the per-test timeout is the only clock.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,14 +16,14 @@ import pytest
 
 from daemon.app import serve
 from daemon.cli.main import main
-from daemon.config.loader import ConfigError, parse_config
+from daemon.config.loader import parse_config
 from daemon.config.models import Config
+from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = (ROOT / "config" / "example.yaml").read_text()
 CASES = 600
-SECONDS_PER_CASE = 1.0
 # Whole-file problems have no line or key to name; every other problem must have one.
 WHOLE_FILE = ("the file is empty", "the file is larger than")
 
@@ -226,19 +226,11 @@ def check_outcome(text: str) -> Config | ConfigError:
 
 def test_seeded_mutations_of_the_example_end_in_a_config_or_a_located_error() -> None:
     outcomes = {"valid": 0, "refused": 0}
-    slowest = 0.0
-    started = time.perf_counter()
     for seed in range(CASES):
-        text = mutate(seed)
-        case_started = time.perf_counter()
-        result = check_outcome(text)
-        elapsed = time.perf_counter() - case_started
-        slowest = max(slowest, elapsed)
-        assert elapsed < SECONDS_PER_CASE, f"seed {seed} took {elapsed:.2f}s"
+        result = check_outcome(mutate(seed))
         outcomes["valid" if isinstance(result, Config) else "refused"] += 1
-    total = time.perf_counter() - started
     assert outcomes["refused"] > CASES // 2  # the mutations do reach the checks
-    assert total < 8.0, f"{CASES} cases took {total:.1f}s (slowest {slowest:.2f}s)"
+    assert outcomes["valid"] > 0  # ... and some leave a config that still loads
 
 
 NASTIEST = {
@@ -262,9 +254,7 @@ def test_validate_answers_the_nastiest_inputs_with_exit_2_and_no_traceback(
         paths.append(str(path))
     (tmp_path / "binary.yaml").write_bytes(b"projects:\n  - \xff\xfe\x00garbage\n")
     paths.append(str(tmp_path / "binary.yaml"))
-    started = time.perf_counter()
     assert main(["validate", *paths, str(ROOT / "config" / "example.yaml")]) == 2
-    assert time.perf_counter() - started < 5.0
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert "example.yaml: ok" in out

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from daemon.cli.console import EXIT_OK, EXIT_USAGE, table
 from daemon.cli.settings import settings_from
-from daemon.config.loader import ConfigError, load_config
+from daemon.config.loader import load_config
 from daemon.config.models import Selector, config_json_schema
+from daemon.config.problems import ConfigError
 from daemon.rules.upcoming import upcoming_firings
 from daemon.telemetry.logs import setup_logging
 

@@ -14,8 +14,8 @@ from daemon.app import App
 from daemon.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from daemon.cli.console import table as _table
 from daemon.cli.settings import settings_from as _settings
-from daemon.config.loader import ConfigError
 from daemon.config.models import Config
+from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.telemetry.logs import setup_logging
 

@@ -17,8 +17,8 @@ from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
 from daemon.cloud.gate import Monotonic, RequestGate
 from daemon.cloud.ges import GesClient
-from daemon.config.loader import Problem
 from daemon.config.models import Config, Project
+from daemon.config.problems import Problem
 from daemon.config.settings import Settings
 from daemon.domain.model import Clock, GraphApi, MetricApi
 from daemon.telemetry.metrics import Metrics

@@ -1,7 +1,8 @@
 """The config's models: frozen, parsed once at the edge, then trusted by the daemon.
 
 Cron expressions, time zones and durations are checked as they are parsed; reading the
-file, cross-references and error rendering are daemon.config.loader's.
+file is daemon.config.loader's, cross-references and located errors are
+daemon.config.references' and daemon.config.problems'.
 """
 
 from __future__ import annotations

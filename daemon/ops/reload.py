@@ -14,8 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from daemon.config.loader import MAX_FILE_BYTES, ConfigError, Problem, load_config
+from daemon.config.loader import load_config
 from daemon.config.models import Config
+from daemon.config.problems import ConfigError, Problem
+from daemon.config.yaml_reader import MAX_FILE_BYTES
 from daemon.domain.model import Clock, Sleep
 from daemon.telemetry.metrics import Metrics
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from daemon.config.loader import format_loc
+from daemon.config.problems import format_loc
 from daemon.domain.hold import Hold, HoldGraphs, Keep, Store, StoreError
 from daemon.domain.model import Graph
 from daemon.rules.holds import (
