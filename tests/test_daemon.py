@@ -372,9 +372,9 @@ async def test_savings_accrue_for_managed_graphs_while_stopped(
     app = await start(make_app())
     await app.fire("night-stop")
     await app.settle()
-    await app.passes.refresh_inventory(app.config)
+    await app.inventory.refresh(app.config)
     clock.advance(2 * 3600)
-    await app.passes.refresh_inventory(app.config)
+    await app.inventory.refresh(app.config)
     # dev-a 1.25 + dev-b 12 x 2 replicas + test-c 1.25 + dev-stopped 1.25 (managed, already stopped), for 2 h
     assert sample(
         app, "graphnap_estimated_savings_total", project="lab", currency="USD"
@@ -495,7 +495,7 @@ async def test_readiness_waits_for_a_first_inventory(
     assert waiting.startswith(
         "project lab: no inventory yet (ges list_graphs: GES.7041 (HTTP 403): Insufficient permission."
     )
-    await app.passes.refresh_inventory(app.config)
+    await app.inventory.refresh(app.config)
     assert app.status.readiness() == []
 
 
@@ -564,9 +564,7 @@ async def test_jobs_are_resumed_once_ges_answers_even_if_it_was_down_at_start_up
         "project lab: no inventory yet (ges list_graphs: APIG.1009 (HTTP 503)"
     )
 
-    await second.passes.refresh_inventory(
-        second.config
-    )  # the periodic inventory, once GES answers again
+    await second.inventory.refresh(second.config)  # the periodic inventory, once GES answers again
     assert len(second.tracker.jobs()) == 3
     await second.settle()
     assert second.status.readiness() == []
@@ -794,9 +792,9 @@ async def test_per_graph_series_can_be_turned_off_and_savings_still_accrue(
     app = await start(make_app(per_graph_metrics=False))
     await app.fire("night-stop")
     await app.settle()
-    await app.passes.refresh_inventory(app.config)
+    await app.inventory.refresh(app.config)
     clock.advance(3600)
-    await app.passes.refresh_inventory(app.config)
+    await app.inventory.refresh(app.config)
     text = generate_latest(app.registry).decode()
     assert "graphnap_graph_stopped{" not in text
     assert "graphnap_graph_hourly_price{" not in text
@@ -859,7 +857,7 @@ async def test_a_deferral_ends_when_its_graph_is_no_longer_selected(
     used.name = "renamed-used"  # no longer dev-*
     clock.advance(5 * 60)
     await app.passes.deferred(app.config)
-    assert app.passes.deferrals == {}
+    assert app.deferrals.pending == {}
     assert sample(app, "graphnap_deferrals_total", rule="night-stop", outcome="dropped") == 1
     assert statuses(cloud)["renamed-used"] == 200
 
@@ -872,7 +870,7 @@ async def test_a_deferral_gives_up_at_max_even_when_cloud_eye_is_down(
     for _ in range(40):  # every five minutes for over three hours
         clock.advance(5 * 60)
         await app.passes.deferred(app.config)
-    assert app.passes.deferrals == {}
+    assert app.deferrals.pending == {}
     assert statuses(cloud)["dev-used"] == 200  # never stopped without evidence it is quiet
     assert sample(app, "graphnap_deferrals_total", rule="night-stop", outcome="gave_up") == 1
 
@@ -914,7 +912,7 @@ async def test_a_reload_while_the_first_inventory_waits_is_what_gets_scheduled(
     make_app: MakeApp, config_file: Path
 ) -> None:
     app = make_app()
-    first_inventory = app.passes.refresh_inventory
+    first_inventory = app.inventory.refresh
 
     async def slow(config: Config) -> None:
         config_file.write_text(
@@ -923,6 +921,6 @@ async def test_a_reload_while_the_first_inventory_waits_is_what_gets_scheduled(
         await app.source.reload()
         await first_inventory(config)
 
-    app.passes.refresh_inventory = slow  # type: ignore[method-assign]
+    app.inventory.refresh = slow  # type: ignore[method-assign]
     await app.start(serve=False, schedule=True, watch=False)
     assert set(app.scheduler.next_fire_times()) == {"night-stop", "later"}

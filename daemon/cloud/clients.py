@@ -5,7 +5,6 @@ closed at shutdown. It holds no schedules.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -46,7 +45,7 @@ class Clients:
         *,
         clock: Clock,
         monotonic: Monotonic,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
     ) -> None:
         self._settings = settings
         self._monotonic = monotonic
