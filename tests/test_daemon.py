@@ -924,3 +924,56 @@ async def test_a_reload_while_the_first_inventory_waits_is_what_gets_scheduled(
     app.inventory.refresh = slow  # type: ignore[method-assign]
     await app.start(serve=False, schedule=True, watch=False)
     assert set(app.scheduler.next_fire_times()) == {"night-stop", "later"}
+
+
+async def test_a_reload_that_removes_the_project_mid_firing_strands_no_graph(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path, lab: dict[str, EmuGraph]
+) -> None:
+    """The project leaves the config while its firing waits out a 429: the firing finishes
+    with the clients it started with, and every selected graph stops."""
+    original = config_file.read_text()
+    cloud.inject("graph_action", 429, "APIG.0308", "throttled", times=1)
+    reloaded: list[bool] = []
+
+    async def sleep(seconds: float) -> None:
+        if not reloaded:  # the first wait is the firing's retry after the 429
+            config_file.write_text(
+                original.replace("name: lab", "name: other").replace("[lab]", "[other]")
+            )
+            reloaded.append(await app.source.reload())
+        await clock.sleep(seconds)
+
+    app = await start(make_app(sleep=sleep, project_concurrency=1))
+    report = await app.fire("night-stop")
+    await app.settle()
+    assert reloaded == [True]
+    assert "lab" not in {p.name for p in app.config.projects}
+    assert [r.outcome for r in report.results if r.decision.act] == ["requested"] * 3
+    assert statuses(cloud) == {**statuses(cloud), "dev-a": 900, "dev-b": 900, "test-c": 900}
+    assert actions(app, "succeeded") == 3
+
+
+async def test_a_reload_that_removes_the_project_mid_window_pass_strands_no_graph(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
+) -> None:
+    """The same for the keep-stopped window pass: it re-stops every graph it set out to."""
+    original = config_file.read_text()
+    back = [cloud.add_graph(PROJECT, f"dev-{i}") for i in range(3)]
+    clock.advance(3 * 3600)  # 21:00 Shanghai, inside night-stop's window
+    reloaded: list[bool] = []
+
+    async def sleep(seconds: float) -> None:
+        if not reloaded:  # the first wait is the pass's retry after the 429
+            config_file.write_text(
+                original.replace("name: lab", "name: other").replace("[lab]", "[other]")
+            )
+            reloaded.append(await app.source.reload())
+        await clock.sleep(seconds)
+
+    app = await start(make_app(sleep=sleep, project_concurrency=1))
+    cloud.inject("graph_action", 429, "APIG.0308", "throttled", times=1)
+    await app.passes.keep_windows(app.config)
+    await app.settle()
+    assert reloaded == [True]
+    assert {g.name: g.status for g in back} == {"dev-0": 900, "dev-1": 900, "dev-2": 900}
+    assert actions(app, "succeeded") == 3

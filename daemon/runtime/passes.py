@@ -248,7 +248,7 @@ class Passes:
 
     def _begin(self) -> tuple[datetime, PassApis]:
         """The pass's time and its clients, taken together at its start."""
-        return self._clock(), PassApis(self._apis(), self._metric_apis())
+        return self._clock(), PassApis(dict(self._apis()), dict(self._metric_apis()))
 
     @staticmethod
     def _reachable(projects: Sequence[str], apis: PassApis, rule: str) -> list[str]:
