@@ -157,3 +157,23 @@ def statuses(cloud: Cloud) -> dict[str, int]:
 async def start(app: App, **kwargs: bool) -> App:
     await app.start(**{"serve": False, "schedule": False, "watch": False, **kwargs})
     return app
+
+
+async def app_that_loses_lab_at_its_first_wait(
+    make_app: MakeApp, config_file: Path, clock: ManualClock
+) -> tuple[App, list[bool]]:
+    """An app whose first sleep (a retry after a 429) reloads a config without `lab`
+    (renamed `other`); the list records whether that reload took."""
+    original = config_file.read_text()
+    reloaded: list[bool] = []
+
+    async def sleep(seconds: float) -> None:
+        if not reloaded:
+            config_file.write_text(
+                original.replace("name: lab", "name: other").replace("[lab]", "[other]")
+            )
+            reloaded.append(await app.source.reload())
+        await clock.sleep(seconds)
+
+    app = await start(make_app(sleep=sleep, project_concurrency=1))
+    return app, reloaded

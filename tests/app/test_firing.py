@@ -12,7 +12,17 @@ import pytest
 
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import EmuGraph
-from tests.app.conftest import SHANGHAI, MakeApp, actions, failures, never, sample, start, statuses
+from tests.app.conftest import (
+    SHANGHAI,
+    MakeApp,
+    actions,
+    app_that_loses_lab_at_its_first_wait,
+    failures,
+    never,
+    sample,
+    start,
+    statuses,
+)
 
 
 @pytest.mark.parametrize("auth", ["aksk", "password"])
@@ -279,19 +289,8 @@ async def test_a_reload_that_removes_the_project_mid_firing_strands_no_graph(
 ) -> None:
     """The project leaves the config while its firing waits out a 429: the firing finishes
     with the clients it started with, and every selected graph stops."""
-    original = config_file.read_text()
     cloud.inject("graph_action", 429, "APIG.0308", "throttled", times=1)
-    reloaded: list[bool] = []
-
-    async def sleep(seconds: float) -> None:
-        if not reloaded:  # the first wait is the firing's retry after the 429
-            config_file.write_text(
-                original.replace("name: lab", "name: other").replace("[lab]", "[other]")
-            )
-            reloaded.append(await app.source.reload())
-        await clock.sleep(seconds)
-
-    app = await start(make_app(sleep=sleep, project_concurrency=1))
+    app, reloaded = await app_that_loses_lab_at_its_first_wait(make_app, config_file, clock)
     report = await app.fire("night-stop")
     await app.settle()
     assert reloaded == [True]

@@ -9,7 +9,13 @@ import pytest
 
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import EmuGraph
-from tests.app.conftest import MakeApp, actions, start, statuses
+from tests.app.conftest import (
+    MakeApp,
+    actions,
+    app_that_loses_lab_at_its_first_wait,
+    start,
+    statuses,
+)
 from tests.conftest import PROJECT
 
 
@@ -75,20 +81,9 @@ async def test_a_reload_that_removes_the_project_mid_window_pass_strands_no_grap
     make_app: MakeApp, cloud: Cloud, clock: ManualClock, config_file: Path
 ) -> None:
     """The same for the keep-stopped window pass: it re-stops every graph it set out to."""
-    original = config_file.read_text()
     back = [cloud.add_graph(PROJECT, f"dev-{i}") for i in range(3)]
     clock.advance(3 * 3600)  # 21:00 Shanghai, inside night-stop's window
-    reloaded: list[bool] = []
-
-    async def sleep(seconds: float) -> None:
-        if not reloaded:  # the first wait is the pass's retry after the 429
-            config_file.write_text(
-                original.replace("name: lab", "name: other").replace("[lab]", "[other]")
-            )
-            reloaded.append(await app.source.reload())
-        await clock.sleep(seconds)
-
-    app = await start(make_app(sleep=sleep, project_concurrency=1))
+    app, reloaded = await app_that_loses_lab_at_its_first_wait(make_app, config_file, clock)
     cloud.inject("graph_action", 429, "APIG.0308", "throttled", times=1)
     await app.passes.keep_windows(app.config)
     await app.settle()
