@@ -58,11 +58,11 @@ async def one_size(
         )  # type: ignore[arg-type]
         app = App(settings)
         await app.start(serve=False, schedule=False, watch=False)
-        graphs = app.passes.projects["lab"].graphs
+        graphs = app.inventory.projects["lab"].graphs
         schedule = app.config.schedule("stop-all")
 
         started = time.perf_counter()
-        await app.passes.refresh_inventory(app.config)
+        await app.inventory.refresh(app.config)
         inventory_s = time.perf_counter() - started
 
         started = time.perf_counter()

@@ -232,7 +232,7 @@ async def fire_once(
     await app.start(serve=False, schedule=False, watch=False)
     for _ in range(warm_passes):  # what the 60 s inventory passes do to the rate while idle
         await asyncio.sleep(1.05)
-        await app.passes.refresh_inventory(app.config)
+        await app.inventory.refresh(app.config)
     started = time.monotonic()
     report = await app.fire("stop-all")
     ended = time.monotonic()

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -26,14 +27,16 @@ from daemon import __version__
 from daemon.cloud.api import Sleep
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
-from daemon.config.models import Config
+from daemon.config.models import Config, IdleRule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
-from daemon.domain.model import Clock
+from daemon.domain.model import Clock, MetricApi
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer
 from daemon.ops.status import Heartbeat, StatusView
+from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
+from daemon.runtime.inventory import Inventory, Selection
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
 from daemon.runtime.scheduler import Scheduler
@@ -89,14 +92,25 @@ class App:
             max_concurrency=settings.max_concurrency,
             project_concurrency=settings.project_concurrency,
         )
+        job_timeout = timedelta(seconds=settings.job_timeout_s)
+        self.inventory = Inventory(
+            self.clients.graph_apis,
+            self.tracker,
+            self.metrics,
+            job_timeout=job_timeout,
+            clock=clock,
+        )
+        self.deferrals = Deferrals(self.metrics)
         self.passes = Passes(
             self.clients.graph_apis,
             self.clients.metric_apis,
+            self.inventory,
+            self.deferrals,
             self.executor,
             self.tracker,
             self.outcomes,
             self.metrics,
-            PassSettings(settings.dry_run, timedelta(seconds=settings.job_timeout_s)),
+            PassSettings(settings.dry_run, job_timeout),
             clock=clock,
             sleep=sleep,
         )
@@ -111,9 +125,9 @@ class App:
         self.status = StatusView(
             self.source,
             self.heartbeat,
-            self.passes.projects,
+            self.inventory.projects,
             self.passes.idle_verdicts,
-            self.passes.deferrals,
+            self.deferrals.pending,
             self.tracker,
             self.outcomes,
             next_fires=self.scheduler.next_fire_times,
@@ -160,7 +174,7 @@ class App:
 
     async def start_active(self, *, schedule: bool = True) -> None:
         """Take inventory (resuming jobs in flight), then schedule and catch up."""
-        await self.passes.refresh_inventory(self.config)
+        await self.inventory.refresh(self.config)
         config = self.config  # a reload may have come while GES was being listed
         if schedule:
             self.scheduler.every(
@@ -186,12 +200,12 @@ class App:
         await self.scheduler.stop(self.settings.shutdown_grace_s)
         in_flight = len(self.tracker.jobs())
         await self.tracker.stop()
-        self.passes.forget_resumed()  # a new active term reads the Task Center again
+        self.inventory.forget_resumed()  # a new active term reads the Task Center again
         if in_flight:
             log.info("%d jobs still running in GES; the next start picks them up", in_flight)
 
     async def _inventory_pass(self) -> None:
-        await self.passes.refresh_inventory(self.config)
+        await self.inventory.refresh(self.config)
 
     async def _window_pass(self) -> None:
         await self.passes.keep_windows(self.config)
@@ -236,6 +250,18 @@ class App:
         """Fire one schedule now, outside its cron times (`graphnap once`, `plan --live`)."""
         config = self.config
         return await self.passes.fire(config, config.schedule(name), self.clock(), dry_run=dry_run)
+
+    def inventory_errors(self) -> dict[str, str]:
+        """The projects whose last listing failed, and why (`plan --live`, `once`)."""
+        return self.inventory.errors()
+
+    async def selected_now(self, rule: IdleRule) -> Selection:
+        """The graphs `rule` selects now, from a fresh inventory (`backtest`)."""
+        return await self.inventory.selected(self.config, rule)
+
+    def metric_apis(self) -> Mapping[str, MetricApi]:
+        """Each project's Cloud Eye client as the config stands (`backtest`)."""
+        return self.clients.metric_apis()
 
     async def settle(self) -> None:
         """Until every firing has ended and every job it started has reached its end."""

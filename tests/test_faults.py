@@ -22,9 +22,9 @@ from daemon.config.settings import Settings
 from daemon.emulator import Cloud, ManualClock, Timing
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK, EmuGraph
 from daemon.runtime.passes import Report
+from tests.app.conftest import CONFIG, SHANGHAI, START, sample
 from tests.conftest import PROJECT
 from tests.faultproxy import FaultProxy, fault_proxy
-from tests.test_daemon import CONFIG, SHANGHAI, START, sample
 
 STOPPED = 900
 MakeApp = Callable[..., App]

@@ -60,7 +60,7 @@ async def _plan_live(settings: Settings, config: Config) -> int:
                     )
             print("\nIf each schedule fired now:")
             _table(["schedule", "project", "graph", "decision", "reason"], rows)
-            failed = {p: s.error for p, s in app.passes.projects.items() if s.error}
+            failed = app.inventory_errors()
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
@@ -87,7 +87,8 @@ async def _once(settings: Settings, name: str, dry_run: bool) -> int:
                 return EXIT_USAGE
             report = await app.fire(name, dry_run=dry_run)
             outcomes = await asyncio.gather(*(r.job for r in report.results if r.job is not None))
-            errors = {p: app.passes.projects[p].error for p in report.failed_projects}
+            listed = app.inventory_errors()
+            errors = {p: listed.get(p, "inventory failed") for p in report.failed_projects}
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
@@ -130,19 +131,19 @@ async def _backtest(settings: Settings, name: str, days: float) -> int:
                 print(f"unknown idle rule {name!r}; known: {known}", file=sys.stderr)
                 return EXIT_USAGE
             rule = rules[name]
-            now, selected, unlisted = await app.passes.selected_now(app.config, rule)
+            selection = await app.selected_now(rule)
             report = await backtest(
                 rule.name,
                 idle_criteria(rule),
-                selected,
-                app.passes.metric_apis(),
-                now=now,
+                selection.graphs,
+                app.metric_apis(),
+                now=selection.now,
                 days=days,
                 check_every=rule.check_every,
                 hourly_price=lambda g: app.config.pricing.hourly_price(g.size_index, g.replication),
                 currency=app.config.pricing.currency,
             )
-            report = replace(report, failures={**report.failures, **unlisted})
+            report = replace(report, failures={**report.failures, **selection.unlisted})
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE

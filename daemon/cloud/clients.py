@@ -5,7 +5,6 @@ closed at shutdown. It holds no schedules.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -46,7 +45,7 @@ class Clients:
         *,
         clock: Clock,
         monotonic: Monotonic,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
     ) -> None:
         self._settings = settings
         self._monotonic = monotonic
@@ -59,8 +58,10 @@ class Clients:
         self._http: list[httpx.AsyncClient] = []
 
     def update(self, config: Config) -> None:
-        """Build clients for new or changed projects; forget removed ones (their HTTP
-        clients stay open until close(): a job being followed may still use them)."""
+        """Build clients for new or changed projects; forget removed ones. The clients
+        replaced or forgotten stay open until close(): a pass that started with them
+        finishes with them (it took its own copy of the mappings below), and a job being
+        followed may still use them."""
         for project in config.projects:
             if self._defs.get(project.name) != project:
                 self._ges[project.name], self._ces[project.name] = self._build(project)
@@ -71,6 +72,7 @@ class Clients:
             del self._defs[name]
 
     def graph_apis(self) -> Mapping[str, GraphApi]:
+        """The clients as the config stands now: a live mapping, changed by update()."""
         return self._ges
 
     def metric_apis(self) -> Mapping[str, MetricApi]:

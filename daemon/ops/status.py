@@ -12,8 +12,9 @@ from typing import Any
 
 from daemon import __version__
 from daemon.ops.reload import ConfigSource
+from daemon.runtime.deferrals import Deferral
+from daemon.runtime.inventory import ProjectState
 from daemon.runtime.outcomes import Outcomes
-from daemon.runtime.passes import Deferral, ProjectState
 from daemon.runtime.tracker import Tracker
 
 STALL_AFTER_S = 30.0  # no heartbeat for this long: the event loop is stuck
