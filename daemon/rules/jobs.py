@@ -1,0 +1,121 @@
+"""What a followed action's latest look means: GES's answer to the request, the graph's
+status, the job's state (only when asked) and the deadline -> an outcome with its reason,
+or "look again", or "ask the job". Pure: one table for the first look and every round after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from daemon.domain.model import MOVING_STATUS, TARGET_STATUS, Action, Job, describe_status
+
+Answer = Literal["job", "already", "unreadable"]
+"""What GES answered the action request: a job id; "already" there or on its way (GES.7001,
+GES.7003; perhaps our own request whose answer was lost); or a 2xx we could not read (no
+usable job id, though GES may well have acted)."""
+
+GraphLook = int | Literal["deleted", "unanswered"]
+"""The graph's status code, or that it is gone, or that GES did not say this time."""
+
+JobLook = Job | Literal["gone", "unreadable"] | None
+"""The job's status when asked; "gone" when GES no longer knows it (GES.7007); None: not asked."""
+
+Ruling = Literal["succeeded", "already_done", "failed", "follow", "ask_job"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """GES's answer to one action request, as the executor heard it."""
+
+    answer: Answer
+    job_id: str = ""
+    said: str = ""  # GES's words for "already", or what made the answer unreadable
+    code: str = ""  # the error code of "already" (GES.7001, GES.7003)
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    action: Action
+    answer: Answer
+    graph: GraphLook
+    job: JobLook = None
+    has_job: bool = False  # a job id to ask about
+    first: bool = False  # the look right after an "already" answer, to confirm it
+    timed_out: bool = False
+    timeout_s: float = 0.0
+    said: str = ""  # GES's words for "already" ("GES says GES.7003: ...")
+    code: str = ""  # and their code
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ruling: Ruling
+    reason: str = ""
+    failure: str = ""  # for a failure: its metric label
+
+
+FOLLOW = Verdict("follow")
+ASK_JOB = Verdict("ask_job")
+
+
+def judge_look(look: Look) -> Verdict:
+    """The table, row by row (tests/test_jobs.py reads as the same table)."""
+    if look.graph == "unanswered":
+        if look.first:
+            return Verdict("failed", f"{look.said}; its status could not be read to confirm")
+        if look.timed_out:
+            reason = f"timeout: no answer about the graph after {look.timeout_s:.0f}s"
+            return Verdict("failed", reason, "timeout")
+        return FOLLOW
+    if look.graph == "deleted":
+        return Verdict("failed", "graph deleted while its job ran", "GES.7000")
+    where = describe_status(look.graph)
+    if look.graph == TARGET_STATUS[look.action]:
+        return _there(look, where)
+    if look.graph == MOVING_STATUS[look.action]:
+        if look.first:
+            return Verdict("follow", f"{look.said}; graph is {where}")
+        if look.timed_out:
+            reason = f"timeout: graph still {where} after {look.timeout_s:.0f}s"
+            return Verdict("failed", reason, "timeout")
+        return FOLLOW
+    return _elsewhere(look, where)
+
+
+def _there(look: Look, where: str) -> Verdict:
+    if look.first:
+        return Verdict("already_done", f"{look.said}; graph is {where}")
+    if look.answer == "unreadable":
+        return Verdict("succeeded", f"the answer was unreadable; the graph is {where}")
+    late = f" (its job still ran after {look.timeout_s:.0f}s)" if look.timed_out else ""
+    return Verdict("succeeded", f"graph is {where}{late}")
+
+
+def _elsewhere(look: Look, where: str) -> Verdict:
+    """Neither there nor on its way: the job says why, or that it has not begun yet."""
+    if look.first:
+        return Verdict("failed", f"{look.said}, but graph is {where}", look.code)
+    seconds = f"{look.timeout_s:.0f}s"
+    if look.has_job and look.job is None:
+        return ASK_JOB
+    if isinstance(look.job, Job):
+        if look.job.is_failed:
+            reason = f"job failed: {look.job.fail_reason or 'no reason given'}"
+            return Verdict("failed", reason, "job_failed")
+        if look.job.state in ("pending", "running"):
+            if not look.timed_out:
+                return FOLLOW  # accepted, not begun: the graph has not moved yet
+            reason = f"timeout: job still {look.job.state} after {seconds}; graph is {where}"
+            return Verdict("failed", reason, "timeout")
+    elif look.job == "unreadable":
+        if not look.timed_out:
+            return FOLLOW
+        reason = f"timeout: job status unreadable after {seconds}; graph is {where}"
+        return Verdict("failed", reason, "timeout")
+    elif look.answer == "unreadable":  # no job to ask: the stop may not have begun
+        if not look.timed_out:
+            return FOLLOW
+        reason = f"timeout: the answer was unreadable and graph is still {where} after {seconds}"
+        return Verdict("failed", reason, "timeout")
+    return Verdict("failed", f"job ended but graph is {where}", "job_failed")
