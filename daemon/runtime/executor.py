@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from daemon.cloud.api import AlreadyDoneError, ApiError
+from daemon.cloud.api import AlreadyDoneError, ApiError, InvalidResponseError
 from daemon.domain.model import GraphApi
 from daemon.rules.jobs import Reply
 from daemon.rules.planning import IN_FLIGHT, Decision
@@ -133,7 +133,7 @@ class Executor:
 
     async def _issue(self, d: Decision, api: GraphApi, backup_id: str | None) -> Reply:
         """One request, and GES's answer as the tracker reads it. "Already there or on its
-        way" is an answer too: GES may have acted."""
+        way" and an answer we could not read are answers too: GES may have acted."""
         try:
             async with self._slots:
                 if d.action == "stop":
@@ -142,6 +142,8 @@ class Executor:
                     job_id = await api.start_graph(d.graph_id, backup_id)
         except AlreadyDoneError as exc:
             return Reply("already", said=f"GES says {exc.code}: {exc.message}", code=exc.code)
+        except InvalidResponseError as exc:
+            return Reply("unreadable", said=f"the answer was unreadable ({exc})")
         return Reply("job", job_id)
 
     def _record(
