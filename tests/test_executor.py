@@ -4,7 +4,8 @@ and every decision ends in exactly one recorded outcome."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 import httpx
 import pytest
@@ -27,11 +28,11 @@ from tests.conftest import PROJECT
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-class FlakyGes(GesClient):
-    """A GES client whose stop has a bug for one graph (fakes over mocks)."""
+class FlakyGes:
+    """A fake of the GraphApi protocol whose stop has a bug for one graph (fakes over
+    mocks; no real client underneath for a forgotten method to fall through to)."""
 
     def __init__(self) -> None:
-        super().__init__(httpx.AsyncClient(), PROJECT)
         self.stopped: list[str] = []
 
     async def stop_graph(self, graph_id: str) -> str:
@@ -39,6 +40,9 @@ class FlakyGes(GesClient):
             raise RuntimeError("bug")
         self.stopped.append(graph_id)
         return f"job-{graph_id}"
+
+    async def start_graph(self, graph_id: str, backup_id: str | None = None) -> str:
+        raise AssertionError("these tests only stop")
 
     async def job_status(self, graph_id: str, job_id: str) -> Job:
         return Job(id=job_id, state="success")
@@ -50,6 +54,15 @@ class FlakyGes(GesClient):
 
     async def list_graphs(self) -> list[Graph]:
         return [Graph(id=g, name=g, status=900) for g in self.stopped]
+
+    async def list_jobs(
+        self,
+        *,
+        status: Literal["running", "waiting", "success", "failed"] | None = None,
+        graph_name: str | None = None,
+        since: date | None = None,
+    ) -> list[Job]:
+        return []  # the Task Center shows no job
 
 
 def decision(graph_id: str) -> Decision:
@@ -75,12 +88,12 @@ async def test_a_bug_for_one_graph_fails_that_graph_only_and_is_counted() -> Non
     )
     assert [r.outcome for r in results] == ["requested", "failed", "requested"]
     assert results[1].reason == "internal error: RuntimeError"
-    outcomes = await asyncio.gather(*(r.job for r in results if r.job is not None))
-    assert [(o.job.graph_id, o.outcome) for o in outcomes] == [
+    ended = await asyncio.gather(*(r.job for r in results if r.job is not None))
+    assert [(o.job.graph_id, o.outcome) for o in ended] == [
         ("g-1", "succeeded"),
         ("g-2", "failed"),
     ]
-    assert outcomes[1].reason == "internal error while following: KeyError"
+    assert ended[1].reason == "internal error while following: KeyError"
     registry = metrics.registry
     assert (
         registry.get_sample_value(
@@ -117,9 +130,6 @@ class AlreadyGes(FlakyGes):
         if status == 901:
             self.statuses[graph_id] = 900  # it gets there on the next look
         return Graph(id=graph_id, name=graph_id, status=status)
-
-    async def list_jobs(self, **filters: object) -> list[Job]:
-        return []  # the Task Center shows no job for it
 
 
 async def test_already_stopping_is_followed_and_already_stopped_is_believed_only_if_seen() -> None:
