@@ -64,10 +64,7 @@ def judge_look(look: Look) -> Verdict:
     if look.graph == "unanswered":
         if look.first:
             return Verdict("failed", f"{look.said}; its status could not be read to confirm")
-        if look.timed_out:
-            reason = f"timeout: no answer about the graph after {look.timeout_s:.0f}s"
-            return Verdict("failed", reason, "timeout")
-        return FOLLOW
+        return _until_deadline(look, "no answer about the graph after {s}")
     if look.graph == "deleted":
         return Verdict("failed", "graph deleted while its job ran", "GES.7000")
     where = describe_status(look.graph)
@@ -76,10 +73,7 @@ def judge_look(look: Look) -> Verdict:
     if look.graph == MOVING_STATUS[look.action]:
         if look.first:
             return Verdict("follow", f"{look.said}; graph is {where}")
-        if look.timed_out:
-            reason = f"timeout: graph still {where} after {look.timeout_s:.0f}s"
-            return Verdict("failed", reason, "timeout")
-        return FOLLOW
+        return _until_deadline(look, f"graph still {where} after {{s}}")
     return _elsewhere(look, where)
 
 
@@ -96,26 +90,29 @@ def _elsewhere(look: Look, where: str) -> Verdict:
     """Neither there nor on its way: the job says why, or that it has not begun yet."""
     if look.first:
         return Verdict("failed", f"{look.said}, but graph is {where}", look.code)
-    seconds = f"{look.timeout_s:.0f}s"
     if look.has_job and look.job is None:
         return ASK_JOB
     if isinstance(look.job, Job):
         if look.job.is_failed:
             reason = f"job failed: {look.job.fail_reason or 'no reason given'}"
             return Verdict("failed", reason, "job_failed")
-        if look.job.state in ("pending", "running"):
-            if not look.timed_out:
-                return FOLLOW  # accepted, not begun: the graph has not moved yet
-            reason = f"timeout: job still {look.job.state} after {seconds}; graph is {where}"
-            return Verdict("failed", reason, "timeout")
+        if look.job.state in ("pending", "running"):  # accepted, not begun: not moved yet
+            return _until_deadline(
+                look, f"job still {look.job.state} after {{s}}; graph is {where}"
+            )
     elif look.job == "unreadable":
-        if not look.timed_out:
-            return FOLLOW
-        reason = f"timeout: job status unreadable after {seconds}; graph is {where}"
-        return Verdict("failed", reason, "timeout")
+        return _until_deadline(look, f"job status unreadable after {{s}}; graph is {where}")
     elif look.answer == "unreadable":  # no job to ask: the stop may not have begun
-        if not look.timed_out:
-            return FOLLOW
-        reason = f"timeout: the answer was unreadable and graph is still {where} after {seconds}"
-        return Verdict("failed", reason, "timeout")
+        return _until_deadline(
+            look, f"the answer was unreadable and graph is still {where} after {{s}}"
+        )
     return Verdict("failed", f"job ended but graph is {where}", "job_failed")
+
+
+def _until_deadline(look: Look, timeout: str) -> Verdict:
+    """Look again, until the deadline: then a timeout, `{s}` in its reason the seconds."""
+    if not look.timed_out:
+        return FOLLOW
+    return Verdict(
+        "failed", "timeout: " + timeout.replace("{s}", f"{look.timeout_s:.0f}s"), "timeout"
+    )
