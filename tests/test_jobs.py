@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.domain.model import Job
-from daemon.rules.jobs import Look, Verdict, judge_look
+from daemon.rules.jobs import Look, Verdict, failure_reason, judge_look
 
 RUNNING, STOPPED, STOPPING, STARTING, IMPORTING = 200, 900, 901, 920, 202
 SAID = "GES says GES.7003: The graph is being stopped."
@@ -150,3 +150,20 @@ def test_each_look_means_one_thing(look: Look, verdict: Verdict) -> None:
 def test_a_start_reads_the_same_table_the_other_way_round(graph: int, ruling: str) -> None:
     look = Look("start", "job", graph, has_job=True, timeout_s=600)
     assert judge_look(look).ruling == ruling
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [
+        ("GES.7041", "GES.7041"),
+        ("APIG.0308", "APIG.0308"),
+        ("http_503", "http_5xx"),
+        ("http_404", "http_404"),
+        ("timeout", "timeout"),
+        ("invalid_paging", "invalid_paging"),
+        ("<html>502 Bad Gateway</html>", "other"),
+        ("GES.7041-and-some-junk", "other"),
+    ],
+)
+def test_failure_labels_stay_bounded_whatever_a_gateway_answers(code: str, label: str) -> None:
+    assert failure_reason(code) == label

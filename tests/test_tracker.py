@@ -22,7 +22,6 @@ from daemon.runtime.tracker import (
     TASK_CENTER_LOOKBACK,
     JobOutcome,
     Tracker,
-    failure_reason,
 )
 from daemon.telemetry.metrics import Metrics
 
@@ -293,23 +292,6 @@ async def test_resume_follows_only_jobs_of_graphs_that_are_moving(
     assert job.requested_at == START - timedelta(minutes=2)  # the job's own begin time
     await tracker.wait()
     assert tracker.jobs() == []
-
-
-@pytest.mark.parametrize(
-    ("code", "label"),
-    [
-        ("GES.7041", "GES.7041"),
-        ("APIG.0308", "APIG.0308"),
-        ("http_503", "http_5xx"),
-        ("http_404", "http_404"),
-        ("timeout", "timeout"),
-        ("invalid_paging", "invalid_paging"),
-        ("<html>502 Bad Gateway</html>", "other"),
-        ("GES.7041-and-some-junk", "other"),
-    ],
-)
-def test_failure_labels_stay_bounded_whatever_a_gateway_answers(code: str, label: str) -> None:
-    assert failure_reason(code) == label
 
 
 async def test_a_lost_answer_is_followed_by_the_job_the_task_center_shows(

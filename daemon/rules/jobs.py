@@ -5,6 +5,7 @@ or "look again", or "ask the job". Pure: one table for the first look and every 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,3 +117,31 @@ def _until_deadline(look: Look, timeout: str) -> Verdict:
     return Verdict(
         "failed", "timeout: " + timeout.replace("{s}", f"{look.timeout_s:.0f}s"), "timeout"
     )
+
+
+def ended(ruling: Ruling) -> Literal["succeeded", "failed"]:
+    """A round's final ruling as an outcome (the table's tests keep the rest out)."""
+    return "succeeded" if ruling == "succeeded" else "failed"
+
+
+def confirmed(ruling: Ruling) -> Literal["already_done", "failed"]:
+    """The first look's final ruling as an outcome."""
+    return "already_done" if ruling == "already_done" else "failed"
+
+
+_LABELS = frozenset(
+    {"timeout", "job_failed", "internal", "inventory", "connection", "request", "error"}
+)
+
+
+def failure_reason(code: str) -> str:
+    """An error code as a bounded metric label: a service code shaped like GES.7001 or
+    APIG.0308, http_5xx for any 5xx, http_NNN, or our own few words; anything else a
+    gateway makes up is `other` (a hostile answer must not mint a series per request)."""
+    if code.startswith("http_5"):
+        return "http_5xx"
+    if re.fullmatch(r"[A-Z][A-Z0-9]{1,9}\.\d{4}", code) or re.fullmatch(r"http_\d{3}", code):
+        return code
+    if code in _LABELS or re.fullmatch(r"(invalid|tls)_[a-z_]{1,20}", code):
+        return code
+    return "other"

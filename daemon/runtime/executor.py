@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 
 from daemon.cloud.api import AlreadyDoneError, ApiError, InvalidResponseError
 from daemon.domain.model import GraphApi
-from daemon.rules.jobs import Reply
+from daemon.rules.jobs import Reply, failure_reason
 from daemon.rules.planning import IN_FLIGHT, Decision
 from daemon.runtime.outcomes import Kind, Outcome, Outcomes
-from daemon.runtime.tracker import JobOutcome, Tracker, failure_reason
+from daemon.runtime.tracker import JobOutcome, Tracker
 
 log = logging.getLogger(__name__)
 

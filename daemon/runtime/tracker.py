@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,8 +29,10 @@ from daemon.rules.jobs import (
     JobLook,
     Look,
     Reply,
-    Ruling,
     Verdict,
+    confirmed,
+    ended,
+    failure_reason,
     judge_look,
 )
 from daemon.rules.planning import Decision
@@ -145,19 +146,7 @@ class Tracker:
         acted); "already" is confirmed by one look at the graph, and followed if the graph
         is on its way. The claim ends here: followed, or released."""
         d = decision
-        if reply.answer == "job":
-            future = self.follow(
-                api,
-                d.project,
-                d.graph_id,
-                d.graph_name,
-                reply.job_id,
-                d.action,
-                d.rule,
-                job_timeout,
-            )
-            return Handover("requested", d.reason, job_id=reply.job_id, job=future)
-        reason = reply.said
+        reason = d.reason if reply.answer == "job" else reply.said
         if reply.answer == "already":
             verdict, error = await self._confirm(api, d, reply)
             if verdict.ruling != "follow":
@@ -165,9 +154,9 @@ class Tracker:
                 if error is not None:
                     reason = f"{verdict.reason}: {error}"
                     return Handover("failed", reason, failure_reason(error.code))
-                return Handover(_confirmed(verdict.ruling), verdict.reason, verdict.failure)
+                return Handover(confirmed(verdict.ruling), verdict.reason, verdict.failure)
             reason = verdict.reason
-        job_id = await self._running_job(api, d.graph_name)
+        job_id = reply.job_id or await self._running_job(api, d.graph_name)
         future = self.follow(
             api,
             d.project,
@@ -179,8 +168,12 @@ class Tracker:
             job_timeout,
             answer=reply.answer,
         )
-        following = f"job {job_id}" if job_id else "its status (no running job in the Task Center)"
-        return Handover("requested", f"{reason}: following {following}", job_id=job_id, job=future)
+        if reply.answer != "job":
+            following = (
+                f"job {job_id}" if job_id else "its status (no running job in the Task Center)"
+            )
+            reason = f"{reason}: following {following}"
+        return Handover("requested", reason, job_id=job_id, job=future)
 
     async def _confirm(
         self, api: GraphApi, d: Decision, reply: Reply
@@ -444,7 +437,7 @@ class Tracker:
         if verdict.ruling == "ask_job":
             verdict = judge_look(replace(look, job=await self._job(api, job, look.timed_out)))
         if verdict.ruling != "follow":
-            self._finish(job, _ended(verdict.ruling), verdict.reason, verdict.failure)
+            self._finish(job, ended(verdict.ruling), verdict.reason, verdict.failure)
 
     @staticmethod
     async def _job(api: GraphApi, job: TrackedJob, timed_out: bool) -> JobLook:
@@ -490,31 +483,3 @@ class Tracker:
     def _forget(self, job: TrackedJob) -> None:
         if self._jobs.pop(job.key, None) is not None:
             self._gauge.labels(job.project, job.action).dec()
-
-
-def _ended(ruling: Ruling) -> Literal["succeeded", "failed"]:
-    """A round's final ruling as an outcome (the table's tests keep the rest out)."""
-    return "succeeded" if ruling == "succeeded" else "failed"
-
-
-def _confirmed(ruling: Ruling) -> Literal["already_done", "failed"]:
-    """The first look's final ruling as an outcome."""
-    return "already_done" if ruling == "already_done" else "failed"
-
-
-_LABELS = frozenset(
-    {"timeout", "job_failed", "internal", "inventory", "connection", "request", "error"}
-)
-
-
-def failure_reason(code: str) -> str:
-    """An error code as a bounded metric label: a service code shaped like GES.7001 or
-    APIG.0308, http_5xx for any 5xx, http_NNN, or our own few words; anything else a
-    gateway makes up is `other` (a hostile answer must not mint a series per request)."""
-    if code.startswith("http_5"):
-        return "http_5xx"
-    if re.fullmatch(r"[A-Z][A-Z0-9]{1,9}\.\d{4}", code) or re.fullmatch(r"http_\d{3}", code):
-        return code
-    if code in _LABELS or re.fullmatch(r"(invalid|tls)_[a-z_]{1,20}", code):
-        return code
-    return "other"
