@@ -14,8 +14,15 @@ from prometheus_client import CollectorRegistry
 from daemon.cloud.api import ApiError, NotFoundError, RetryableError
 from daemon.domain.model import Graph, Job, JobState
 from daemon.emulator import ManualClock
+from daemon.rules.jobs import Reply
+from daemon.rules.planning import Decision
 from daemon.runtime.outcomes import Outcomes
-from daemon.runtime.tracker import RESUMED_RULE, JobOutcome, Tracker, failure_reason
+from daemon.runtime.tracker import (
+    RESUMED_RULE,
+    TASK_CENTER_LOOKBACK,
+    JobOutcome,
+    Tracker,
+)
 from daemon.telemetry.metrics import Metrics
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -39,6 +46,7 @@ class ScriptedGes:
         self.others = others  # more graphs in the project, untouched
         self.listed: list[Job] = []
         self.calls: list[str] = []
+        self.since: list[date | None] = []  # the Task Center window of each search
 
     async def job_status(self, graph_id: str, job_id: str) -> Job:
         self.calls.append("job_status")
@@ -73,6 +81,7 @@ class ScriptedGes:
     async def list_jobs(
         self, *, status: str | None = None, graph_name: str | None = None, since: date | None = None
     ) -> list[Job]:
+        self.since.append(since)
         return [j for j in self.listed if status == "running"]
 
 
@@ -285,18 +294,23 @@ async def test_resume_follows_only_jobs_of_graphs_that_are_moving(
     assert tracker.jobs() == []
 
 
-@pytest.mark.parametrize(
-    ("code", "label"),
-    [
-        ("GES.7041", "GES.7041"),
-        ("APIG.0308", "APIG.0308"),
-        ("http_503", "http_5xx"),
-        ("http_404", "http_404"),
-        ("timeout", "timeout"),
-        ("invalid_paging", "invalid_paging"),
-        ("<html>502 Bad Gateway</html>", "other"),
-        ("GES.7041-and-some-junk", "other"),
-    ],
-)
-def test_failure_labels_stay_bounded_whatever_a_gateway_answers(code: str, label: str) -> None:
-    assert failure_reason(code) == label
+async def test_a_lost_answer_is_followed_by_the_job_the_task_center_shows(
+    tracker: Tracker,
+) -> None:
+    # GES said "already stopping" (our own answer, lost): the job it runs is found and
+    # followed, in the same Task Center window a restart searches.
+    ges = ScriptedGes(["failed"], [901, 901, 200])
+    ges.listed = [Job(id="j-lost", state="running", graph_name="dev-a")]
+    said = "GES says GES.7003: The graph is being stopped."
+    decision = Decision("lab", "g-1", "dev-a", "night", "stop", True, "running")
+    assert tracker.claim("lab", "g-1")
+    handed = await tracker.hand_over(ges, decision, Reply("already", said=said), TIMEOUT)
+    assert (handed.outcome, handed.reason) == (
+        "requested",
+        f"{said}; graph is stopping: following job j-lost",
+    )
+    assert handed.job is not None
+    outcome = await handed.job
+    assert (outcome.outcome, outcome.reason) == ("failed", "job failed: disk full")
+    await tracker.resume("lab", ges, [Graph(id="g-2", name="dev-b", status=901)], TIMEOUT)
+    assert set(ges.since) == {(START - TASK_CENTER_LOOKBACK).date()}

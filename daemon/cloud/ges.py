@@ -286,7 +286,12 @@ class GesClient:
                     request_id=exc.request_id,
                 ) from exc
             raise
-        return _id("job", result.job_id)
+        try:
+            return _id("job", result.job_id)
+        except PermanentError as exc:  # a job id refused: GES answered, and may have acted
+            raise InvalidResponseError(
+                exc.message, service=SERVICE, operation=f"{action}_graph", code="invalid_id"
+            ) from None
 
 
 class _Pages:

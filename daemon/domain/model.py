@@ -42,6 +42,27 @@ class GraphStatus(IntEnum):
     BACKING_UP = 903
     STARTING = 920
 
+    @staticmethod
+    def classify(code: int) -> StatusClass:
+        """The one classification of a status code (the dashboard's classes, planning's
+        and the idle verdict's): codes GES adds later fall into their range's class."""
+        if code == GraphStatus.RUNNING:
+            return "running"
+        if code == GraphStatus.STOPPED:
+            return "stopped"
+        if code in (GraphStatus.PREPARING, GraphStatus.STOPPING, GraphStatus.STARTING):
+            return "transitional"
+        if GraphStatus.RUNNING < code < GraphStatus.FAULTY or code == GraphStatus.BACKING_UP:
+            return "busy"  # working on something of its own: importing, expanding, backing up
+        if GraphStatus.FAULTY <= code < GraphStatus.DELETED:
+            return "faulty"
+        if code == GraphStatus.FROZEN:
+            return "frozen"
+        return "other"
+
+
+StatusClass = Literal["running", "stopped", "transitional", "busy", "faulty", "frozen", "other"]
+"""Few and fixed: fit for a metric label (graphnap_graphs{status})."""
 
 # Where each action leads, and the status a graph shows on its way there.
 TARGET_STATUS: Mapping[Action, GraphStatus] = {

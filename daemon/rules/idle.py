@@ -27,22 +27,6 @@ DEFAULT_LAG = timedelta(minutes=10)
 # GES restarts a graph that has been stopped for 7 days (ges-api.md §7).
 PLATFORM_RESTART = timedelta(days=7)
 
-# Statuses in which a graph works on something of its own: never idle, whatever its traffic.
-BUSY_STATUSES = frozenset(
-    {
-        GraphStatus.UPGRADING,
-        GraphStatus.IMPORTING,
-        GraphStatus.ROLLING_BACK,
-        GraphStatus.EXPORTING,
-        GraphStatus.CLEARING,
-        GraphStatus.PREPARING_EXPANSION,
-        GraphStatus.EXPANDING,
-        GraphStatus.ROLLING_BACK_EXPANSION,
-        GraphStatus.PREPARING_REPLICAS,
-        GraphStatus.ADDING_REPLICAS,
-        GraphStatus.BACKING_UP,
-    }
-)
 # Aggregations whose value over part of a window can only grow with the rest of it: when
 # part of the data already passes the threshold, the graph is in use, whatever is missing.
 _GROWING: frozenset[Aggregation] = frozenset({"sum", "max"})
@@ -134,7 +118,7 @@ def judge(
     the aggregate over the window at most `threshold`. Points outside the window are ignored,
     so a caller may pass a longer history.
     """
-    if graph.status in BUSY_STATUSES:
+    if GraphStatus.classify(graph.status) == "busy":  # working on something of its own
         return Verdict(VerdictKind.BUSY, f"busy: {describe_status(graph.status)}")
     if graph.status != GraphStatus.RUNNING:
         return Verdict(

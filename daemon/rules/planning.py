@@ -15,7 +15,14 @@ from zoneinfo import ZoneInfo
 
 from daemon.config.models import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
 from daemon.domain.cron import cron_trigger, next_fire, previous_fire
-from daemon.domain.model import Action, Graph, GraphStatus, describe_status
+from daemon.domain.model import (
+    MOVING_STATUS,
+    TARGET_STATUS,
+    Action,
+    Graph,
+    GraphStatus,
+    describe_status,
+)
 from daemon.rules.idle import Verdict
 
 IN_FLIGHT = "a job for this graph is already in flight"
@@ -117,12 +124,8 @@ def _held_back(
 
 
 def _by_status(action: Action, code: int, window_until: datetime | None) -> tuple[bool, str]:
-    wanted, opposite = (
-        (GraphStatus.STOPPED, GraphStatus.RUNNING)
-        if action == "stop"
-        else (GraphStatus.RUNNING, GraphStatus.STOPPED)
-    )
-    moving_there = GraphStatus.STOPPING if action == "stop" else GraphStatus.STARTING
+    wanted, moving_there = TARGET_STATUS[action], MOVING_STATUS[action]
+    opposite = TARGET_STATUS["start" if action == "stop" else "stop"]
     if code == opposite:
         if window_until is not None:
             return (
@@ -134,16 +137,13 @@ def _by_status(action: Action, code: int, window_until: datetime | None) -> tupl
         return False, f"already {'stopped' if action == 'stop' else 'running'}"
     if code == moving_there:
         return False, f"already {'stopping' if action == 'stop' else 'starting'}"
-    if code in (GraphStatus.STOPPING, GraphStatus.STARTING, GraphStatus.PREPARING):
-        return False, f"transitional ({describe_status(code)})"
-    if code == GraphStatus.FROZEN:
-        return False, "frozen (arrears or expiry)"
     if code == GraphStatus.DELETED:
         return False, "deleted"
-    if 300 <= code < 400:
-        return False, f"faulty ({describe_status(code)})"
-    if 200 < code < 300 or code == GraphStatus.BACKING_UP:
-        return False, f"busy ({describe_status(code)})"
+    cls = GraphStatus.classify(code)
+    if cls == "frozen":
+        return False, "frozen (arrears or expiry)"
+    if cls in ("transitional", "faulty", "busy"):
+        return False, f"{cls} ({describe_status(code)})"
     return False, f"unknown status {code}: left alone"
 
 

@@ -1,10 +1,11 @@
 """Applies decisions: bounded concurrency, dry-run, and never a second action on a graph
-whose request or job is still in flight (the tracker keeps that list). It does not choose
-targets.
+whose request or job is still in flight (the tracker keeps that list). It issues requests
+and hands every answer to the tracker; it neither chooses targets nor judges outcomes.
 
 Every decision ends in exactly one outcome, recorded through daemon.runtime.outcomes: skipped (with
-the planner's reason), dry_run, already_done, failed (with an error code), or requested
-(a job handed to the tracker, whose end is recorded in turn).
+the planner's reason), dry_run, failed (the request refused, with an error code), or what
+the tracker made of GES's answer: already_done, failed, or requested (followed, whose end
+is recorded in turn).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from daemon.cloud.api import AlreadyDoneError, ApiError
-from daemon.domain.model import MOVING_STATUS, TARGET_STATUS, GraphApi, describe_status
+from daemon.cloud.api import AlreadyDoneError, ApiError, InvalidResponseError
+from daemon.domain.model import GraphApi
+from daemon.rules.jobs import Reply, failure_reason
 from daemon.rules.planning import IN_FLIGHT, Decision
 from daemon.runtime.outcomes import Kind, Outcome, Outcomes
-from daemon.runtime.tracker import JobOutcome, Tracker, failure_reason
+from daemon.runtime.tracker import JobOutcome, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +110,7 @@ class Executor:
         if not self._tracker.claim(d.project, d.graph_id):
             return self._record(now, d, "skipped", IN_FLIGHT)
         try:
-            async with self._slots:
-                if d.action == "stop":
-                    job_id = await api.stop_graph(d.graph_id)
-                else:
-                    job_id = await api.start_graph(d.graph_id, backup_id)
-        except AlreadyDoneError as exc:
-            try:
-                return await self._confirm(d, api, exc, now, job_timeout)
-            except Exception as err:  # a bug must cost this graph only, and be seen
-                self._tracker.release(d.project, d.graph_id)
-                log.exception("unexpected error confirming a graph", extra={"rule": d.rule})
-                reason = f"internal error: {type(err).__name__}"
-                return self._record(now, d, "failed", reason, "internal")
+            reply = await self._issue(d, api, backup_id)
         except ApiError as exc:
             self._tracker.release(d.project, d.graph_id)
             return self._record(now, d, "failed", str(exc), failure_reason(exc.code))
@@ -130,60 +120,31 @@ class Executor:
             return self._record(
                 now, d, "failed", f"internal error: {type(exc).__name__}", "internal"
             )
-        task = self._tracker.follow(
-            api, d.project, d.graph_id, d.graph_name, job_id, d.action, d.rule, job_timeout
-        )
-        self._record(now, d, "requested", d.reason, job_id=job_id)
-        return Result(d, "requested", d.reason, task)
-
-    async def _confirm(
-        self,
-        d: Decision,
-        api: GraphApi,
-        exc: AlreadyDoneError,
-        now: datetime,
-        job_timeout: timedelta,
-    ) -> Result:
-        """GES says the graph is already there or on its way. "On its way" may be our own
-        request whose answer was lost (a reset, a timeout) and whose job may yet fail, so
-        the graph decides: there is already_done; moving there is followed to a real end;
-        anywhere else is a failure."""
-        said = f"GES says {exc.code}: {exc.message}"
         try:
-            graph = await api.show_graph(d.graph_id)
-        except ApiError as err:
+            handed = await self._tracker.hand_over(api, d, reply, job_timeout)
+        except Exception as err:  # a bug must cost this graph only, and be seen
             self._tracker.release(d.project, d.graph_id)
-            reason = f"{said}; its status could not be read to confirm: {err}"
-            return self._record(now, d, "failed", reason, failure_reason(err.code))
-        where = describe_status(graph.status)
-        if graph.status == TARGET_STATUS[d.action]:
-            self._tracker.release(d.project, d.graph_id)
-            return self._record(now, d, "already_done", f"{said}; graph is {where}")
-        if graph.status != MOVING_STATUS[d.action]:
-            self._tracker.release(d.project, d.graph_id)
-            return self._record(now, d, "failed", f"{said}, but graph is {where}", exc.code)
-        job_id = await self._running_job(api, graph.name, now)
-        task = self._tracker.follow(
-            api, d.project, d.graph_id, d.graph_name, job_id, d.action, d.rule, job_timeout
-        )
-        following = f"job {job_id}" if job_id else "its status (no running job in the Task Center)"
-        reason = f"{said}; graph is {where}: following {following}"
-        self._record(now, d, "requested", reason, job_id=job_id)
-        return Result(d, "requested", reason, task)
+            log.exception("unexpected error handing over an answer", extra={"rule": d.rule})
+            return self._record(
+                now, d, "failed", f"internal error: {type(err).__name__}", "internal"
+            )
+        self._record(now, d, handed.outcome, handed.reason, handed.failure, handed.job_id)
+        return Result(d, handed.outcome, handed.reason, handed.job)
 
-    @staticmethod
-    async def _running_job(api: GraphApi, graph_name: str, now: datetime) -> str:
-        """The id of the graph's running job in the Task Center, or "" if none shows."""
+    async def _issue(self, d: Decision, api: GraphApi, backup_id: str | None) -> Reply:
+        """One request, and GES's answer as the tracker reads it. "Already there or on its
+        way" and an answer we could not read are answers too: GES may have acted."""
         try:
-            jobs = await api.list_jobs(
-                status="running", graph_name=graph_name, since=(now - timedelta(days=1)).date()
-            )
-            jobs += await api.list_jobs(
-                status="waiting", graph_name=graph_name, since=(now - timedelta(days=1)).date()
-            )
-        except ApiError:
-            return ""
-        return jobs[0].id if jobs else ""
+            async with self._slots:
+                if d.action == "stop":
+                    job_id = await api.stop_graph(d.graph_id)
+                else:
+                    job_id = await api.start_graph(d.graph_id, backup_id)
+        except AlreadyDoneError as exc:
+            return Reply("already", said=f"GES says {exc.code}: {exc.message}", code=exc.code)
+        except InvalidResponseError as exc:
+            return Reply("unreadable", said=f"the answer was unreadable ({exc})")
+        return Reply("job", job_id)
 
     def _record(
         self,

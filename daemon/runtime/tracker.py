@@ -1,13 +1,14 @@
-"""Follows every stop/start job to success, failure or timeout, and finds them again after
-a restart through the Task Center. It never issues actions, but it is the one place that
-knows which graphs have an action in flight: claimed (the request is on the wire) or
-followed (a job is running).
+"""Follows every stop/start action GES answered to success, failure or timeout, and finds
+them again after a restart through the Task Center. It never issues actions, but it is the
+one place that knows which graphs have an action in flight: claimed (the request is on the
+wire) or followed (a job is running), and the one that says what became of each: every look
+goes through daemon.rules.jobs's table.
 
 One poller per project follows all of its jobs. Each round reads the graphs' statuses in
 one paged listing when that is cheaper than a call per graph (many jobs in flight), or
-with a call per graph otherwise: the graph's own status is the proof of an outcome. Only
-a graph that is neither where the action leads nor on its way there costs a job-status
-call, for the reason. Rounds back off from poll_initial_s to poll_max_s, and start over
+with a call per graph otherwise: the graph's own status is the proof of an outcome. A job
+status is asked for only where the table needs one (a graph neither where the action leads
+nor on its way there), for the reason. Rounds back off from poll_initial_s to poll_max_s, and start over
 when a job joins.
 """
 
@@ -15,30 +16,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from daemon.cloud.api import ApiError, NotFoundError, Sleep
-from daemon.domain.model import (
-    MOVING_STATUS,
-    TARGET_STATUS,
-    Action,
-    Clock,
-    Graph,
-    GraphApi,
-    GraphStatus,
-    Job,
-    describe_status,
+from daemon.domain.model import Action, Clock, Graph, GraphApi, GraphStatus, Job
+from daemon.rules.jobs import (
+    Answer,
+    GraphLook,
+    JobLook,
+    Look,
+    Reply,
+    Verdict,
+    confirmed,
+    ended,
+    failure_reason,
+    judge_look,
 )
+from daemon.rules.planning import Decision
 from daemon.runtime.outcomes import Outcome, Outcomes
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 RESUMED_RULE = "resumed"
+# How far back the Task Center is searched for a stop/start job still running: a job lasts
+# at most its timeout (minutes), and the API filters by whole days.
+TASK_CENTER_LOOKBACK = timedelta(days=2)
 GraphKey = tuple[str, str]  # (project, graph id)
 
 
@@ -52,6 +58,7 @@ class TrackedJob:
     rule: str
     requested_at: datetime
     timeout: timedelta
+    answer: Answer = "job"  # what GES answered the request
 
     @property
     def key(self) -> GraphKey:
@@ -66,6 +73,18 @@ class JobOutcome:
     duration_s: float
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What the tracker made of an answered request: followed (`job` resolves to its end),
+    or already ended (GES said "already" and the graph's status confirmed or refuted it)."""
+
+    outcome: Literal["requested", "already_done", "failed"]
+    reason: str
+    failure: str = ""
+    job_id: str = ""
+    job: asyncio.Future[JobOutcome] | None = None
+
+
 class Tracker:
     def __init__(
         self,
@@ -73,7 +92,7 @@ class Tracker:
         metrics: Metrics,
         *,
         clock: Clock,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
         poll_initial_s: float = 10.0,
         poll_max_s: float = 60.0,
         page_size: int = 100,
@@ -119,6 +138,71 @@ class Tracker:
 
     # --- following --------------------------------------------------------------------------
 
+    async def hand_over(
+        self, api: GraphApi, decision: Decision, reply: Reply, job_timeout: timedelta
+    ) -> Handover:
+        """Take over a claimed graph whose request GES answered. A job id is followed; an
+        answer we could not read is followed by the graph's status (GES may well have
+        acted); "already" is confirmed by one look at the graph, and followed if the graph
+        is on its way. The claim ends here: followed, or released."""
+        d = decision
+        reason = d.reason if reply.answer == "job" else reply.said
+        if reply.answer == "already":
+            verdict, error = await self._confirm(api, d, reply)
+            if verdict.ruling != "follow":
+                self.release(d.project, d.graph_id)
+                if error is not None:
+                    reason = f"{verdict.reason}: {error}"
+                    return Handover("failed", reason, failure_reason(error.code))
+                return Handover(confirmed(verdict.ruling), verdict.reason, verdict.failure)
+            reason = verdict.reason
+        job_id = reply.job_id or await self._running_job(api, d.graph_name)
+        future = self.follow(
+            api,
+            d.project,
+            d.graph_id,
+            d.graph_name,
+            job_id,
+            d.action,
+            d.rule,
+            job_timeout,
+            answer=reply.answer,
+        )
+        if reply.answer != "job":
+            following = (
+                f"job {job_id}" if job_id else "its status (no running job in the Task Center)"
+            )
+            reason = f"{reason}: following {following}"
+        return Handover("requested", reason, job_id=job_id, job=future)
+
+    async def _confirm(
+        self, api: GraphApi, d: Decision, reply: Reply
+    ) -> tuple[Verdict, ApiError | None]:
+        """The first look after "already": that may be our own request whose answer was
+        lost (a reset, a timeout) and whose job may yet fail, so the graph decides."""
+        look = Look(d.action, "already", "unanswered", first=True, said=reply.said, code=reply.code)
+        try:
+            graph = await api.show_graph(d.graph_id)
+        except ApiError as err:
+            return judge_look(look), err
+        return judge_look(replace(look, graph=graph.status)), None
+
+    async def _running_job(self, api: GraphApi, graph_name: str) -> str:
+        """The id of the graph's running job in the Task Center, or "" if none shows."""
+        try:
+            jobs = await self._task_center(api, graph_name)
+        except ApiError:
+            return ""
+        return jobs[0].id if jobs else ""
+
+    async def _task_center(self, api: GraphApi, graph_name: str | None = None) -> list[Job]:
+        """The Task Center's unfinished jobs (of one graph if named), newest first."""
+        since = (self._clock() - TASK_CENTER_LOOKBACK).date()
+        jobs: list[Job] = []
+        for status in ("running", "waiting"):
+            jobs += await api.list_jobs(status=status, graph_name=graph_name, since=since)
+        return jobs
+
     def follow(
         self,
         api: GraphApi,
@@ -131,9 +215,10 @@ class Tracker:
         timeout: timedelta,
         *,
         requested_at: datetime | None = None,
+        answer: Answer = "job",
     ) -> asyncio.Future[JobOutcome]:
         """Follow a job until its end; the future resolves to its outcome. Idempotent per
-        graph. Without a `job_id` (GES said the graph is already on its way and the Task
+        graph. Without a `job_id` (GES's answer named none we could use, and the Task
         Center does not show the job), the graph's status alone is followed."""
         key = (project, graph_id)
         self._claimed.discard(key)
@@ -148,6 +233,7 @@ class Tracker:
             rule,
             requested_at or self._clock(),
             timeout,
+            answer,
         )
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         self._jobs[key] = (job, future)
@@ -191,12 +277,8 @@ class Tracker:
         }
         if not moving:
             return 0
-        since = (self._clock() - timedelta(days=2)).date()
-        jobs: list[Job] = []
-        for status in ("running", "waiting"):
-            jobs += await api.list_jobs(status=status, since=since)
         resumed = 0
-        for job in jobs:
+        for job in await self._task_center(api):
             graph = moving.get(job.graph_name or "")
             if graph is None or (project, graph.id) in self.in_flight():
                 continue
@@ -275,13 +357,12 @@ class Tracker:
             return
         now = self._clock()
         for job in jobs:
+            look: GraphLook = "unanswered"
+            if job.graph_id in graphs:
+                graph = graphs[job.graph_id]
+                look = "deleted" if graph is None else graph.status
             try:
-                if job.graph_id in graphs:
-                    await self._judge(api, job, graphs[job.graph_id], now)
-                elif now >= job.requested_at + job.timeout:
-                    seconds = job.timeout.total_seconds()
-                    reason = f"timeout: no answer about the graph after {seconds:.0f}s"
-                    self._finish(job, "failed", reason, "timeout")
+                await self._judge(api, job, look, now)
             except Exception as exc:
                 log.exception(
                     "unexpected error following a job",
@@ -343,66 +424,35 @@ class Tracker:
                 self._finish(job, "failed", reason, "internal")
         return graphs
 
-    async def _judge(
-        self, api: GraphApi, job: TrackedJob, graph: Graph | None, now: datetime
-    ) -> None:
-        timed_out = now >= job.requested_at + job.timeout
-        seconds = job.timeout.total_seconds()
-        if graph is None:
-            self._finish(job, "failed", "graph deleted while its job ran", "GES.7000")
-            return
-        where = describe_status(graph.status)
-        if graph.status == TARGET_STATUS[job.action]:
-            late = f" (its job still ran after {seconds:.0f}s)" if timed_out else ""
-            self._finish(job, "succeeded", f"graph is {where}{late}", "")
-            return
-        if graph.status == MOVING_STATUS[job.action]:
-            if timed_out:
-                self._finish(
-                    job, "failed", f"timeout: graph still {where} after {seconds:.0f}s", "timeout"
+    async def _judge(self, api: GraphApi, job: TrackedJob, graph: GraphLook, now: datetime) -> None:
+        look = Look(
+            job.action,
+            job.answer,
+            graph,
+            has_job=bool(job.job_id),
+            timed_out=now >= job.requested_at + job.timeout,
+            timeout_s=job.timeout.total_seconds(),
+        )
+        verdict = judge_look(look)
+        if verdict.ruling == "ask_job":
+            verdict = judge_look(replace(look, job=await self._job(api, job, look.timed_out)))
+        if verdict.ruling != "follow":
+            self._finish(job, ended(verdict.ruling), verdict.reason, verdict.failure)
+
+    @staticmethod
+    async def _job(api: GraphApi, job: TrackedJob, timed_out: bool) -> JobLook:
+        try:
+            return await api.job_status(job.graph_id, job.job_id)
+        except NotFoundError:
+            return "gone"  # GES.7007: the graph's status is all there is
+        except ApiError as exc:
+            if not timed_out:
+                log.warning(
+                    "polling job failed (%s); will poll again",
+                    exc,
+                    extra={"project": job.project, "graph_id": job.graph_id, "job_id": job.job_id},
                 )
-            return
-        # Neither there nor on its way: the job says why (or that it has not begun yet).
-        state = "gone"
-        if job.job_id:
-            try:
-                status = await api.job_status(job.graph_id, job.job_id)
-            except NotFoundError:
-                state = "gone"  # GES.7007: the graph's status is all there is
-            except ApiError as exc:
-                if not timed_out:
-                    log.warning(
-                        "polling job failed (%s); will poll again",
-                        exc,
-                        extra={
-                            "project": job.project,
-                            "graph_id": job.graph_id,
-                            "job_id": job.job_id,
-                        },
-                    )
-                    return
-                state = "unknown"
-            else:
-                if status.is_failed:
-                    reason = f"job failed: {status.fail_reason or 'no reason given'}"
-                    self._finish(job, "failed", reason, "job_failed")
-                    return
-                state = status.state
-        if state in ("pending", "running") and not timed_out:
-            return  # accepted, not begun: the graph has not moved yet
-        if timed_out and state == "unknown":
-            reason = f"timeout: job status unreadable after {seconds:.0f}s; graph is {where}"
-            self._finish(job, "failed", reason, "timeout")
-            return
-        if timed_out and state in ("pending", "running"):
-            self._finish(
-                job,
-                "failed",
-                f"timeout: job still {state} after {seconds:.0f}s; graph is {where}",
-                "timeout",
-            )
-            return
-        self._finish(job, "failed", f"job ended but graph is {where}", "job_failed")
+            return "unreadable"
 
     def _finish(
         self, job: TrackedJob, outcome: Literal["succeeded", "failed"], reason: str, failure: str
@@ -433,21 +483,3 @@ class Tracker:
     def _forget(self, job: TrackedJob) -> None:
         if self._jobs.pop(job.key, None) is not None:
             self._gauge.labels(job.project, job.action).dec()
-
-
-_LABELS = frozenset(
-    {"timeout", "job_failed", "internal", "inventory", "connection", "request", "error"}
-)
-
-
-def failure_reason(code: str) -> str:
-    """An error code as a bounded metric label: a service code shaped like GES.7001 or
-    APIG.0308, http_5xx for any 5xx, http_NNN, or our own few words; anything else a
-    gateway makes up is `other` (a hostile answer must not mint a series per request)."""
-    if code.startswith("http_5"):
-        return "http_5xx"
-    if re.fullmatch(r"[A-Z][A-Z0-9]{1,9}\.\d{4}", code) or re.fullmatch(r"http_\d{3}", code):
-        return code
-    if code in _LABELS or re.fullmatch(r"(invalid|tls)_[a-z_]{1,20}", code):
-        return code
-    return "other"

@@ -20,25 +20,9 @@ from prometheus_client import (
 )
 
 from daemon import __version__
+from daemon.domain.model import GraphStatus
 
 OUTCOMES = ("succeeded", "failed", "skipped", "already_done", "dry_run")
-
-
-def status_class(code: int) -> str:
-    """GES status code -> the few classes a dashboard shows."""
-    if code == 200:
-        return "running"
-    if code == 900:
-        return "stopped"
-    if code in (100, 901, 920):
-        return "transitional"
-    if 200 < code < 300 or code == 903:
-        return "busy"
-    if 300 <= code < 400:
-        return "faulty"
-    if code == 800:
-        return "frozen"
-    return "other"
 
 
 class Metrics:
@@ -274,7 +258,7 @@ class Metrics:
         priced_series: set[tuple[str, str, str]] = set()
         prices: dict[str, float] = {}
         for graph_id, name, code, price in graphs:
-            cls = status_class(code)
+            cls = GraphStatus.classify(code)
             counts[cls] += 1
             if self._per_graph:
                 self.graph_stopped.labels(project, graph_id, name).set(1 if cls == "stopped" else 0)
@@ -286,8 +270,8 @@ class Metrics:
                 prices[graph_id] = price
                 if cls == "stopped":
                     stopped_now.add(graph_id)
-        for cls, count in counts.items():
-            self.graphs.labels(project, cls).set(count)
+        for status, count in counts.items():
+            self.graphs.labels(project, status).set(count)
         for graph_id, name in self._stopped_series.get(project, set()) - stopped_series:
             self.graph_stopped.remove(project, graph_id, name)
         for graph_id, name, currency in self._priced_series.get(project, set()) - priced_series:
