@@ -379,3 +379,15 @@ async def test_the_listener_from_settings_serves_the_api(tmp_path: Path) -> None
     async with server, httpx.AsyncClient(base_url=server.url) as http:
         codes = [(await http.get("/api/v1/holds", headers=OPS)).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+async def test_the_page_table_escapes_what_people_typed(api: Api) -> None:
+    typed = '<img src=x onerror="alert(1)">'
+    made = await api.http.post("/api/v1/holds", json=hold_body(reason=typed), headers=SEARCH)
+    assert made.status_code == 201
+    table = await api.http.get("/fragment/graphs", headers=SEARCH)
+    assert table.status_code == 200
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in table.text
+    assert "<img" not in table.text
+    assert "billing-dev" not in table.text  # outside the token's scope
+    assert (await api.http.get("/fragment/graphs")).status_code == 401

@@ -518,6 +518,10 @@ async def index_page(request: web.Request) -> web.Response:
     return web.Response(text=page.index_html(), content_type="text/html")
 
 
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # browsers ask for one; a 404 would read as an error
+
+
 async def asset(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     found = page.asset(name)
@@ -562,6 +566,7 @@ def control_app(
     r = app.router
     r.add_get("/", index_page, name="public_page")
     r.add_get("/static/{name}", asset, name="public_static")
+    r.add_get("/favicon.ico", no_icon, name="public_icon")
     r.add_get("/api/v1", api_index, name="public_index")
     r.add_get("/api/v1/graphs", list_graphs, name="graphs")
     r.add_get("/api/v1/holds", list_holds, name="holds")
