@@ -119,6 +119,15 @@ class Settings(BaseSettings):
 
     state_file: Path | None = None  # last fire times, to count firings missed while down
 
+    # The control API (holds, wakes, its page): a listener of its own, off unless a tokens
+    # directory is given (one `<name>.json` per token: daemon/ops/tokens.py).
+    control_host: str = "0.0.0.0"  # noqa: S104 - reached through the Service or a port-forward
+    control_port: int = Field(default=9465, ge=0, le=65535)
+    control_tokens_dir: Path | None = None
+    control_rate_per_s: float = Field(default=1.0, gt=0)  # requests per token, refilled
+    control_burst: int = Field(default=30, ge=1)  # requests per token at once
+    control_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+
     credentials: dict[str, CredentialSet] = {}
     secrets_dir: Path | None = None
 

@@ -154,6 +154,13 @@ class Metrics:
             ["project"],
             registry=registry,
         )
+        self.control_requests = Counter(
+            "graphnap_control_requests",
+            "Control API requests by operation (graphs, holds, hold, release, wake, ...) and "
+            "outcome (ok, unauthorized, forbidden, invalid, refused, too_large, rate_limited).",
+            ["op", "outcome"],
+            registry=registry,
+        )
         self.build_info = Info("graphnap_build", "Build information.", registry=registry)
         self.build_info.info({"version": __version__})
         # CPU, memory and file descriptors of the daemon itself, for the dashboard.

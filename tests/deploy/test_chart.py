@@ -357,3 +357,41 @@ def test_config_schema_knows_every_top_level_key_of_the_daemon() -> None:
     chart_schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
     assert set(chart_schema["properties"]) == set(daemon_schema["properties"])
     assert set(chart_schema["required"]) == set(daemon_schema["required"])
+
+
+CONTROL = ["control.enabled=true", "control.tokensSecret=gn-tokens"]
+
+
+def test_the_control_port_is_off_by_default() -> None:
+    docs = render()
+    assert [p["name"] for p in one(docs, "Service")["spec"]["ports"]] == ["metrics"]
+    assert [p["name"] for p in container(docs)["ports"]] == ["metrics"]
+    assert not any(k.startswith("GRAPHNAP_CONTROL_") for k in env(docs))
+    assert "NetworkPolicy" not in kinds(docs)
+
+
+def test_the_control_port_serves_tokens_from_the_secret_read_only() -> None:
+    docs = render(sets=[*CONTROL, "control.burst=5"])
+    ports = {p["name"]: p["port"] for p in one(docs, "Service")["spec"]["ports"]}
+    assert ports == {"metrics": 9464, "control": 9465}
+    values = env(docs)
+    assert values["GRAPHNAP_CONTROL_TOKENS_DIR"] == "/var/run/secrets/graphnap-control"
+    assert values["GRAPHNAP_CONTROL_PORT"] == "9465"
+    assert values["GRAPHNAP_CONTROL_BURST"] == "5"
+    assert "GRAPHNAP_CONTROL_RATE_PER_S" not in values
+    (mount,) = [m for m in container(docs)["volumeMounts"] if m["name"] == "control-tokens"]
+    assert mount == {"name": "control-tokens", "mountPath": "/var/run/secrets/graphnap-control",
+                     "readOnly": True}  # fmt: skip
+    (volume,) = [v for v in pod(docs)["volumes"] if v["name"] == "control-tokens"]
+    assert volume["secret"] == {"secretName": "gn-tokens", "defaultMode": 0o440}
+
+
+def test_the_network_policy_opens_the_control_port_only_to_chosen_peers() -> None:
+    peer = "control.networkPolicy.from[0].namespaceSelector.matchLabels.team=ci"
+    docs = render(sets=[*CONTROL, "control.networkPolicy.enabled=true", peer])
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert rules[0] == {"ports": [{"port": "metrics", "protocol": "TCP"}]}
+    assert rules[1]["ports"] == [{"port": "control", "protocol": "TCP"}]
+    assert rules[1]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "ci"}}}]
+    closed = render(sets=[*CONTROL, "control.networkPolicy.enabled=true"])
+    assert len(one(closed, "NetworkPolicy")["spec"]["ingress"]) == 1  # no peer: none
