@@ -23,13 +23,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from daemon import __version__
-from daemon.cloud.api import Sleep
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
 from daemon.config.loader import ConfigError
 from daemon.config.models import Config
 from daemon.config.settings import Settings
-from daemon.domain.model import Clock
+from daemon.domain.model import Clock, Sleep
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer
 from daemon.ops.status import Heartbeat, StatusView

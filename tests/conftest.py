@@ -10,9 +10,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from daemon.cloud.api import RetryPolicy
 from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ges import GesClient
+from daemon.cloud.retries import RetryPolicy
 from daemon.emulator import Cloud, EmulatorServer, ManualClock, Timing
 from daemon.emulator.cloud import (
     DEMO_AK,

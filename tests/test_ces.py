@@ -11,14 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon.cloud.api import (
-    AuthError,
-    InvalidResponseError,
-    PermanentError,
-    RetryableError,
-    RetryPolicy,
-)
 from daemon.cloud.ces import CesClient, choose_period, time_slices
+from daemon.cloud.errors import AuthError, InvalidResponseError, PermanentError, RetryableError
+from daemon.cloud.retries import RetryPolicy
 from daemon.domain.model import Datapoint, MetricApi
 from daemon.emulator import Cloud, ManualClock
 from daemon.rules.idle import IdleCriteria, fetch_range

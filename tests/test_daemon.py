@@ -19,10 +19,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from daemon.app import App
-from daemon.cloud.api import Sleep
 from daemon.config.loader import ConfigError
 from daemon.config.models import Config
 from daemon.config.settings import Settings
+from daemon.domain.model import Sleep
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
 from tests.conftest import PROJECT

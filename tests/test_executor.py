@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from prometheus_client import CollectorRegistry
 
-from daemon.cloud.api import AlreadyDoneError
+from daemon.cloud.errors import AlreadyDoneError
 from daemon.cloud.ges import GesClient
 from daemon.domain.model import Graph, Job
 from daemon.rules.planning import Decision

@@ -139,20 +139,6 @@ async def test_requests_in_flight_are_bounded() -> None:
     assert most == 2
 
 
-def test_a_retry_after_of_inf_or_an_hour_is_not_waited_for_in_full() -> None:
-    import httpx
-
-    from daemon.cloud.api import MAX_RETRY_AFTER_S, retry_after
-
-    def said(value: str) -> float | None:
-        return retry_after(httpx.Response(429, headers={"Retry-After": value}))
-
-    assert said("inf") is None
-    assert said("nan") is None
-    assert said("3600") == MAX_RETRY_AFTER_S
-    assert said("2.5") == 2.5
-
-
 async def test_a_long_pause_is_capped_so_the_project_is_not_frozen() -> None:
     from daemon.cloud.gate import MAX_PAUSE_S
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from daemon.cloud.api import (
+from daemon.cloud.errors import (
     AlreadyDoneError,
     AuthError,
     InvalidIdError,
@@ -16,10 +16,10 @@ from daemon.cloud.api import (
     NotFoundError,
     PermanentError,
     RetryableError,
-    RetryPolicy,
     TransportError,
 )
 from daemon.cloud.ges import GesClient, Graph
+from daemon.cloud.retries import RetryPolicy
 from tests.conftest import PROJECT
 
 GRAPH_ID = "aabbccdd-0000-1111-2222-333344445555"

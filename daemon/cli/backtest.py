@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from daemon.cloud.api import ApiError
+from daemon.cloud.errors import ApiError
 from daemon.domain.model import Graph, MetricApi
 from daemon.rules.idle import IdleCriteria, Replay, fmt_duration, replay
 

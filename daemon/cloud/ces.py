@@ -17,24 +17,24 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from daemon.cloud.api import (
+from daemon.cloud.errors import (
     ApiError,
     AuthError,
     InvalidResponseError,
-    JsonApi,
     NotFoundError,
     PermanentError,
-    RequestObserver,
     RetryableError,
-    RetryPolicy,
-    Sleep,
+)
+from daemon.cloud.failures import parse_error_body, retry_after
+from daemon.cloud.retries import RetryPolicy
+from daemon.cloud.transport import (
+    JsonApi,
+    RequestObserver,
     check_project_id,
     check_resource_id,
     ignore_request,
-    parse_error_body,
-    retry_after,
 )
-from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, floor_time
+from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, Sleep, floor_time
 
 SERVICE = "ces"
 NAMESPACE = "SYS.GES"

@@ -12,15 +12,16 @@ from datetime import timedelta
 import httpx
 
 from daemon import __version__
-from daemon.cloud.api import RedactingTransport, RetryPolicy, Sleep
 from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
 from daemon.cloud.gate import Monotonic, RequestGate
 from daemon.cloud.ges import GesClient
+from daemon.cloud.redaction import RedactingTransport
+from daemon.cloud.retries import RetryPolicy
 from daemon.config.loader import Problem
 from daemon.config.models import Config, Project
 from daemon.config.settings import Settings
-from daemon.domain.model import Clock, GraphApi, MetricApi
+from daemon.domain.model import Clock, GraphApi, MetricApi, Sleep
 from daemon.telemetry.metrics import Metrics
 
 

@@ -1,8 +1,8 @@
 """Async client for the GES v1 management API: graphs, stop/start actions and jobs.
 
-It speaks the API's camelCase wire format and maps it into daemon.domain.model, maps every failure into daemon.cloud.api's errors
-(a stop on a graph that is not running is AlreadyDoneError, not a failure) and retries
-only what is retryable. It knows nothing of schedules.
+It speaks the API's camelCase wire format and maps it into daemon.domain.model, maps every
+failure into daemon.cloud.errors (a stop on a graph that is not running is AlreadyDoneError,
+not a failure) and retries only what is retryable. It knows nothing of schedules.
 """
 
 from __future__ import annotations
@@ -16,25 +16,25 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from daemon.cloud.api import (
+from daemon.cloud.errors import (
     AlreadyDoneError,
     ApiError,
     AuthError,
     InvalidResponseError,
-    JsonApi,
     NotFoundError,
     PermanentError,
-    RequestObserver,
     RetryableError,
-    RetryPolicy,
-    Sleep,
+)
+from daemon.cloud.failures import error_kwargs, retry_after
+from daemon.cloud.retries import RetryPolicy
+from daemon.cloud.transport import (
+    JsonApi,
+    RequestObserver,
     check_project_id,
     check_resource_id,
-    error_kwargs,
     ignore_request,
-    retry_after,
 )
-from daemon.domain.model import Action, Graph, GraphStatus, Job
+from daemon.domain.model import Action, Graph, GraphStatus, Job, Sleep
 
 SERVICE = "ges"
 _JOB_STATES = frozenset({"pending", "running", "success", "failed", "partiallyFailed"})

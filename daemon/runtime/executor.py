@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from daemon.cloud.api import AlreadyDoneError, ApiError
+from daemon.cloud.errors import AlreadyDoneError, ApiError
 from daemon.domain.model import MOVING_STATUS, TARGET_STATUS, GraphApi, describe_status
 from daemon.rules.planning import IN_FLIGHT, Decision
 from daemon.runtime.outcomes import Kind, Outcome, Outcomes

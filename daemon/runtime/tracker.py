@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from daemon.cloud.api import ApiError, NotFoundError, Sleep
+from daemon.cloud.errors import ApiError, NotFoundError
 from daemon.domain.model import (
     MOVING_STATUS,
     TARGET_STATUS,
@@ -31,6 +31,7 @@ from daemon.domain.model import (
     GraphApi,
     GraphStatus,
     Job,
+    Sleep,
     describe_status,
 )
 from daemon.runtime.outcomes import Outcome, Outcomes

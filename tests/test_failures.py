@@ -1,0 +1,95 @@
+"""Failed exchanges: a transport failure says what went wrong without the URL, and a
+Retry-After is read within bounds."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+
+from daemon.cloud.failures import MAX_RETRY_AFTER_S, retry_after, transport_error
+
+
+def test_a_retry_after_of_inf_or_an_hour_is_not_waited_for_in_full() -> None:
+    def said(value: str) -> float | None:
+        return retry_after(httpx.Response(429, headers={"Retry-After": value}))
+
+    assert said("inf") is None
+    assert said("nan") is None
+    assert said("3600") == MAX_RETRY_AFTER_S
+    assert said("2.5") == 2.5
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(  # noqa: S603 - fixed arguments, a local tool
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def empty_answer(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+@pytest.fixture
+async def untrusted_https(self_signed: tuple[Path, Path]) -> AsyncIterator[str]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", empty_answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"https://{host}:{port}"
+    await runner.cleanup()
+
+
+async def test_a_rejected_certificate_says_so_without_the_url(untrusted_https: str) -> None:
+    async with httpx.AsyncClient(base_url=untrusted_https) as http:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await http.get("/v1.0/abc123/graphs?offset=0&signature=s3cr3t")
+    error = transport_error(caught.value, "ges", "list_graphs")
+    host_port = untrusted_https.removeprefix("https://")
+    assert f"certificate verify failed for {host_port}: self-signed certificate" in str(error)
+    assert "/v1.0" not in str(error)
+    assert "s3cr3t" not in str(error)
+    assert error.code == "tls_certificate"
+    assert not error.retryable  # a certificate does not get better in a second
