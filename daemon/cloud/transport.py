@@ -7,7 +7,6 @@ check that an id may go into a URL path.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -20,18 +19,16 @@ from daemon.cloud.errors import ApiError, InvalidIdError, InvalidResponseError
 from daemon.cloud.failures import retry_after, transport_error
 from daemon.cloud.gate import Gate, OpenGate
 from daemon.cloud.retries import RetryPolicy, with_retries
+from daemon.domain.ids import PROJECT_ID_RULE, RESOURCE_ID_RULE, is_project_id, is_resource_id
 from daemon.domain.model import Sleep
 
 M = TypeVar("M", bound=BaseModel)
 
-_PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
-_RESOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
-
 
 def check_project_id(project_id: str, service: str = "api") -> str:
-    if not _PROJECT_ID_RE.fullmatch(project_id):
+    if not is_project_id(project_id):
         raise InvalidIdError(
-            f"invalid project id {project_id!r}: expected up to 64 letters and digits",
+            f"invalid project id {project_id!r}: expected {PROJECT_ID_RULE}",
             service=service,
             operation="check_id",
             code="invalid_id",
@@ -40,10 +37,10 @@ def check_project_id(project_id: str, service: str = "api") -> str:
 
 
 def check_resource_id(kind: str, value: str, service: str = "api") -> str:
-    """Ids go into URL paths: only letters, digits and '-' (no '/', '..', '%')."""
-    if not _RESOURCE_ID_RE.fullmatch(value):
+    """Ids go into URL paths: see daemon.domain.ids."""
+    if not is_resource_id(value):
         raise InvalidIdError(
-            f"invalid {kind} id {value!r}: expected letters, digits and '-'",
+            f"invalid {kind} id {value!r}: expected {RESOURCE_ID_RULE}",
             service=service,
             operation="check_id",
             code="invalid_id",
