@@ -19,13 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 from daemon.cloud.errors import (
     ApiError,
-    AuthError,
     InvalidResponseError,
-    NotFoundError,
-    PermanentError,
-    RetryableError,
 )
-from daemon.cloud.failures import parse_error_body, retry_after
+from daemon.cloud.failures import error_for_answer, parse_error_body
 from daemon.cloud.retries import RetryPolicy
 from daemon.cloud.transport import (
     JsonApi,
@@ -296,25 +292,9 @@ def parse_ces_error(text: str) -> tuple[str, str]:
 
 
 def error_for(response: httpx.Response, operation: str) -> ApiError:
-    """Map a 4xx/5xx Cloud Eye answer to our error vocabulary."""
-    code, message = parse_ces_error(response.text)
-    status = response.status_code
-    kwargs: dict[str, Any] = {
-        "service": SERVICE,
-        "operation": operation,
-        "status": status,
-        "code": code,
-        "request_id": response.headers.get("X-Request-Id", ""),
-    }
-    message = message or response.reason_phrase
-    # Throttling (429, APIG.0308) and any 5xx (ces.0007 internal, ces.0008 database).
-    if status == 429 or status >= 500 or code.endswith(".0308"):
-        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
-    if status in (401, 403):
-        return AuthError(message, **kwargs)
-    if status == 404:
-        return NotFoundError(message, **kwargs)
-    return PermanentError(message, **kwargs)
+    """Map a 4xx/5xx Cloud Eye answer to our error vocabulary (ces.0007 internal and
+    ces.0008 database come as 5xx: retryable)."""
+    return error_for_answer(response, SERVICE, operation, parse=parse_ces_error)
 
 
 def _within(

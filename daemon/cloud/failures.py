@@ -7,11 +7,19 @@ from __future__ import annotations
 import json
 import math
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from daemon.cloud.errors import ApiError, PermanentError, TransportError
+from daemon.cloud.errors import (
+    ApiError,
+    AuthError,
+    NotFoundError,
+    PermanentError,
+    RetryableError,
+    TransportError,
+)
 
 
 def parse_error_body(text: str) -> tuple[str, str]:
@@ -103,15 +111,36 @@ def retry_after(response: httpx.Response) -> float | None:
     return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
-def error_kwargs(
-    response: httpx.Response, service: str, operation: str
-) -> tuple[str, dict[str, Any]]:
-    """(message, the ApiError keyword arguments) from an error answer of any Huawei API."""
-    code, message = parse_error_body(response.text)
-    return message or response.reason_phrase, {
+BodyParser = Callable[[str], tuple[str, str]]
+"""(code, message) from an error answer's body; ('', text) when it has no known shape."""
+
+
+def error_for_answer(
+    response: httpx.Response,
+    service: str,
+    operation: str,
+    *,
+    parse: BodyParser = parse_error_body,
+    retryable_codes: frozenset[str] = frozenset(),
+    not_found_codes: frozenset[str] = frozenset(),
+) -> ApiError:
+    """A 4xx/5xx answer of any Huawei API in our vocabulary. Throttling (429, APIG.0308 /
+    APIGW.0308) and any 5xx are retryable, and so are the service's own transient codes;
+    401/403 are AuthError, 404 and the service's "no such thing" codes NotFoundError."""
+    code, message = parse(response.text)
+    status = response.status_code
+    kwargs: dict[str, Any] = {
         "service": service,
         "operation": operation,
-        "status": response.status_code,
+        "status": status,
         "code": code,
         "request_id": response.headers.get("X-Request-Id", ""),
     }
+    message = message or response.reason_phrase
+    if status == 429 or status >= 500 or code.endswith(".0308") or code in retryable_codes:
+        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
+    if status in (401, 403):
+        return AuthError(message, **kwargs)
+    if status == 404 or code in not_found_codes:
+        return NotFoundError(message, **kwargs)
+    return PermanentError(message, **kwargs)

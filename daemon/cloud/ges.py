@@ -19,13 +19,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from daemon.cloud.errors import (
     AlreadyDoneError,
     ApiError,
-    AuthError,
     InvalidResponseError,
-    NotFoundError,
     PermanentError,
-    RetryableError,
 )
-from daemon.cloud.failures import error_kwargs, retry_after
+from daemon.cloud.failures import error_for_answer
 from daemon.cloud.retries import RetryPolicy
 from daemon.cloud.transport import (
     JsonApi,
@@ -336,14 +333,12 @@ def _id(kind: str, value: str) -> str:
 
 
 def error_for(response: httpx.Response, operation: str) -> ApiError:
-    """Map a 4xx/5xx answer to our error vocabulary."""
-    message, kwargs = error_kwargs(response, SERVICE, operation)
-    status, code = response.status_code, kwargs["code"]
-    # Throttling (429, APIG.0308 / APIGW.0308), any 5xx, and the transient GES faults.
-    if status == 429 or status >= 500 or code.endswith(".0308") or code in RETRYABLE_CODES:
-        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
-    if status in (401, 403):
-        return AuthError(message, **kwargs)
-    if status == 404 or code in NOT_FOUND_CODES:
-        return NotFoundError(message, **kwargs)
-    return PermanentError(message, **kwargs)
+    """Map a 4xx/5xx answer to our error vocabulary, with GES's own transient and
+    "no such graph or job" codes."""
+    return error_for_answer(
+        response,
+        SERVICE,
+        operation,
+        retryable_codes=RETRYABLE_CODES,
+        not_found_codes=NOT_FOUND_CODES,
+    )
