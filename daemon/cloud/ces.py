@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from daemon.cloud.errors import (
     ApiError,
@@ -26,6 +25,7 @@ from daemon.cloud.retries import RetryPolicy
 from daemon.cloud.transport import (
     JsonApi,
     RequestObserver,
+    WireModel,
     check_project_id,
     check_resource_id,
     ignore_request,
@@ -50,16 +50,12 @@ WINDOW_CAPS: dict[int, timedelta] = {
 }
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class WireDimension(_Wire):
+class WireDimension(WireModel):
     name: str
     value: str
 
 
-class WirePoint(_Wire):
+class WirePoint(WireModel):
     """A datapoint carries the aggregate named by the request's filter."""
 
     timestamp: int
@@ -81,7 +77,7 @@ class WirePoint(_Wire):
         return Datapoint(datetime.fromtimestamp(self.timestamp / 1000, UTC), value)
 
 
-class WireSeries(_Wire):
+class WireSeries(WireModel):
     namespace: str = NAMESPACE
     metric_name: str
     dimensions: list[WireDimension] = []
@@ -91,11 +87,11 @@ class WireSeries(_Wire):
         return next((d.value for d in self.dimensions if d.name == DIMENSION), None)
 
 
-class BatchAnswer(_Wire):
+class BatchAnswer(WireModel):
     metrics: list[WireSeries]
 
 
-class SingleAnswer(_Wire):
+class SingleAnswer(WireModel):
     metric_name: str = ""
     datapoints: list[WirePoint] = []
 

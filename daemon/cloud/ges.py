@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from daemon.cloud.errors import (
     AlreadyDoneError,
@@ -27,6 +27,7 @@ from daemon.cloud.retries import RetryPolicy
 from daemon.cloud.transport import (
     JsonApi,
     RequestObserver,
+    WireModel,
     check_project_id,
     check_resource_id,
     ignore_request,
@@ -67,16 +68,12 @@ def _tags(value: object) -> object:
     return out
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-
-class Tag(_Wire):
+class Tag(WireModel):
     key: str
     value: str = ""
 
 
-class WireGraph(_Wire):
+class WireGraph(WireModel):
     id: str
     name: str
     status: str
@@ -106,20 +103,20 @@ class WireGraph(_Wire):
         )
 
 
-class GraphList(_Wire):
+class GraphList(WireModel):
     graph_count: int = Field(alias="graphCount")
     graphs: list[WireGraph] = []
 
 
-class GraphEnvelope(_Wire):
+class GraphEnvelope(WireModel):
     graph: WireGraph
 
 
-class JobResponse(_Wire):
+class JobResponse(WireModel):
     job_id: str = Field(alias="jobId")
 
 
-class WireJob(_Wire):
+class WireJob(WireModel):
     job_id: str = Field(alias="jobId")
     status: str
     job_type: str | None = Field(default=None, alias="jobType")
@@ -141,7 +138,7 @@ class WireJob(_Wire):
         )
 
 
-class JobList(_Wire):
+class JobList(WireModel):
     job_count: int = Field(alias="jobCount")
     job_list: list[WireJob] = Field(default=[], alias="jobList")
 

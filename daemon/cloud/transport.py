@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from daemon.cloud.errors import ApiError, InvalidIdError, InvalidResponseError
 from daemon.cloud.failures import retry_after, transport_error
@@ -21,6 +21,14 @@ from daemon.cloud.gate import Gate, OpenGate
 from daemon.cloud.retries import RetryPolicy, with_retries
 from daemon.domain.ids import PROJECT_ID_RULE, RESOURCE_ID_RULE, is_project_id, is_resource_id
 from daemon.domain.model import Sleep
+
+
+class WireModel(BaseModel):
+    """What an answer is parsed into: frozen; fields the docs do not name are ignored (APIs
+    add them), and a field is given by its wire alias or by its name."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
 
 M = TypeVar("M", bound=BaseModel)
 
