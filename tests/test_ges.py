@@ -19,11 +19,11 @@ from daemon.cloud.errors import (
     TransportError,
 )
 from daemon.cloud.ges import GesClient, Graph
-from daemon.cloud.retries import RetryPolicy
+from daemon.config.settings import RetrySettings
 from tests.conftest import PROJECT
 
 GRAPH_ID = "aabbccdd-0000-1111-2222-333344445555"
-POLICY = RetryPolicy(attempts=4, backoff_initial_s=1.0, backoff_max_s=10.0, backoff_jitter_s=0.0)
+POLICY = RetrySettings(attempts=4, backoff_initial_s=1.0, backoff_max_s=10.0, backoff_jitter_s=0.0)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -201,7 +201,9 @@ async def test_retries_stop_after_the_configured_attempts_and_reraise() -> None:
 
 
 async def test_backoff_is_capped_and_jitter_stays_within_bounds() -> None:
-    policy = RetryPolicy(attempts=8, backoff_initial_s=1.0, backoff_max_s=5.0, backoff_jitter_s=0.5)
+    policy = RetrySettings(
+        attempts=8, backoff_initial_s=1.0, backoff_max_s=5.0, backoff_jitter_s=0.5
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503)

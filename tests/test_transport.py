@@ -12,8 +12,8 @@ import pytest
 from pydantic import Field
 
 from daemon.cloud.errors import ApiError, InvalidResponseError, PermanentError
-from daemon.cloud.retries import RetryPolicy
 from daemon.cloud.transport import JsonApi, WireModel
+from daemon.config.settings import RetrySettings
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -41,7 +41,7 @@ def api(handler: Handler, seen: list[tuple[str, str, str]] | None = None) -> Jso
         "test",
         "p1",
         map_error=refused,
-        retry=RetryPolicy(attempts=1),
+        retry=RetrySettings(attempts=1),
         sleep=never_sleep,
         observe=observe,
     )

@@ -21,7 +21,6 @@ from daemon.cloud.errors import (
     InvalidResponseError,
 )
 from daemon.cloud.failures import error_for_answer, parse_error_body
-from daemon.cloud.retries import RetryPolicy
 from daemon.cloud.transport import (
     JsonApi,
     RequestObserver,
@@ -30,6 +29,7 @@ from daemon.cloud.transport import (
     check_resource_id,
     ignore_request,
 )
+from daemon.config.settings import RetrySettings
 from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, Sleep, floor_time
 
 SERVICE = "ces"
@@ -104,7 +104,7 @@ class CesClient:
         http: httpx.AsyncClient,
         project_id: str,
         *,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetrySettings = RetrySettings(),
         sleep: Sleep = asyncio.sleep,
         observe: RequestObserver = ignore_request,
         limiter: AbstractAsyncContextManager[Any] | None = None,

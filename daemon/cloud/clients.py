@@ -17,7 +17,6 @@ from daemon.cloud.ces import CesClient
 from daemon.cloud.gate import Monotonic, RequestGate
 from daemon.cloud.ges import GesClient
 from daemon.cloud.redaction import RedactingTransport
-from daemon.cloud.retries import RetryPolicy
 from daemon.config.loader import Problem
 from daemon.config.models import Config, Project
 from daemon.config.settings import Settings
@@ -141,14 +140,10 @@ class Clients:
             ceiling_per_s=self._settings.project_rate_per_s,
             monotonic=self._monotonic,
         )
-        retry = self._settings.retry
-        policy = RetryPolicy(
-            retry.attempts, retry.backoff_initial_s, retry.backoff_max_s, retry.backoff_jitter_s
-        )
         ges = GesClient(
             http,
             project.project_id,
-            retry=policy,
+            retry=self._settings.retry,
             sleep=self._sleep,
             observe=self._metrics.observe_request,
             page_size=self._settings.page_size,
@@ -157,7 +152,7 @@ class Clients:
         ces = CesClient(
             ces_http,
             project.project_id,
-            retry=policy,
+            retry=self._settings.retry,
             sleep=self._sleep,
             observe=self._metrics.observe_request,
             limiter=gate,

@@ -23,7 +23,6 @@ from daemon.cloud.errors import (
     PermanentError,
 )
 from daemon.cloud.failures import error_for_answer
-from daemon.cloud.retries import RetryPolicy
 from daemon.cloud.transport import (
     JsonApi,
     RequestObserver,
@@ -32,6 +31,7 @@ from daemon.cloud.transport import (
     check_resource_id,
     ignore_request,
 )
+from daemon.config.settings import RetrySettings
 from daemon.domain.model import Action, Graph, GraphStatus, Job, Sleep
 
 SERVICE = "ges"
@@ -152,7 +152,7 @@ class GesClient:
         http: httpx.AsyncClient,
         project_id: str,
         *,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetrySettings = RetrySettings(),
         sleep: Sleep = asyncio.sleep,
         observe: RequestObserver = ignore_request,
         page_size: int = 100,

@@ -1,13 +1,12 @@
-"""Retries of retryable calls: the policy as data (settings.retry), exponential backoff
-with jitter and Retry-After as a floor; each retry is logged with its attempt number and
-the last attempt re-raises.
+"""Retries of retryable calls: the policy is data (the settings' RetrySettings), the backoff
+exponential with jitter and Retry-After as a floor; each retry is logged with its attempt
+number and the last attempt re-raises.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import (
@@ -19,6 +18,7 @@ from tenacity import (
 )
 
 from daemon.cloud.errors import ApiError
+from daemon.config.settings import RetrySettings
 from daemon.domain.model import Sleep
 
 log = logging.getLogger(__name__)
@@ -26,26 +26,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    backoff_jitter_s: float = 1.0
+def backoff(policy: RetrySettings) -> Callable[[RetryCallState], float]:
+    """The wait before each retry: exponential with jitter, capped; a server's Retry-After
+    is a floor (itself capped)."""
+    exponential = wait_exponential_jitter(
+        initial=policy.backoff_initial_s, max=policy.backoff_max_s, jitter=policy.backoff_jitter_s
+    )
 
-    def delay(self, retry_state: RetryCallState) -> float:
-        """Exponential backoff with jitter; a server's Retry-After is a floor."""
-        base = wait_exponential_jitter(
-            initial=self.backoff_initial_s, max=self.backoff_max_s, jitter=self.backoff_jitter_s
-        )(retry_state)
+    def delay(retry_state: RetryCallState) -> float:
+        base = float(exponential(retry_state))
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, ApiError) and exc.retry_after_s:
-            return max(base, min(exc.retry_after_s, self.backoff_max_s))
-        return float(base)
+            return max(base, min(exc.retry_after_s, policy.backoff_max_s))
+        return base
+
+    return delay
 
 
 async def with_retries(
-    call: Callable[[], Awaitable[T]], policy: RetryPolicy, sleep: Sleep, what: str
+    call: Callable[[], Awaitable[T]], policy: RetrySettings, sleep: Sleep, what: str
 ) -> T:
     """Run `call` until it succeeds, fails permanently, or the attempts are used up."""
 
@@ -63,7 +62,7 @@ async def with_retries(
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.attempts),
-        wait=policy.delay,
+        wait=backoff(policy),
         retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.retryable),
         sleep=sleep,
         before_sleep=log_retry,

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from daemon.cloud.errors import ApiError, InvalidIdError, InvalidResponseError
 from daemon.cloud.failures import retry_after, transport_error
 from daemon.cloud.gate import Gate, OpenGate
-from daemon.cloud.retries import RetryPolicy, with_retries
+from daemon.cloud.retries import with_retries
+from daemon.config.settings import RetrySettings
 from daemon.domain.ids import PROJECT_ID_RULE, RESOURCE_ID_RULE, is_project_id, is_resource_id
 from daemon.domain.model import Sleep
 
@@ -82,7 +83,7 @@ class JsonApi:
         what: str,
         *,
         map_error: ErrorMapper,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetrySettings = RetrySettings(),
         sleep: Sleep = asyncio.sleep,
         observe: RequestObserver = ignore_request,
         limiter: Gate | AbstractAsyncContextManager[Any] | None = None,
