@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon.cloud.ces import CesClient, choose_period, time_slices
+from daemon.cloud.ces import CesClient, time_slices
 from daemon.cloud.errors import AuthError, InvalidResponseError, PermanentError, RetryableError
 from daemon.config.settings import RetrySettings
 from daemon.domain.model import Datapoint, MetricApi
+from daemon.domain.periods import choose_period
 from daemon.emulator import Cloud, ManualClock
 from daemon.rules.idle import IdleCriteria, fetch_range
 from tests.conftest import FAST_RETRY, PROJECT

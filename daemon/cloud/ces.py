@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -31,23 +30,11 @@ from daemon.cloud.transport import (
 )
 from daemon.config.settings import RetrySettings
 from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, Sleep, floor_time
+from daemon.domain.periods import MAX_METRICS, MAX_POINTS, WINDOW_CAPS
 
 SERVICE = "ces"
 NAMESPACE = "SYS.GES"
 DIMENSION = "instance_id"  # its value is the GES graph id
-MAX_METRICS = 500  # per batch request (SDK 3.1.219; older docs say 10)
-MAX_POINTS = 3000  # per answer, all metrics together; CES drops the rest silently
-# period (s) -> the longest window CES answers for it (ges-api.md §5.2). 60 is missing from
-# the table: treated like raw data, the smallest cap, so a request is never cut short.
-WINDOW_CAPS: dict[int, timedelta] = {
-    1: timedelta(hours=4),
-    60: timedelta(hours=4),
-    300: timedelta(days=1),
-    1200: timedelta(days=3),
-    3600: timedelta(days=10),
-    14400: timedelta(days=30),
-    86400: timedelta(days=180),
-}
 
 
 class WireDimension(WireModel):
@@ -252,20 +239,6 @@ def time_slices(
         slices.append((since, until))
         since = until
     return slices
-
-
-def choose_period(span: timedelta, graphs: int) -> int:
-    """The finest period that answers `span` (from a period-aligned start, as
-    idle.fetch_range gives) for up to 500 graphs in one request per chunk: for the live idle
-    pass, where 1,200 candidates should cost 3 requests, not 60."""
-    per_request = min(graphs, MAX_METRICS) or 1
-    for period_s in sorted(p for p in WINDOW_CAPS if p >= 60):
-        seconds = span.total_seconds()
-        # a span that is not whole periods may touch one period more at its edges
-        buckets = math.ceil(seconds / period_s) + (1 if seconds % period_s else 0)
-        if buckets * per_request <= MAX_POINTS and span <= WINDOW_CAPS[period_s]:
-            return period_s
-    return max(WINDOW_CAPS)
 
 
 def parse_ces_error(text: str) -> tuple[str, str]:

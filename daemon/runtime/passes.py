@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from daemon.cloud.ces import choose_period
 from daemon.cloud.errors import ApiError
 from daemon.config.models import Config, IdleRule, Schedule
 from daemon.domain.model import Clock, Graph, GraphApi, GraphStatus, MetricApi, Sleep
+from daemon.domain.periods import choose_period
 from daemon.rules.idle import (
     DEFAULT_LAG,
     IdleCriteria,
