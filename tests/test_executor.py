@@ -26,7 +26,7 @@ class FlakyGes(GesClient):
     """A GES client whose stop has a bug for one graph (fakes over mocks)."""
 
     def __init__(self) -> None:
-        super().__init__(httpx.AsyncClient(), PROJECT)
+        super().__init__(httpx.AsyncClient(), PROJECT, sleep=asyncio.sleep)
         self.stopped: list[str] = []
 
     async def stop_graph(self, graph_id: str) -> str:

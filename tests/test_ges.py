@@ -272,7 +272,7 @@ async def test_ids_that_could_change_the_url_are_refused_before_any_request(bad:
     with pytest.raises(InvalidIdError, match="invalid"):
         await ges.job_status(GRAPH_ID, bad)
     with pytest.raises(InvalidIdError, match="invalid project id"):
-        GesClient(httpx.AsyncClient(), "../../etc")
+        GesClient(httpx.AsyncClient(), "../../etc", sleep=Recorder())
 
 
 async def test_list_jobs_sends_the_task_center_filters() -> None:

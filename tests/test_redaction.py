@@ -4,7 +4,6 @@ and what survives (ids, plain words, good answers)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from daemon.config.loader import parse_config
 from daemon.config.settings import Settings
 from daemon.telemetry.metrics import Metrics
 
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 PASSWORD = "correct-Horse-7"
 AK, SK, SECURITY_TOKEN = "HPUAXYZ1234567890ABC", "sk-never-sent", "st-4711-temporary"
 
@@ -97,8 +97,8 @@ async def test_secrets_echoed_by_a_gateway_stay_out_of_errors(
     clients = Clients(
         settings,
         Metrics(CollectorRegistry()),
-        clock=lambda: datetime.now(UTC),
-        monotonic=time.monotonic,
+        clock=lambda: NOW,
+        monotonic=lambda: 0.0,  # one request: nothing to pace
         sleep=never_sleep,
     )
     clients.update(config)

@@ -72,13 +72,13 @@ async def test_the_retry_settings_are_what_a_projects_clients_follow(
         "projects:\n  - {name: lab, region: cn-north-4, project_id: abc123, credentials: lab,"
         f" endpoints: {{ges: '{endpoint}', ces: '{endpoint}'}}}}\n"
     )
-    time = FakeTime()
+    fake = FakeTime()
     clients = Clients(
         settings,
         Metrics(CollectorRegistry()),
         clock=lambda: NOW,
-        monotonic=time.monotonic,
-        sleep=time.sleep,
+        monotonic=fake.monotonic,
+        sleep=fake.sleep,
     )
     clients.update(config)
     caplog.set_level(logging.WARNING, logger="daemon.cloud.retries")
@@ -88,7 +88,7 @@ async def test_the_retry_settings_are_what_a_projects_clients_follow(
     finally:
         await clients.close()
     assert len(asked) == 3  # attempts
-    assert time.slept == [0.5, 0.75]  # 0.5, then 1.0 capped at backoff_max_s
+    assert fake.slept == [0.5, 0.75]  # 0.5, then 1.0 capped at backoff_max_s
     assert [r.getMessage().split(": ", 1)[1][:13] for r in caplog.records] == [
         "attempt 1/3 f",
         "attempt 2/3 f",

@@ -6,7 +6,6 @@ each period's window cap (which CES would enforce by silently dropping the windo
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
@@ -92,7 +91,7 @@ class CesClient:
         project_id: str,
         *,
         retry: RetrySettings = RetrySettings(),
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
         observe: RequestObserver = ignore_request,
         limiter: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:

@@ -139,6 +139,7 @@ class Clients:
             initial_rate_per_s=self._settings.project_rate_initial_per_s,
             ceiling_per_s=self._settings.project_rate_per_s,
             monotonic=self._monotonic,
+            sleep=asyncio.sleep,  # pacing is real time, as `monotonic` is: not the retries' sleep
         )
         ges = GesClient(
             http,

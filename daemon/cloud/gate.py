@@ -127,7 +127,7 @@ class RequestGate:
         initial_rate_per_s: float,
         ceiling_per_s: float,
         monotonic: Monotonic,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
     ) -> None:
         self._slots = asyncio.Semaphore(max_in_flight)
         self.rate = AdaptiveRate(initial_rate_per_s, ceiling_per_s)

@@ -153,7 +153,7 @@ class GesClient:
         project_id: str,
         *,
         retry: RetrySettings = RetrySettings(),
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
         observe: RequestObserver = ignore_request,
         page_size: int = 100,
         max_items: int = MAX_LIST_ITEMS,

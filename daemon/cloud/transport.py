@@ -6,7 +6,6 @@ check that an id may go into a URL path.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -84,7 +83,7 @@ class JsonApi:
         *,
         map_error: ErrorMapper,
         retry: RetrySettings = RetrySettings(),
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
         observe: RequestObserver = ignore_request,
         limiter: Gate | AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
