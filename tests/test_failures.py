@@ -28,6 +28,7 @@ from daemon.cloud.failures import (
     retry_after,
     transport_error,
 )
+from tests.loopback import serve
 
 
 def test_a_retry_after_of_inf_or_an_hour_is_not_waited_for_in_full() -> None:
@@ -87,13 +88,8 @@ async def untrusted_https(self_signed: tuple[Path, Path]) -> AsyncIterator[str]:
     context.load_cert_chain(*self_signed)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", empty_answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"https://{host}:{port}"
-    await runner.cleanup()
+    async with serve(app, ssl_context=context) as url:
+        yield url
 
 
 async def test_a_rejected_certificate_says_so_without_the_url(untrusted_https: str) -> None:

@@ -18,6 +18,7 @@ from daemon.cloud.redaction import RedactingTransport, redact
 from daemon.config.loader import parse_config
 from daemon.config.settings import Settings
 from daemon.telemetry.metrics import Metrics
+from tests.loopback import serve
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 PASSWORD = "correct-Horse-7"
@@ -67,13 +68,8 @@ async def echoing_gateway() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/v3/auth/tokens", echo_iam)
     app.router.add_route("*", "/{tail:.*}", echo_ges)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    await runner.cleanup()
+    async with serve(app) as url:
+        yield url
 
 
 async def never_sleep(seconds: float) -> None:

@@ -16,6 +16,7 @@ from daemon.cloud.errors import RetryableError
 from daemon.config.loader import parse_config
 from daemon.config.settings import Settings
 from daemon.telemetry.metrics import Metrics
+from tests.loopback import serve
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -46,13 +47,8 @@ async def unavailable() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}", asked
-    await runner.cleanup()
+    async with serve(app) as url:
+        yield url, asked
 
 
 async def test_the_retry_settings_are_what_a_projects_clients_follow(

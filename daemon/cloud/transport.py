@@ -35,25 +35,24 @@ M = TypeVar("M", bound=BaseModel)
 
 def check_project_id(project_id: str, service: str = "api") -> str:
     if not is_project_id(project_id):
-        raise InvalidIdError(
-            f"invalid project id {project_id!r}: expected {PROJECT_ID_RULE}",
-            service=service,
-            operation="check_id",
-            code="invalid_id",
-        )
+        raise _invalid_id("project", project_id, PROJECT_ID_RULE, service)
     return project_id
 
 
 def check_resource_id(kind: str, value: str, service: str = "api") -> str:
     """Ids go into URL paths: see daemon.domain.ids."""
     if not is_resource_id(value):
-        raise InvalidIdError(
-            f"invalid {kind} id {value!r}: expected {RESOURCE_ID_RULE}",
-            service=service,
-            operation="check_id",
-            code="invalid_id",
-        )
+        raise _invalid_id(kind, value, RESOURCE_ID_RULE, service)
     return value
+
+
+def _invalid_id(kind: str, value: str, rule: str, service: str) -> InvalidIdError:
+    return InvalidIdError(
+        f"invalid {kind} id {value!r}: expected {rule}",
+        service=service,
+        operation="check_id",
+        code="invalid_id",
+    )
 
 
 class RequestObserver(Protocol):
