@@ -24,13 +24,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from daemon import __version__
-from daemon.cloud.api import Sleep
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
 from daemon.config.models import Config, IdleRule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
-from daemon.domain.model import Clock, MetricApi
+from daemon.domain.model import Clock, MetricApi, Sleep
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer
 from daemon.ops.status import Heartbeat, StatusView

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import SecretStr
 
-from daemon.cloud.api import RetryPolicy
 from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ges import GesClient
+from daemon.config.settings import RetrySettings
 from daemon.emulator import Cloud, EmulatorServer, ManualClock, Timing
 from daemon.emulator.cloud import (
     DEMO_AK,
@@ -28,7 +28,9 @@ from daemon.emulator.cloud import (
 from daemon.telemetry.metrics import Metrics
 
 PROJECT = DEMO_PROJECT_ID
-FAST_RETRY = RetryPolicy(attempts=4, backoff_initial_s=1.0, backoff_max_s=8.0, backoff_jitter_s=0.5)
+FAST_RETRY = RetrySettings(
+    attempts=4, backoff_initial_s=1.0, backoff_max_s=8.0, backoff_jitter_s=0.5
+)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from daemon.cloud.api import ApiError
+from daemon.cloud.errors import ApiError
 from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, Graph, Job
 
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from daemon.cloud.api import AuthError
 from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider, canonical_query
+from daemon.cloud.errors import AuthError
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_DOMAIN, DEMO_PASSWORD, DEMO_USER
 from tests.conftest import PROJECT

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from daemon.cli.backtest import backtest, history_period, render
-from daemon.cloud.api import RetryableError
 from daemon.cloud.ces import CesClient
+from daemon.cloud.errors import RetryableError
 from daemon.domain.model import Datapoint, Graph, MetricApi
 from daemon.emulator import Cloud, ManualClock
 from daemon.rules.idle import IdleCriteria

@@ -11,22 +11,18 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon.cloud.api import (
-    AuthError,
-    InvalidResponseError,
-    PermanentError,
-    RetryableError,
-    RetryPolicy,
-)
-from daemon.cloud.ces import CesClient, choose_period, time_slices
+from daemon.cloud.ces import CesClient, time_slices
+from daemon.cloud.errors import AuthError, InvalidResponseError, PermanentError, RetryableError
+from daemon.config.settings import RetrySettings
 from daemon.domain.model import Datapoint, MetricApi
+from daemon.domain.periods import choose_period
 from daemon.emulator import Cloud, ManualClock
 from daemon.rules.idle import IdleCriteria, fetch_range
 from tests.conftest import FAST_RETRY, PROJECT
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
-POLICY = RetryPolicy(attempts=3, backoff_initial_s=1.0, backoff_max_s=4.0, backoff_jitter_s=0.0)
+POLICY = RetrySettings(attempts=3, backoff_initial_s=1.0, backoff_max_s=4.0, backoff_jitter_s=0.0)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 

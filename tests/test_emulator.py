@@ -11,8 +11,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from daemon.cloud.api import AlreadyDoneError, RetryableError
 from daemon.cloud.auth import AkSkAuth
+from daemon.cloud.errors import AlreadyDoneError, RetryableError
 from daemon.cloud.ges import GesClient
 from daemon.emulator import Cloud, EmulatorServer, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from daemon.cloud.api import AlreadyDoneError
 from daemon.cloud.auth import AkSkAuth
+from daemon.cloud.errors import AlreadyDoneError
 from daemon.cloud.ges import GesClient
 from daemon.domain.model import Graph, Job
 from daemon.emulator import Cloud, ManualClock

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from daemon.cloud.api import (
+from daemon.cloud.errors import (
     AlreadyDoneError,
     AuthError,
     InvalidIdError,
@@ -16,14 +16,14 @@ from daemon.cloud.api import (
     NotFoundError,
     PermanentError,
     RetryableError,
-    RetryPolicy,
     TransportError,
 )
 from daemon.cloud.ges import GesClient, Graph
+from daemon.config.settings import RetrySettings
 from tests.conftest import PROJECT
 
 GRAPH_ID = "aabbccdd-0000-1111-2222-333344445555"
-POLICY = RetryPolicy(attempts=4, backoff_initial_s=1.0, backoff_max_s=10.0, backoff_jitter_s=0.0)
+POLICY = RetrySettings(attempts=4, backoff_initial_s=1.0, backoff_max_s=10.0, backoff_jitter_s=0.0)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -201,7 +201,9 @@ async def test_retries_stop_after_the_configured_attempts_and_reraise() -> None:
 
 
 async def test_backoff_is_capped_and_jitter_stays_within_bounds() -> None:
-    policy = RetryPolicy(attempts=8, backoff_initial_s=1.0, backoff_max_s=5.0, backoff_jitter_s=0.5)
+    policy = RetrySettings(
+        attempts=8, backoff_initial_s=1.0, backoff_max_s=5.0, backoff_jitter_s=0.5
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503)
@@ -270,7 +272,7 @@ async def test_ids_that_could_change_the_url_are_refused_before_any_request(bad:
     with pytest.raises(InvalidIdError, match="invalid"):
         await ges.job_status(GRAPH_ID, bad)
     with pytest.raises(InvalidIdError, match="invalid project id"):
-        GesClient(httpx.AsyncClient(), "../../etc")
+        GesClient(httpx.AsyncClient(), "../../etc", sleep=Recorder())
 
 
 async def test_list_jobs_sends_the_task_center_filters() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from daemon.cloud.api import RetryableError
+from daemon.cloud.errors import RetryableError
 from daemon.config.loader import parse_config
 from daemon.domain.model import Graph, GraphApi
 from daemon.emulator import ManualClock

@@ -11,7 +11,7 @@ from typing import TypeVar
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.cloud.api import ApiError, NotFoundError, RetryableError
+from daemon.cloud.errors import ApiError, NotFoundError, RetryableError
 from daemon.domain.model import Graph, Job, JobState
 from daemon.emulator import ManualClock
 from daemon.rules.jobs import Reply

@@ -9,29 +9,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from daemon.cloud.api import ApiError
+from daemon.cloud.errors import ApiError
 from daemon.domain.model import Graph, MetricApi
+from daemon.domain.periods import history_period
 from daemon.rules.idle import IdleCriteria, Replay, fmt_duration, replay
-
-# The coarsest data a backtest needs for its length: 20-minute periods for up to 3 days,
-# hourly up to 10 days, 4-hourly up to 30 (each within that period's window cap, so the
-# history of up to 3000 // days-worth of graphs comes in one request per chunk).
-HISTORY_PERIODS: tuple[tuple[timedelta, int], ...] = (
-    (timedelta(days=3), 1200),
-    (timedelta(days=10), 3600),
-    (timedelta(days=30), 14400),
-)
-
-
-def history_period(days: float) -> int:
-    """Cloud Eye period (s) for a backtest of `days`; ValueError beyond 30 days."""
-    span = timedelta(days=days)
-    if span <= timedelta(0):
-        raise ValueError("a backtest needs at least part of a day")
-    for longest, period_s in HISTORY_PERIODS:
-        if span <= longest:
-            return period_s
-    raise ValueError(f"a backtest covers at most {HISTORY_PERIODS[-1][0].days} days")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,8 @@ from urllib.parse import parse_qsl, quote, unquote
 import httpx
 from pydantic import SecretStr
 
-from daemon.cloud.api import (
-    AuthError,
-    InvalidResponseError,
-    RetryableError,
-    parse_error_body,
-    transport_error,
-)
+from daemon.cloud.errors import AuthError, InvalidResponseError, RetryableError
+from daemon.cloud.failures import parse_error_body, transport_error
 from daemon.domain.model import Clock
 
 log = logging.getLogger(__name__)

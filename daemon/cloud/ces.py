@@ -6,64 +6,42 @@ each period's window cap (which CES would enforce by silently dropping the windo
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
-from daemon.cloud.api import (
+from daemon.cloud.errors import (
     ApiError,
-    AuthError,
     InvalidResponseError,
+)
+from daemon.cloud.failures import error_for_answer, parse_error_body
+from daemon.cloud.transport import (
     JsonApi,
-    NotFoundError,
-    PermanentError,
     RequestObserver,
-    RetryableError,
-    RetryPolicy,
-    Sleep,
+    WireModel,
     check_project_id,
     check_resource_id,
     ignore_request,
-    parse_error_body,
-    retry_after,
 )
-from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, floor_time
+from daemon.config.settings import RetrySettings
+from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, Sleep, floor_time
+from daemon.domain.periods import MAX_METRICS, MAX_POINTS, WINDOW_CAPS
 
 SERVICE = "ces"
 NAMESPACE = "SYS.GES"
 DIMENSION = "instance_id"  # its value is the GES graph id
-MAX_METRICS = 500  # per batch request (SDK 3.1.219; older docs say 10)
-MAX_POINTS = 3000  # per answer, all metrics together; CES drops the rest silently
-# period (s) -> the longest window CES answers for it (ges-api.md §5.2). 60 is missing from
-# the table: treated like raw data, the smallest cap, so a request is never cut short.
-WINDOW_CAPS: dict[int, timedelta] = {
-    1: timedelta(hours=4),
-    60: timedelta(hours=4),
-    300: timedelta(days=1),
-    1200: timedelta(days=3),
-    3600: timedelta(days=10),
-    14400: timedelta(days=30),
-    86400: timedelta(days=180),
-}
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class WireDimension(_Wire):
+class WireDimension(WireModel):
     name: str
     value: str
 
 
-class WirePoint(_Wire):
+class WirePoint(WireModel):
     """A datapoint carries the aggregate named by the request's filter."""
 
     timestamp: int
@@ -85,7 +63,7 @@ class WirePoint(_Wire):
         return Datapoint(datetime.fromtimestamp(self.timestamp / 1000, UTC), value)
 
 
-class WireSeries(_Wire):
+class WireSeries(WireModel):
     namespace: str = NAMESPACE
     metric_name: str
     dimensions: list[WireDimension] = []
@@ -95,11 +73,11 @@ class WireSeries(_Wire):
         return next((d.value for d in self.dimensions if d.name == DIMENSION), None)
 
 
-class BatchAnswer(_Wire):
+class BatchAnswer(WireModel):
     metrics: list[WireSeries]
 
 
-class SingleAnswer(_Wire):
+class SingleAnswer(WireModel):
     metric_name: str = ""
     datapoints: list[WirePoint] = []
 
@@ -112,8 +90,8 @@ class CesClient:
         http: httpx.AsyncClient,
         project_id: str,
         *,
-        retry: RetryPolicy = RetryPolicy(),
-        sleep: Sleep = asyncio.sleep,
+        retry: RetrySettings = RetrySettings(),
+        sleep: Sleep,
         observe: RequestObserver = ignore_request,
         limiter: AbstractAsyncContextManager[Any] | None = None,
     ) -> None:
@@ -262,20 +240,6 @@ def time_slices(
     return slices
 
 
-def choose_period(span: timedelta, graphs: int) -> int:
-    """The finest period that answers `span` (from a period-aligned start, as
-    idle.fetch_range gives) for up to 500 graphs in one request per chunk: for the live idle
-    pass, where 1,200 candidates should cost 3 requests, not 60."""
-    per_request = min(graphs, MAX_METRICS) or 1
-    for period_s in sorted(p for p in WINDOW_CAPS if p >= 60):
-        seconds = span.total_seconds()
-        # a span that is not whole periods may touch one period more at its edges
-        buckets = math.ceil(seconds / period_s) + (1 if seconds % period_s else 0)
-        if buckets * per_request <= MAX_POINTS and span <= WINDOW_CAPS[period_s]:
-            return period_s
-    return max(WINDOW_CAPS)
-
-
 def parse_ces_error(text: str) -> tuple[str, str]:
     """(code, message) from Cloud Eye's error shapes, then any other Huawei shape.
 
@@ -296,25 +260,9 @@ def parse_ces_error(text: str) -> tuple[str, str]:
 
 
 def error_for(response: httpx.Response, operation: str) -> ApiError:
-    """Map a 4xx/5xx Cloud Eye answer to our error vocabulary."""
-    code, message = parse_ces_error(response.text)
-    status = response.status_code
-    kwargs: dict[str, Any] = {
-        "service": SERVICE,
-        "operation": operation,
-        "status": status,
-        "code": code,
-        "request_id": response.headers.get("X-Request-Id", ""),
-    }
-    message = message or response.reason_phrase
-    # Throttling (429, APIG.0308) and any 5xx (ces.0007 internal, ces.0008 database).
-    if status == 429 or status >= 500 or code.endswith(".0308"):
-        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
-    if status in (401, 403):
-        return AuthError(message, **kwargs)
-    if status == 404:
-        return NotFoundError(message, **kwargs)
-    return PermanentError(message, **kwargs)
+    """Map a 4xx/5xx Cloud Eye answer to our error vocabulary (ces.0007 internal and
+    ces.0008 database come as 5xx: retryable)."""
+    return error_for_answer(response, SERVICE, operation, parse=parse_ces_error)
 
 
 def _within(

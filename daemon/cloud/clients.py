@@ -5,21 +5,22 @@ closed at shutdown. It holds no schedules.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 
 import httpx
 
 from daemon import __version__
-from daemon.cloud.api import RedactingTransport, RetryPolicy, Sleep
 from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
 from daemon.cloud.gate import Monotonic, RequestGate
 from daemon.cloud.ges import GesClient
+from daemon.cloud.redaction import RedactingTransport
 from daemon.config.models import Config, Project
 from daemon.config.problems import Problem
 from daemon.config.settings import Settings
-from daemon.domain.model import Clock, GraphApi, MetricApi
+from daemon.domain.model import Clock, GraphApi, MetricApi, Sleep
 from daemon.telemetry.metrics import Metrics
 
 
@@ -141,15 +142,12 @@ class Clients:
             initial_rate_per_s=self._settings.project_rate_initial_per_s,
             ceiling_per_s=self._settings.project_rate_per_s,
             monotonic=self._monotonic,
-        )
-        retry = self._settings.retry
-        policy = RetryPolicy(
-            retry.attempts, retry.backoff_initial_s, retry.backoff_max_s, retry.backoff_jitter_s
+            sleep=asyncio.sleep,  # pacing is real time, as `monotonic` is: not the retries' sleep
         )
         ges = GesClient(
             http,
             project.project_id,
-            retry=policy,
+            retry=self._settings.retry,
             sleep=self._sleep,
             observe=self._metrics.observe_request,
             page_size=self._settings.page_size,
@@ -158,7 +156,7 @@ class Clients:
         ces = CesClient(
             ces_http,
             project.project_id,
-            retry=policy,
+            retry=self._settings.retry,
             sleep=self._sleep,
             observe=self._metrics.observe_request,
             limiter=gate,

@@ -2,11 +2,15 @@
 inventories, Cloud Eye): a bound on requests in flight, and a request rate that adapts to
 what the API answers, since GES publishes no rate limit.
 
-The rate starts moderate and, while answers are clean, doubles every second until the
-first throttling answer (429), then grows by a twentieth a second; each 429 cuts it by a
-quarter (once per second: the answers to requests already sent say nothing new), and a
-Retry-After pauses the project's requests until then. Requests are spaced at 1/rate: no
-burst ever goes above the current rate. The user may set a ceiling.
+The rate starts at the user's initial rate and doubles each busy clean second (answers
+at half the rate or more, none throttled) until the first throttling answer (429). That
+429 halves it if slow start had doubled it (a rate that doubled may have overshot
+twofold) and takes a sixth off otherwise; every later 429 takes a sixth off, at most once
+a second (answers to requests sent before a cut say nothing new). The rate each cut came
+at is the limit's estimate: the rate regrows 10 % a busy second up to 95 % of it, then
+1 % a busy second. It never goes below 0.2/s nor above the user's ceiling. A Retry-After pauses
+the project's requests until then (at most 60 s). Requests are spaced at 1/rate: no
+burst ever goes above the current rate.
 """
 
 from __future__ import annotations
@@ -58,9 +62,10 @@ class AdaptiveRate:
 
     Slow start doubles the rate each busy clean second until the first 429. The rate a 429
     came at is remembered as the limit's estimate: the first cut after slow start has
-    doubled halves the rate (doubling may have overshot twofold), other cuts take a sixth off; then the rate regrows a tenth
-    a second up to just under the estimate, and creeps above it a hundredth a second, so a
-    cycle spends most of its time near the limit and only a moment beyond it. Only busy
+    doubled halves the rate (doubling may have overshot twofold), other cuts take a sixth
+    off; then the rate regrows a tenth a second up to 95 % of the estimate, and creeps a
+    hundredth a second beyond, so a cycle spends most of its time near the limit and only
+    a moment beyond it. Only busy
     seconds (answers at half the rate or more) count as clean: an idle daemon's occasional
     answer says nothing about how fast it may go."""
 
@@ -122,7 +127,7 @@ class RequestGate:
         initial_rate_per_s: float,
         ceiling_per_s: float,
         monotonic: Monotonic,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep,
     ) -> None:
         self._slots = asyncio.Semaphore(max_in_flight)
         self.rate = AdaptiveRate(initial_rate_per_s, ceiling_per_s)

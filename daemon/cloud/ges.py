@@ -1,8 +1,8 @@
 """Async client for the GES v1 management API: graphs, stop/start actions and jobs.
 
-It speaks the API's camelCase wire format and maps it into daemon.domain.model, maps every failure into daemon.cloud.api's errors
-(a stop on a graph that is not running is AlreadyDoneError, not a failure) and retries
-only what is retryable. It knows nothing of schedules.
+It speaks the API's camelCase wire format and maps it into daemon.domain.model, maps every
+failure into daemon.cloud.errors (a stop on a graph that is not running is AlreadyDoneError,
+not a failure) and retries only what is retryable. It knows nothing of schedules.
 """
 
 from __future__ import annotations
@@ -14,27 +14,25 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
-from daemon.cloud.api import (
+from daemon.cloud.errors import (
     AlreadyDoneError,
     ApiError,
-    AuthError,
     InvalidResponseError,
-    JsonApi,
-    NotFoundError,
     PermanentError,
+)
+from daemon.cloud.failures import error_for_answer
+from daemon.cloud.transport import (
+    JsonApi,
     RequestObserver,
-    RetryableError,
-    RetryPolicy,
-    Sleep,
+    WireModel,
     check_project_id,
     check_resource_id,
-    error_kwargs,
     ignore_request,
-    retry_after,
 )
-from daemon.domain.model import Action, Graph, GraphStatus, Job
+from daemon.config.settings import RetrySettings
+from daemon.domain.model import Action, Graph, GraphStatus, Job, Sleep
 
 SERVICE = "ges"
 _JOB_STATES = frozenset({"pending", "running", "success", "failed", "partiallyFailed"})
@@ -70,16 +68,12 @@ def _tags(value: object) -> object:
     return out
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-
-class Tag(_Wire):
+class Tag(WireModel):
     key: str
     value: str = ""
 
 
-class WireGraph(_Wire):
+class WireGraph(WireModel):
     id: str
     name: str
     status: str
@@ -109,20 +103,20 @@ class WireGraph(_Wire):
         )
 
 
-class GraphList(_Wire):
+class GraphList(WireModel):
     graph_count: int = Field(alias="graphCount")
     graphs: list[WireGraph] = []
 
 
-class GraphEnvelope(_Wire):
+class GraphEnvelope(WireModel):
     graph: WireGraph
 
 
-class JobResponse(_Wire):
+class JobResponse(WireModel):
     job_id: str = Field(alias="jobId")
 
 
-class WireJob(_Wire):
+class WireJob(WireModel):
     job_id: str = Field(alias="jobId")
     status: str
     job_type: str | None = Field(default=None, alias="jobType")
@@ -144,7 +138,7 @@ class WireJob(_Wire):
         )
 
 
-class JobList(_Wire):
+class JobList(WireModel):
     job_count: int = Field(alias="jobCount")
     job_list: list[WireJob] = Field(default=[], alias="jobList")
 
@@ -158,8 +152,8 @@ class GesClient:
         http: httpx.AsyncClient,
         project_id: str,
         *,
-        retry: RetryPolicy = RetryPolicy(),
-        sleep: Sleep = asyncio.sleep,
+        retry: RetrySettings = RetrySettings(),
+        sleep: Sleep,
         observe: RequestObserver = ignore_request,
         page_size: int = 100,
         max_items: int = MAX_LIST_ITEMS,
@@ -341,14 +335,12 @@ def _id(kind: str, value: str) -> str:
 
 
 def error_for(response: httpx.Response, operation: str) -> ApiError:
-    """Map a 4xx/5xx answer to our error vocabulary."""
-    message, kwargs = error_kwargs(response, SERVICE, operation)
-    status, code = response.status_code, kwargs["code"]
-    # Throttling (429, APIG.0308 / APIGW.0308), any 5xx, and the transient GES faults.
-    if status == 429 or status >= 500 or code.endswith(".0308") or code in RETRYABLE_CODES:
-        return RetryableError(message, retry_after_s=retry_after(response), **kwargs)
-    if status in (401, 403):
-        return AuthError(message, **kwargs)
-    if status == 404 or code in NOT_FOUND_CODES:
-        return NotFoundError(message, **kwargs)
-    return PermanentError(message, **kwargs)
+    """Map a 4xx/5xx answer to our error vocabulary, with GES's own transient and
+    "no such graph or job" codes."""
+    return error_for_answer(
+        response,
+        SERVICE,
+        operation,
+        retryable_codes=RETRYABLE_CODES,
+        not_found_codes=NOT_FOUND_CODES,
+    )

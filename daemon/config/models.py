@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from daemon.config.holds import HoldSpec
 from daemon.domain.cron import cron_trigger
+from daemon.domain.ids import PROJECT_ID_PATTERN, RESOURCE_ID_PATTERN
 
 # --- values in error messages --------------------------------------------------------------
 
@@ -71,8 +72,8 @@ Name = Annotated[
     Field(description="A name: letters, digits, '-', '_' and '.', at most 63 characters."),
 ]
 # GES ids go into URL paths: nothing but letters, digits and '-' may get through.
-ProjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")]
-GraphId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")]
+ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_ID_PATTERN)]
+GraphId = Annotated[str, StringConstraints(pattern=RESOURCE_ID_PATTERN)]
 Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[a-z0-9]+)+$")]
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -367,7 +368,7 @@ class Selector(FrozenModel):
     ids: Annotated[
         list[GraphId],
         BeforeValidator(_as_list),
-        _one_or_many({"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"}),
+        _one_or_many({"type": "string", "pattern": RESOURCE_ID_PATTERN}),
     ] = []
     names: Annotated[list[str], BeforeValidator(_as_list), _one_or_many({"type": "string"})] = (
         Field(default=[], description="Shell-style globs on graph names, e.g. 'dev-*'.")

@@ -114,7 +114,7 @@ class Job:
 
 
 class GraphApi(Protocol):
-    """One project's graph operations. Failures raise daemon.cloud.api's errors: AlreadyDoneError
+    """One project's graph operations. Failures raise daemon.cloud.errors: AlreadyDoneError
     for an action the graph needs no more, NotFoundError, RetryableError, PermanentError."""
 
     async def list_graphs(self) -> list[Graph]: ...
@@ -166,7 +166,7 @@ class Datapoint:
 
 class MetricApi(Protocol):
     """One project's Cloud Eye reads for graphs (namespace SYS.GES, dimension instance_id).
-    Failures raise daemon.cloud.api's errors, as GraphApi's do."""
+    Failures raise daemon.cloud.errors, as GraphApi's do."""
 
     async def request_counts(
         self,

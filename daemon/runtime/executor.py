@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from daemon.cloud.api import AlreadyDoneError, ApiError, InvalidResponseError
+from daemon.cloud.errors import AlreadyDoneError, ApiError, InvalidResponseError
 from daemon.domain.model import GraphApi
 from daemon.rules.jobs import Reply, failure_reason
 from daemon.rules.planning import IN_FLIGHT, Decision

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TypeVar
 
-from daemon.cloud.api import ApiError
+from daemon.cloud.errors import ApiError
 from daemon.config.models import Config, IdleRule
 from daemon.domain.model import Clock, Graph, GraphApi
 from daemon.rules.planning import is_managed, selects, target_projects

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from daemon.cloud.api import ApiError, Sleep
-from daemon.cloud.ces import choose_period
+from daemon.cloud.errors import ApiError
 from daemon.config.models import Config, IdleRule, Schedule
 from daemon.domain.model import (
     REQUEST_COUNT,
@@ -31,7 +30,9 @@ from daemon.domain.model import (
     Graph,
     GraphApi,
     MetricApi,
+    Sleep,
 )
+from daemon.domain.periods import choose_period
 from daemon.rules.idle import (
     DEFAULT_LAG,
     IdleCriteria,

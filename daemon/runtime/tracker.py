@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from daemon.cloud.api import ApiError, NotFoundError, Sleep
-from daemon.domain.model import Action, Clock, Graph, GraphApi, GraphStatus, Job
+from daemon.cloud.errors import ApiError, NotFoundError
+from daemon.domain.model import Action, Clock, Graph, GraphApi, GraphStatus, Job, Sleep
 from daemon.rules.jobs import (
     Answer,
     GraphLook,

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.app import App
-from daemon.cloud.api import Sleep
 from daemon.config.settings import Settings
+from daemon.domain.model import Sleep
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
 from tests.conftest import PROJECT
