@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from daemon.config.holds import HoldSpec
+from daemon.config.notifications import Notifications
 from daemon.domain.cron import cron_trigger
 
 # --- values in error messages --------------------------------------------------------------
@@ -500,6 +501,7 @@ class Config(FrozenModel):
     max_hold: Duration = Field(
         default=timedelta(days=7), description="The longest a hold may last when it is made."
     )
+    notifications: Notifications = Notifications()
 
     def project(self, name: str) -> Project:
         return next(p for p in self.projects if p.name == name)
