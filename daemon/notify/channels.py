@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote_plus
 
 import httpx
 from pydantic import SecretStr
@@ -126,7 +127,6 @@ class HttpChannel:
         *,
         body: bytes,
         headers: Mapping[str, str],
-        params: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         try:
@@ -134,7 +134,6 @@ class HttpChannel:
                 url,
                 content=body,
                 headers={"User-Agent": USER_AGENT, **headers},
-                params=params,
                 timeout=self._timeout_s,
                 auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
                 follow_redirects=False,
@@ -340,18 +339,18 @@ class DingtalkChannel(HttpChannel):
         }
 
     async def send(self, message: Message) -> Answer:
-        params: dict[str, str] = {}
+        url = self._url_value()
         if self._secret is not None:
+            # Appended by hand: httpx's params= would replace the URL's access_token, and
+            # the documented sample encodes the sign with quote_plus ('/' too, as %2F).
             timestamp_ms = int(self._clock().timestamp() * 1000)
-            params = {
-                "timestamp": str(timestamp_ms),
-                "sign": dingtalk_sign(self._secret.get_secret_value(), timestamp_ms),
-            }
+            sign = dingtalk_sign(self._secret.get_secret_value(), timestamp_ms)
+            joiner = "&" if "?" in url else "?"
+            url = f"{url}{joiner}timestamp={timestamp_ms}&sign={quote_plus(sign)}"
         response = await self._post(
-            self._url_value(),
+            url,
             body=_json_bytes(self.payload(message)),
             headers={"Content-Type": "application/json"},
-            params=params or None,
         )
         return self._json_answer(response, "errcode", self.RATE_LIMITED)
 

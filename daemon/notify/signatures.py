@@ -48,7 +48,7 @@ def webhook_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> s
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
-    """The `sign` query parameter's value before URL encoding (httpx encodes it)."""
+    """The `sign` query parameter's value before URL encoding (quote_plus, as documented)."""
     to_sign = f"{timestamp_ms}\n{secret}".encode()
     digest = hmac.new(secret.encode(), to_sign, hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
