@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import httpx
 
+from daemon.cloud.auth import AkSkAuth
 from daemon.config import notifications as cfg
 from daemon.config.models import Project
 from daemon.config.settings import Settings
@@ -20,6 +21,25 @@ from daemon.notify.signatures import BadSecret, webhook_key
 AuthFor = Callable[[Project], httpx.Auth | None]
 """The signer of a project's requests (daemon.cloud.auth.AkSkAuth for its credential set),
 or None when the project has none that SMN accepts."""
+
+
+def aksk_signers(settings: Settings, clock: Clock) -> AuthFor:
+    """SMN publishes signed with a project's AK/SK credential set (an IAM user's password
+    set is not used for SMN: give the project AK/SK, or pass another AuthFor)."""
+
+    def auth_for(project: Project) -> httpx.Auth | None:
+        creds = settings.credential_set(project.credentials)
+        if creds is None or creds.ak is None or creds.sk is None:
+            return None
+        return AkSkAuth(
+            creds.ak,
+            creds.sk,
+            project_id=project.project_id,
+            security_token=creds.security_token,
+            clock=clock,
+        )
+
+    return auth_for
 
 
 def smn_endpoint(channel: cfg.SmnChannel, project: Project) -> str:
