@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from daemon.config.holds import HoldSpec
+from daemon.config.notifications import Notifications
 from daemon.domain.cron import cron_trigger
 from daemon.domain.ids import PROJECT_ID_PATTERN, RESOURCE_ID_PATTERN
 
@@ -502,6 +503,7 @@ class Config(FrozenModel):
     max_hold: Duration = Field(
         default=timedelta(days=7), description="The longest a hold may last when it is made."
     )
+    notifications: Notifications = Notifications()
 
     def project(self, name: str) -> Project:
         return next(p for p in self.projects if p.name == name)

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 log = logging.getLogger(__name__)
 
 _CREDENTIAL_FIELDS = ("ak", "sk", "security_token", "user", "password", "domain")
+_NOTIFY_PREFIX = "notify."
+_NOTIFY_FIELDS = ("url", "secret")
 
 
 def _read_secret(file: Path) -> str:
@@ -76,6 +78,17 @@ class CredentialSet(BaseModel):
         return "aksk" if self.ak is not None else "password"
 
 
+class NotifySecret(BaseModel):
+    """A notification channel's secrets: the receiver's URL (a webhook URL is a bearer
+    credential) and its signing secret. Files notify.<channel>.url / .secret in
+    GRAPHNAP_SECRETS_DIR, or GRAPHNAP_NOTIFY__<CHANNEL>__URL / __SECRET."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: SecretStr | None = None
+    secret: SecretStr | None = None
+
+
 class RetrySettings(BaseModel):
     """Retry policy for retryable API errors: exponential backoff with jitter, as data."""
 
@@ -129,6 +142,7 @@ class Settings(BaseSettings):
     control_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
 
     credentials: dict[str, CredentialSet] = {}
+    notify: dict[str, NotifySecret] = {}  # by channel name
     secrets_dir: Path | None = None
 
     @model_validator(mode="before")
@@ -144,14 +158,21 @@ class Settings(BaseSettings):
         if not path.is_dir():
             raise ValueError(f"GRAPHNAP_SECRETS_DIR={path} is not a directory")
         from_files: dict[str, dict[str, str]] = {}
+        notify_files: dict[str, dict[str, str]] = {}
         for file in sorted(path.iterdir()):
             name, _, field = file.name.rpartition(".")
-            if name and field in _CREDENTIAL_FIELDS and file.is_file():
+            if name.startswith(_NOTIFY_PREFIX) and field in _NOTIFY_FIELDS and file.is_file():
+                channel = name.removeprefix(_NOTIFY_PREFIX).lower()
+                notify_files.setdefault(channel, {})[field] = _read_secret(file)
+            elif name and field in _CREDENTIAL_FIELDS and file.is_file():
                 from_files.setdefault(name.lower(), {})[field] = _read_secret(file)
+        notify = {str(k).lower(): dict(v) for k, v in (data.get("notify") or {}).items()}
+        for channel, fields in notify_files.items():
+            notify[channel] = {**fields, **notify.get(channel, {})}  # the environment wins
         given = {str(k).lower(): dict(v) for k, v in (data.get("credentials") or {}).items()}
         for name, fields in from_files.items():
             given[name] = {**fields, **given.get(name, {})}  # the environment wins over files
-        return {**data, "credentials": given}
+        return {**data, "credentials": given, "notify": notify}
 
     def secret_values(self) -> list[str]:
         """Every credential value given (keys, tokens, passwords): what error texts from
@@ -162,7 +183,19 @@ class Settings(BaseSettings):
             for secret in (creds.ak, creds.sk, creds.security_token, creds.password)
             if secret is not None
         }
+        values |= {
+            secret.get_secret_value()
+            for channel in self.notify.values()
+            for secret in (channel.url, channel.secret)
+            if secret is not None
+        }
         return sorted(values, key=len, reverse=True)
+
+    def notify_secret(self, channel: str) -> NotifySecret:
+        """A channel's secrets; an environment variable cannot hold '-', so `team-chat`
+        is also found as GRAPHNAP_NOTIFY__TEAM_CHAT__URL."""
+        key = channel.lower()
+        return self.notify.get(key) or self.notify.get(key.replace("-", "_")) or NotifySecret()
 
     def credential_set(self, name: str) -> CredentialSet | None:
         return self.credentials.get(name.lower()) or self.credentials.get(name)

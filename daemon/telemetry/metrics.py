@@ -117,6 +117,24 @@ class Metrics:
             "1 if the last config (re)load succeeded.",
             registry=registry,
         )
+        self.notifications = Counter(
+            "graphnap_notifications",
+            "Notification messages by channel, kind and outcome (sent, failed, deduplicated).",
+            ["channel", "kind", "outcome"],
+            registry=registry,
+        )
+        self.notification_queue = Gauge(
+            "graphnap_notification_queue",
+            "Notification messages waiting in a channel's outbox.",
+            ["channel"],
+            registry=registry,
+        )
+        self.notifications_dropped = Counter(
+            "graphnap_notifications_dropped",
+            "Notification messages dropped unsent because a channel's outbox was full.",
+            ["channel", "kind"],
+            registry=registry,
+        )
         self.idle_verdicts = Counter(
             "graphnap_idle_verdicts",
             "Idle verdicts by rule: idle, in_use, not_judged, busy.",
