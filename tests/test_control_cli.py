@@ -155,3 +155,10 @@ async def test_waking_a_running_graph_only_holds_it(cli: Cli) -> None:
     assert cli.backend.starts == []
     (hold,) = cli.backend.holds_by_id.values()
     assert hold.keep == "running"
+
+
+def test_the_cli_default_server_is_the_control_listener_default() -> None:
+    from daemon.cli.control import CONTROL_PORT
+    from daemon.config.settings import Settings
+
+    assert Settings.model_fields["control_port"].default == CONTROL_PORT

@@ -9,14 +9,7 @@ from pathlib import Path
 
 from tests.receivers import Scripted, receiver
 
-RUN = (
-    "import argparse, sys\n"
-    "from daemon.cli.notify import add_parsers\n"
-    "parser = argparse.ArgumentParser(prog='graphnap')\n"
-    "add_parsers(parser.add_subparsers(dest='command', required=True))\n"
-    "args = parser.parse_args(sys.argv[1:])\n"
-    "sys.exit(args.func(args))\n"
-)
+RUN = "import sys\nfrom daemon.cli.main import main\nsys.exit(main())\n"  # graphnap itself
 CONFIG = """
 projects:
   - {name: analytics, region: cn-north-4, project_id: 0123456789abcdef0123456789abcdef, credentials: analytics}

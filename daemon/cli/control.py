@@ -16,12 +16,10 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from daemon.config.models import parse_duration
-from daemon.config.settings import Settings
+if TYPE_CHECKING:  # imported where used: `graphnap --help` must stay light
+    import httpx
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the server failed, the start job failed, or it did not finish in time
@@ -30,7 +28,8 @@ EXIT_REFUSED = 3  # 401 / 403: the token is wrong, or the graph is outside its s
 EXIT_REJECTED = 4  # another 4xx: bad input, too many requests, a config hold
 EXIT_UNREACHABLE = 5  # no control API answered at --server
 
-DEFAULT_SERVER = f"http://127.0.0.1:{Settings.model_fields['control_port'].default}"
+CONTROL_PORT = 9465  # GRAPHNAP_CONTROL_PORT's default (tests/test_control_cli.py keeps them equal)
+DEFAULT_SERVER = f"http://127.0.0.1:{CONTROL_PORT}"
 TOKEN_ENV = "GRAPHNAP_CONTROL_TOKEN"  # noqa: S105 - the variable's name, not a token
 CLOCK_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
 LONG_POLL_S = 30.0
@@ -84,6 +83,8 @@ def _until(text: str, now: datetime) -> datetime:
 
 
 def _duration(text: str, flag: str) -> str:
+    from daemon.config.models import parse_duration
+
     try:
         parse_duration(text)
     except ValueError as exc:
@@ -93,7 +94,9 @@ def _duration(text: str, flag: str) -> str:
 
 class Api:
     def __init__(self, args: argparse.Namespace) -> None:
-        self._http = httpx.Client(
+        import httpx
+
+        self._http: httpx.Client = httpx.Client(
             base_url=args.server.rstrip("/"),
             headers={"Authorization": f"Bearer {_token(args)}"},
             timeout=httpx.Timeout(10.0, read=LONG_POLL_S + 15),
@@ -108,6 +111,8 @@ class Api:
         self._http.close()
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import httpx
+
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
@@ -181,6 +186,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_wake(args: argparse.Namespace) -> int:
+    from daemon.config.models import parse_duration
+
     project, graph = _graph(args.graph)
     body = {"project": project, "graph": graph, "for": _duration(args.for_, "--for")}
     deadline = (

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from daemon import __version__
+from daemon.cli import control
 from daemon.cli.console import EXIT_OK, EXIT_USAGE, SettingsError
 
 
@@ -58,6 +59,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from daemon.cli.config import cmd_schema
 
     return cmd_schema(args)
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from daemon.cli.notify import cmd_notify_test as notify_test
+
+    return notify_test(args)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -122,6 +129,17 @@ def build_parser(*, with_emulator_options: bool = True) -> argparse.ArgumentPars
 
     p = sub.add_parser("schema", help="print the config's JSON Schema (for editor completion)")
     p.set_defaults(func=cmd_schema)
+
+    notify = sub.add_parser("notify", help="notification channels: send a test message")
+    actions = notify.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
+    p = actions.add_parser(
+        "test", help="send a sample message to CHANNEL and print the receiver's answer"
+    )
+    p.add_argument("channel", metavar="CHANNEL", help="a name under notifications.channels")
+    p.add_argument("--config", type=Path, help=config_help)
+    p.set_defaults(func=cmd_notify_test)
+
+    control.add_parsers(sub)  # hold, holds, release, wake: clients of the control API
 
     p = sub.add_parser(
         "emulator",

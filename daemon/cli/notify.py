@@ -8,32 +8,19 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
-from daemon.config.loader import ConfigError, load_config
+from daemon.config.loader import load_config
 from daemon.config.models import Config
+from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.notify import message
 from daemon.notify.catalog import aksk_signers, build_channels, secret_problems
 from daemon.notify.channels import SendError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def add_parsers(subparsers: Any) -> None:
-    """Add `notify` (with `notify test`) to graphnap's subcommands."""
-    notify = subparsers.add_parser("notify", help="notification channels: send a test message")
-    actions = notify.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
-    test = actions.add_parser(
-        "test", help="send a sample message to CHANNEL and print the receiver's answer"
-    )
-    test.add_argument("channel", metavar="CHANNEL", help="a name under notifications.channels")
-    test.add_argument("--config", type=Path, help="config file (default: $GRAPHNAP_CONFIG)")
-    test.set_defaults(func=cmd_notify_test)
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from daemon.config.holds import HoldSpec
-from daemon.config.notifications import Notifications
+from daemon.config.notifications import Notifications, RuleNotify
 from daemon.domain.cron import cron_trigger
 from daemon.domain.ids import PROJECT_ID_PATTERN, RESOURCE_ID_PATTERN
 
@@ -419,6 +419,9 @@ class Schedule(FrozenModel):
         default=None,
         description="Stop schedules only: graphs queried lately are stopped once quiet, not at the firing.",
     )
+    notify: RuleNotify | None = Field(
+        default=None, description="Stop schedules: warn the routes this long before each stop."
+    )
     dry_run: bool = False
 
 
@@ -467,6 +470,9 @@ class IdleRule(FrozenModel):
     )
     active_hours: ActiveHours | None = Field(
         default=None, description="Judge only inside these hours, e.g. from 19:00 until 07:00."
+    )
+    notify: RuleNotify | None = Field(
+        default=None, description="Warn the routes this long before an idle stop."
     )
     dry_run: bool = False
 

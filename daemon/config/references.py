@@ -15,8 +15,14 @@ from daemon.config.problems import MAX_PROBLEMS_SHOWN, Loc, Problem, format_loc
 
 def check_references(config: Config) -> list[Problem]:
     """Cross-checks pydantic cannot express: names that must exist, be unique, or fit the action."""
-    problems = [*_projects(config), *_rules(config)]
+    problems = [*_projects(config), *_rules(config), *_notifications(config)]
     return problems + _calendars(config, already=len(problems))
+
+
+def _notifications(config: Config) -> list[Problem]:
+    rules = [s.name for s in config.schedules] + [r.name for r in config.idle_rules]
+    found = config.notifications.problems(projects=[p.name for p in config.projects], rules=rules)
+    return [Problem(*problem) for problem in found]
 
 
 def _projects(config: Config) -> list[Problem]:

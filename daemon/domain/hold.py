@@ -62,13 +62,14 @@ def glob_problem(pattern: str) -> str | None:
 
 # --- what outlives the process --------------------------------------------------------------
 
-SectionName = Literal["last_fire", "holds", "deferrals", "stopped_since", "rates"]
+SectionName = Literal["last_fire", "holds", "deferrals", "stopped_since", "rates", "notify_sent"]
 SECTION_NAMES: tuple[SectionName, ...] = (
     "last_fire",
     "holds",
     "deferrals",
     "stopped_since",
     "rates",
+    "notify_sent",
 )
 
 

@@ -20,7 +20,7 @@ from urllib.parse import quote_plus
 import httpx
 from pydantic import SecretStr
 
-from daemon.cloud.api import redact
+from daemon.cloud.redaction import redact
 from daemon.domain.model import Clock
 from daemon.notify.message import Message
 from daemon.notify.signatures import dingtalk_sign, feishu_sign, webhook_key, webhook_signature
