@@ -3,6 +3,7 @@ is a real check: an upward import planted in a copy of the tree breaks it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -54,3 +55,31 @@ def test_the_daemon_may_not_import_the_emulator(tmp_path: Path) -> None:
     result = lint_imports(tree)
     assert result.returncode != 0
     assert "daemon.app -> daemon.emulator" in result.stdout
+
+
+def layout_rows() -> dict[str, str]:
+    """README's Layout table: the first column's `daemon/<package>/` -> the row's text."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        match = re.match(r"\| `(daemon/[a-z_]+/|daemon/[a-z_]+\.py)` \|(.*)\|$", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_the_readme_layout_names_every_package_and_module_of_the_tree() -> None:
+    """The Layout table is checked against the tree: a module nobody wrote down fails, and so
+    does a row naming a module that is gone (`name`: is how a row names one)."""
+    rows = layout_rows()
+    packages = sorted(p for p in (ROOT / "daemon").iterdir() if (p / "__init__.py").exists())
+    assert sorted(rows) == sorted([f"daemon/{p.name}/" for p in packages] + ["daemon/app.py"]), (
+        "README's Layout table and daemon/'s packages differ"
+    )
+    for package in packages:
+        row = rows[f"daemon/{package.name}/"]
+        modules = {m.stem for m in package.glob("*.py") if m.stem != "__init__"}
+        named = set(re.findall(r"`([a-z_0-9]+)`:", row))
+        assert modules - named == set(), f"daemon/{package.name}/: not in README's Layout"
+        assert named - modules == set(), f"daemon/{package.name}/: README names what is gone"
