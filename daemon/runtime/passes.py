@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from daemon.cloud.api import ApiError, Sleep
 from daemon.cloud.ces import choose_period
 from daemon.config.models import Config, IdleRule, Schedule
+from daemon.domain.hold import Hold
 from daemon.domain.model import (
     REQUEST_COUNT,
     Aggregation,
@@ -45,6 +46,7 @@ from daemon.rules.idle import (
 from daemon.rules.planning import (
     Decision,
     defer_in_use,
+    hold_reason,
     holiday_reason,
     idle_candidates,
     is_active,
@@ -55,6 +57,7 @@ from daemon.rules.planning import (
 )
 from daemon.runtime.deferrals import Deferral, Deferrals
 from daemon.runtime.executor import Executor, Result
+from daemon.runtime.holds import HoldBook
 from daemon.runtime.inventory import Inventory, side_by_side
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.tracker import Tracker
@@ -104,6 +107,7 @@ class Passes:
         metrics: Metrics,
         settings: PassSettings,
         *,
+        holds: HoldBook,
         clock: Clock,
         sleep: Sleep,
     ) -> None:
@@ -114,6 +118,7 @@ class Passes:
         self._executor = executor
         self._tracker = tracker
         self._outcomes = outcomes
+        self._holds = holds
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
@@ -142,6 +147,7 @@ class Passes:
         cost a night's stops. Returns once every action is requested; the tracker follows
         the jobs."""
         now, apis = self._begin()
+        holds = await self._holds_at(now)
         reason = holiday_reason(schedule, config.calendars, fire_time)
         if reason:
             log.info(
@@ -151,7 +157,9 @@ class Passes:
             )
             return Report(schedule.name, fire_time, reason)
         projects = self._reachable(target_projects(schedule, _names(config)), apis, schedule.name)
-        results, failed = await self._fire_projects(config, apis, schedule, projects, now, dry_run)
+        results, failed = await self._fire_projects(
+            config, apis, schedule, projects, now, dry_run, holds
+        )
         wait_s = INVENTORY_RETRY_S
         while failed and retry_until is not None:
             left_s = (retry_until - self._clock()).total_seconds()
@@ -167,7 +175,10 @@ class Passes:
             await self._sleep(min(wait_s, left_s))
             wait_s = min(wait_s * 2, INVENTORY_RETRY_MAX_S)
             now = self._clock()  # a new round over fresh inventory plans with its own time
-            more, failed = await self._fire_projects(config, apis, schedule, failed, now, dry_run)
+            holds = await self._holds_at(now)
+            more, failed = await self._fire_projects(
+                config, apis, schedule, failed, now, dry_run, holds
+            )
             results += more
         for project in failed:
             self._outcomes.inventory_failed(project, schedule.action)
@@ -183,6 +194,7 @@ class Passes:
         """Re-stop graphs that came back running inside a `keep_stopped_until` window. It
         speaks only when it acts: a window pass over graphs that stay stopped is silent."""
         now, apis = self._begin()
+        holds = await self._holds_at(now)
         windows = [
             (schedule, until)
             for schedule in config.schedules
@@ -196,7 +208,7 @@ class Passes:
         inventory, _ = await self._inventory.take(config, apis.graph, projects, now)
         for schedule, until in windows:
             try:
-                await self._keep_window(config, apis, schedule, until, inventory, now)
+                await self._keep_window(config, apis, schedule, until, inventory, now, holds)
             except Exception:  # one schedule's window must not stop the others
                 log.exception("window pass crashed", extra={"rule": schedule.name})
 
@@ -209,9 +221,10 @@ class Passes:
             self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())  # it looked
             return
         view: dict[str, str] = {}
+        holds = await self._holds_at(now)
 
         async def one(project: str) -> list[Result]:
-            return await self._idle_project(config, apis, rule, project, now, view)
+            return await self._idle_project(config, apis, rule, project, now, view, holds)
 
         projects = self._reachable(target_projects(rule, _names(config)), apis, rule.name)
         answers = await self._side_by_side(projects, one, "idle pass", rule.name)
@@ -231,9 +244,10 @@ class Passes:
         """Check the deferred stops that are due: stop the graphs now quiet, give up on
         those still in use at `max`, drop those no longer running."""
         now, apis = self._begin()
+        holds = await self._holds_at(now)
         for (name, project), items in self._deferrals.due(now).items():
             try:
-                await self._check_deferred(config, apis, name, project, items, now)
+                await self._check_deferred(config, apis, name, project, items, now, holds)
             except Exception:  # one schedule's deferrals must not stop the others
                 log.exception("deferral pass crashed", extra={"rule": name, "project": project})
         self._deferrals.count()
@@ -243,6 +257,12 @@ class Passes:
     def _begin(self) -> tuple[datetime, PassApis]:
         """The pass's time and its clients, taken together at its start."""
         return self._clock(), PassApis(dict(self._apis()), dict(self._metric_apis()))
+
+    async def _holds_at(self, now: datetime) -> list[Hold]:
+        """The holds in force at the pass's `now`; those that ended are purged first, so an
+        expired hold hands its graphs back to their rules at this very pass."""
+        await self._holds.purge(now)
+        return self._holds.holds(now)
 
     @staticmethod
     def _reachable(projects: Sequence[str], apis: PassApis, rule: str) -> list[str]:
@@ -265,6 +285,7 @@ class Passes:
         projects: Sequence[str],
         now: datetime,
         dry_run: bool,
+        holds: Sequence[Hold],
     ) -> tuple[list[Result], list[str]]:
         """Inventory, plan and execute each project on its own, side by side: the first
         stops go out as soon as the first project is listed, not after the last."""
@@ -274,7 +295,7 @@ class Passes:
             if failed:
                 return None
             in_flight = self._tracker.in_flight()
-            decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight)
+            decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight, holds=holds)
             if schedule.defer_while_in_use is not None:
                 decisions = await self._hold_in_use(
                     apis, schedule, project, decisions, now, dry_run
@@ -293,24 +314,32 @@ class Passes:
         until: datetime,
         inventory: Mapping[str, list[Graph]],
         now: datetime,
+        holds: Sequence[Hold],
     ) -> None:
         mine = {
             p: inventory[p] for p in target_projects(schedule, _names(config)) if p in inventory
         }
-        decisions = plan(schedule, mine, now, config.opt_out_tags, self._tracker.in_flight(), until)
-        # A graph whose stop is deferred because it is in use is the deferral's.
-        acting = [
-            d
-            for d in decisions
-            if d.act and (schedule.name, d.project, d.graph_id) not in self._deferrals
-        ]
+        in_flight = self._tracker.in_flight()
+        decisions = plan(schedule, mine, now, config.opt_out_tags, in_flight, until)
+        by_key = {(p, g.id): g for p, graphs in mine.items() for g in graphs}
+        # A graph whose stop is deferred because it is in use is the deferral's. A held one
+        # is skipped out loud: the pass would have stopped it, and a person asks why not.
+        acting, held = [], []
+        for d in decisions:
+            if not d.act or (schedule.name, d.project, d.graph_id) in self._deferrals:
+                continue
+            why = hold_reason(holds, d.project, by_key[d.project, d.graph_id], "stop", now)
+            if why:
+                held.append(replace(d, act=False, reason=why))
+            else:
+                acting.append(d)
         if schedule.defer_while_in_use is not None:
-            held: list[Decision] = []
+            in_use: list[Decision] = []
             for project in sorted({d.project for d in acting}):
                 mine_acting = [d for d in acting if d.project == project]
-                held += await self._hold_in_use(apis, schedule, project, mine_acting, now, False)
-            acting = [d for d in held if d.act]
-        await self._execute(apis, schedule, acting, now, False)
+                in_use += await self._hold_in_use(apis, schedule, project, mine_acting, now, False)
+            acting = [d for d in in_use if d.act]
+        await self._execute(apis, schedule, held + acting, now, False)
 
     async def _idle_project(
         self,
@@ -320,12 +349,20 @@ class Passes:
         project: str,
         now: datetime,
         view: dict[str, str],
+        holds: Sequence[Hold],
     ) -> list[Result]:
         inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
         if failed:
             return []
         graphs = inventory[project]
-        candidates = idle_candidates(rule, project, graphs)
+        candidates, held = [], set()
+        for graph in idle_candidates(rule, project, graphs):
+            why = hold_reason(holds, project, graph, "stop", now)
+            if why:  # a graph held running is not worth a Cloud Eye read
+                view[f"{project}/{graph.name}"] = why
+                held.add(graph.id)
+            else:
+                candidates.append(graph)
         verdicts = await self._judge(apis, rule, project, candidates, now)
         for graph in candidates:
             verdict = verdicts[(project, graph.id)]
@@ -333,10 +370,10 @@ class Passes:
             view[f"{project}/{graph.name}"] = verdict.reason
         in_flight = self._tracker.in_flight()
         decisions = plan_idle(
-            rule, {project: graphs}, verdicts, now, config.opt_out_tags, in_flight
+            rule, {project: graphs}, verdicts, now, config.opt_out_tags, in_flight, holds
         )
         return await self._executor.execute(
-            [d for d in decisions if d.act],
+            [d for d in decisions if d.act or d.graph_id in held],  # held: skipped out loud
             apis.graph,
             now=now,
             dry_run=self._settings.dry_run or rule.dry_run,
@@ -351,6 +388,7 @@ class Passes:
         project: str,
         items: list[Deferral],
         now: datetime,
+        holds: Sequence[Hold],
     ) -> None:
         schedule = next((s for s in config.schedules if s.name == name), None)
         if schedule is None or schedule.defer_while_in_use is None:
@@ -372,7 +410,9 @@ class Passes:
         verdicts = self._deferrals.judge(schedule.defer_while_in_use, waiting, use, now)
         graphs = [by_id[g] for g in verdicts.quiet]
         in_flight = self._tracker.in_flight()
-        planned = plan(schedule, {project: graphs}, now, config.opt_out_tags, in_flight)
+        planned = plan(
+            schedule, {project: graphs}, now, config.opt_out_tags, in_flight, holds=holds
+        )
         decisions = self._deferrals.release(verdicts, planned, now)
         results = await self._execute(apis, schedule, decisions + verdicts.gave_up, now, False)
         self._deferrals.settle(verdicts, results)
