@@ -98,19 +98,21 @@ class App:
             project_concurrency=settings.project_concurrency,
         )
         job_timeout = timedelta(seconds=settings.job_timeout_s)
+        # One Store for everything that outlives the process (holds, last fire times, since
+        # when graphs are stopped): one file, one writer.
+        self.store: Store | None = (
+            FileStore(settings.state_file) if settings.state_file is not None else None
+        )
         self.inventory = Inventory(
             self.clients.graph_apis,
             self.tracker,
             self.metrics,
             job_timeout=job_timeout,
             clock=clock,
+            store=self.store,
         )
+        self.outcomes.subscribe(self.inventory.note_outcome)
         self.deferrals = Deferrals(self.metrics)
-        # One Store for everything that outlives the process (holds, last fire times, since
-        # when graphs are stopped): one file, one writer.
-        self.store: Store | None = (
-            FileStore(settings.state_file) if settings.state_file is not None else None
-        )
         self.holds = HoldBook(self.store, metrics=self.metrics)
         self.waker = Waker(self.inventory, self.executor, self.holds)
         self.passes = Passes(
@@ -192,6 +194,7 @@ class App:
         """Read what the Store kept (holds, last fire times), take inventory (resuming jobs
         in flight), then schedule and catch up."""
         await self.holds.load(self.clock())  # a damaged store: the config's holds, said so
+        await self.inventory.load()
         await self.inventory.refresh(self.config)
         config = self.config  # a reload may have come while GES was being listed
         if schedule:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 from daemon.cloud.api import ApiError, Sleep
 from daemon.cloud.ces import choose_period
@@ -33,6 +34,7 @@ from daemon.domain.model import (
     GraphApi,
     MetricApi,
 )
+from daemon.rules.holds import WindowStart, hand_start_hold, judge_window_start
 from daemon.rules.idle import (
     DEFAULT_LAG,
     IdleCriteria,
@@ -57,7 +59,7 @@ from daemon.rules.planning import (
 )
 from daemon.runtime.deferrals import Deferral, Deferrals
 from daemon.runtime.executor import Executor, Result
-from daemon.runtime.holds import HoldBook
+from daemon.runtime.holds import HoldBook, HoldNotSaved, HoldRefused
 from daemon.runtime.inventory import Inventory, side_by_side
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.tracker import Tracker
@@ -328,11 +330,18 @@ class Passes:
         for d in decisions:
             if not d.act or (schedule.name, d.project, d.graph_id) in self._deferrals:
                 continue
-            why = hold_reason(holds, d.project, by_key[d.project, d.graph_id], "stop", now)
+            graph = by_key[d.project, d.graph_id]
+            why = hold_reason(holds, d.project, graph, "stop", now)
             if why:
                 held.append(replace(d, act=False, reason=why))
-            else:
+                continue
+            start = await self._judge_start(schedule, d.project, graph, now)
+            if start is None:
                 acting.append(d)
+            elif start.until is not None:
+                held.append(replace(d, act=False, reason=start.reason))
+            else:
+                acting.append(replace(d, reason=f"{d.reason}; {start.reason}"))
         if schedule.defer_while_in_use is not None:
             in_use: list[Decision] = []
             for project in sorted({d.project for d in acting}):
@@ -340,6 +349,37 @@ class Passes:
                 in_use += await self._hold_in_use(apis, schedule, project, mine_acting, now, False)
             acting = [d for d in in_use if d.act]
         await self._execute(apis, schedule, held + acting, now, False)
+
+    async def _judge_start(
+        self, schedule: Schedule, project: str, graph: Graph, now: datetime
+    ) -> WindowStart | None:
+        """A graph graphnap knew stopped, running inside the window: a person's start (held
+        running for manual_start_hold, an auto hold) or the platform's 7-day restart. None
+        when there is nothing to judge: never seen stopped (running when the window opened,
+        which is what the window is for), or manual_start_hold 0 (re-stopped as before)."""
+        stopped_since = self._inventory.came_back(project, graph.id)
+        if stopped_since is None or schedule.manual_start_hold <= timedelta(0):
+            return None
+        start = judge_window_start(
+            stopped_since=stopped_since,
+            started_at=graph.updated,
+            now=now,
+            manual_start_hold=schedule.manual_start_hold,
+            zone=ZoneInfo(schedule.timezone),
+        )
+        hold = hand_start_hold(project, graph, start, schedule=schedule.name, now=now)
+        if hold is not None:
+            try:
+                await self._holds.add(hold, now=now)
+            except (HoldRefused, HoldNotSaved) as exc:  # judged again at the next pass
+                log.error(
+                    "a start by hand could not be held (%s); left running for now",
+                    exc,
+                    extra={"rule": schedule.name, "project": project, "graph": graph.name},
+                )
+                return WindowStart(True, hold.until, f"{start.reason} (hold not made: {exc})")
+        self._inventory.judged(project, graph.id)
+        return start
 
     async def _idle_project(
         self,
