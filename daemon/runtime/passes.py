@@ -149,7 +149,7 @@ class Passes:
         cost a night's stops. Returns once every action is requested; the tracker follows
         the jobs."""
         now, apis = self._begin()
-        holds = await self._holds_at(now)
+        await self._purge_holds(now)
         reason = holiday_reason(schedule, config.calendars, fire_time)
         if reason:
             log.info(
@@ -159,9 +159,7 @@ class Passes:
             )
             return Report(schedule.name, fire_time, reason)
         projects = self._reachable(target_projects(schedule, _names(config)), apis, schedule.name)
-        results, failed = await self._fire_projects(
-            config, apis, schedule, projects, now, dry_run, holds
-        )
+        results, failed = await self._fire_projects(config, apis, schedule, projects, now, dry_run)
         wait_s = INVENTORY_RETRY_S
         while failed and retry_until is not None:
             left_s = (retry_until - self._clock()).total_seconds()
@@ -177,10 +175,8 @@ class Passes:
             await self._sleep(min(wait_s, left_s))
             wait_s = min(wait_s * 2, INVENTORY_RETRY_MAX_S)
             now = self._clock()  # a new round over fresh inventory plans with its own time
-            holds = await self._holds_at(now)
-            more, failed = await self._fire_projects(
-                config, apis, schedule, failed, now, dry_run, holds
-            )
+            await self._purge_holds(now)
+            more, failed = await self._fire_projects(config, apis, schedule, failed, now, dry_run)
             results += more
         for project in failed:
             self._outcomes.inventory_failed(project, schedule.action)
@@ -196,7 +192,7 @@ class Passes:
         """Re-stop graphs that came back running inside a `keep_stopped_until` window. It
         speaks only when it acts: a window pass over graphs that stay stopped is silent."""
         now, apis = self._begin()
-        holds = await self._holds_at(now)
+        await self._purge_holds(now)
         windows = [
             (schedule, until)
             for schedule in config.schedules
@@ -210,7 +206,7 @@ class Passes:
         inventory, _ = await self._inventory.take(config, apis.graph, projects, now)
         for schedule, until in windows:
             try:
-                await self._keep_window(config, apis, schedule, until, inventory, now, holds)
+                await self._keep_window(config, apis, schedule, until, inventory, now)
             except Exception:  # one schedule's window must not stop the others
                 log.exception("window pass crashed", extra={"rule": schedule.name})
 
@@ -223,10 +219,10 @@ class Passes:
             self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())  # it looked
             return
         view: dict[str, str] = {}
-        holds = await self._holds_at(now)
+        await self._purge_holds(now)
 
         async def one(project: str) -> list[Result]:
-            return await self._idle_project(config, apis, rule, project, now, view, holds)
+            return await self._idle_project(config, apis, rule, project, now, view)
 
         projects = self._reachable(target_projects(rule, _names(config)), apis, rule.name)
         answers = await self._side_by_side(projects, one, "idle pass", rule.name)
@@ -246,10 +242,10 @@ class Passes:
         """Check the deferred stops that are due: stop the graphs now quiet, give up on
         those still in use at `max`, drop those no longer running."""
         now, apis = self._begin()
-        holds = await self._holds_at(now)
+        await self._purge_holds(now)
         for (name, project), items in self._deferrals.due(now).items():
             try:
-                await self._check_deferred(config, apis, name, project, items, now, holds)
+                await self._check_deferred(config, apis, name, project, items, now)
             except Exception:  # one schedule's deferrals must not stop the others
                 log.exception("deferral pass crashed", extra={"rule": name, "project": project})
         self._deferrals.count()
@@ -260,10 +256,14 @@ class Passes:
         """The pass's time and its clients, taken together at its start."""
         return self._clock(), PassApis(dict(self._apis()), dict(self._metric_apis()))
 
-    async def _holds_at(self, now: datetime) -> list[Hold]:
-        """The holds in force at the pass's `now`; those that ended are purged first, so an
-        expired hold hands its graphs back to their rules at this very pass."""
+    async def _purge_holds(self, now: datetime) -> None:
+        """Holds that ended by the pass's `now` are dropped at its start, so an expired hold
+        hands its graphs back to their rules at this very pass."""
         await self._holds.purge(now)
+
+    def _holds_now(self, now: datetime) -> list[Hold]:
+        """The holds in force at the pass's `now`, read just before planning (after the
+        listing, which takes a while): a hold made meanwhile is honoured."""
         return self._holds.holds(now)
 
     @staticmethod
@@ -287,7 +287,6 @@ class Passes:
         projects: Sequence[str],
         now: datetime,
         dry_run: bool,
-        holds: Sequence[Hold],
     ) -> tuple[list[Result], list[str]]:
         """Inventory, plan and execute each project on its own, side by side: the first
         stops go out as soon as the first project is listed, not after the last."""
@@ -296,7 +295,7 @@ class Passes:
             inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
             if failed:
                 return None
-            in_flight = self._tracker.in_flight()
+            in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
             decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight, holds=holds)
             if schedule.defer_while_in_use is not None:
                 decisions = await self._hold_in_use(
@@ -316,12 +315,11 @@ class Passes:
         until: datetime,
         inventory: Mapping[str, list[Graph]],
         now: datetime,
-        holds: Sequence[Hold],
     ) -> None:
         mine = {
             p: inventory[p] for p in target_projects(schedule, _names(config)) if p in inventory
         }
-        in_flight = self._tracker.in_flight()
+        in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
         decisions = plan(schedule, mine, now, config.opt_out_tags, in_flight, until)
         by_key = {(p, g.id): g for p, graphs in mine.items() for g in graphs}
         # A graph whose stop is deferred because it is in use is the deferral's. A held one
@@ -389,12 +387,11 @@ class Passes:
         project: str,
         now: datetime,
         view: dict[str, str],
-        holds: Sequence[Hold],
     ) -> list[Result]:
         inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
         if failed:
             return []
-        graphs = inventory[project]
+        graphs, holds = inventory[project], self._holds_now(now)
         candidates, held = [], set()
         for graph in idle_candidates(rule, project, graphs):
             why = hold_reason(holds, project, graph, "stop", now)
@@ -428,7 +425,6 @@ class Passes:
         project: str,
         items: list[Deferral],
         now: datetime,
-        holds: Sequence[Hold],
     ) -> None:
         schedule = next((s for s in config.schedules if s.name == name), None)
         if schedule is None or schedule.defer_while_in_use is None:
@@ -451,7 +447,12 @@ class Passes:
         graphs = [by_id[g] for g in verdicts.quiet]
         in_flight = self._tracker.in_flight()
         planned = plan(
-            schedule, {project: graphs}, now, config.opt_out_tags, in_flight, holds=holds
+            schedule,
+            {project: graphs},
+            now,
+            config.opt_out_tags,
+            in_flight,
+            holds=self._holds_now(now),
         )
         decisions = self._deferrals.release(verdicts, planned, now)
         results = await self._execute(apis, schedule, decisions + verdicts.gave_up, now, False)

@@ -190,3 +190,30 @@ async def test_an_unknown_graph_or_project_is_one_error_that_says_neither(
     assert str(graph.value) == str(project.value)
     assert app.list_holds() == []
     assert cloud.count("graph_action") == 0
+
+
+async def test_a_hold_made_while_a_firing_lists_the_graphs_is_honoured_by_that_firing(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    made: list[str] = []
+
+    async def sleep(seconds: float) -> None:  # the listing's retry after a 429
+        if not made:
+            hold = await app.create_hold(
+                HoldGraphs("lab", names=("dev-a",)),
+                keep="running",
+                until=datetime(2026, 11, 27, 23, 0, tzinfo=SHANGHAI),
+                reason="release test",
+                by="token search-team",
+            )
+            made.append(hold.id)
+        await clock.sleep(seconds)
+
+    app = await start(make_app(sleep=sleep))
+    clock.advance(2 * 3600)
+    cloud.inject("list_graphs", 429, "APIG.0308", "throttled", times=1)
+    report = await app.fire("night-stop")
+    await app.settle()
+    assert made
+    assert {r.decision.graph_name: r.reason for r in report.results}["dev-a"] == HELD
+    assert statuses(cloud)["dev-a"] == 200
