@@ -15,7 +15,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -26,20 +26,25 @@ from prometheus_client import CollectorRegistry
 from daemon import __version__
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
+from daemon.config.holds import config_holds
 from daemon.config.models import Config, IdleRule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
-from daemon.domain.model import Clock, MetricApi, Sleep
+from daemon.domain.hold import Hold, HoldGraphs, Keep, Store
+from daemon.domain.model import Clock, Graph, MetricApi, Sleep
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer
-from daemon.ops.status import Heartbeat, StatusView
+from daemon.ops.status import GraphView, Heartbeat, StatusView, graph_views
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
+from daemon.runtime.holds import HoldBook
 from daemon.runtime.inventory import Inventory, Selection
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
 from daemon.runtime.scheduler import Scheduler
+from daemon.runtime.store import FileStore
 from daemon.runtime.tracker import Tracker
+from daemon.runtime.wake import UnknownGraph, Wake, Waker
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,14 +97,23 @@ class App:
             project_concurrency=settings.project_concurrency,
         )
         job_timeout = timedelta(seconds=settings.job_timeout_s)
+        # One Store for everything that outlives the process (holds, last fire times, since
+        # when graphs are stopped): one file, one writer.
+        self.store: Store | None = (
+            FileStore(settings.state_file) if settings.state_file is not None else None
+        )
         self.inventory = Inventory(
             self.clients.graph_apis,
             self.tracker,
             self.metrics,
             job_timeout=job_timeout,
             clock=clock,
+            store=self.store,
         )
+        self.outcomes.subscribe(self.inventory.note_outcome)
         self.deferrals = Deferrals(self.metrics)
+        self.holds = HoldBook(self.store, metrics=self.metrics)
+        self.waker = Waker(self.inventory, self.executor, self.holds)
         self.passes = Passes(
             self.clients.graph_apis,
             self.clients.metric_apis,
@@ -110,6 +124,7 @@ class App:
             self.outcomes,
             self.metrics,
             PassSettings(settings.dry_run, job_timeout),
+            holds=self.holds,
             clock=clock,
             sleep=sleep,
         )
@@ -118,7 +133,7 @@ class App:
             self.metrics,
             clock=clock,
             default_grace=timedelta(seconds=settings.misfire_grace_s),
-            state_file=settings.state_file,
+            store=self.store,
         )
         self.heartbeat = Heartbeat()
         self.status = StatusView(
@@ -129,9 +144,12 @@ class App:
             self.deferrals.pending,
             self.tracker,
             self.outcomes,
+            self.holds,
             next_fires=self.scheduler.next_fire_times,
             last_fires=self.scheduler.last_fire_times,
             dry_run=settings.dry_run,
+            clock=clock,
+            store=self.store.where if self.store is not None else None,
         )
         self.server: OpsServer | None = None
         self.source.on_change(self.clients.update)
@@ -172,7 +190,10 @@ class App:
     # --- the active instance ----------------------------------------------------------------
 
     async def start_active(self, *, schedule: bool = True) -> None:
-        """Take inventory (resuming jobs in flight), then schedule and catch up."""
+        """Read what the Store kept (holds, last fire times), take inventory (resuming jobs
+        in flight), then schedule and catch up."""
+        await self.holds.load(self.clock())  # a damaged store: the config's holds, said so
+        await self.inventory.load()
         await self.inventory.refresh(self.config)
         config = self.config  # a reload may have come while GES was being listed
         if schedule:
@@ -182,6 +203,7 @@ class App:
             self.scheduler.every("windows", self.settings.reconcile_interval_s, self._window_pass)
             self.scheduler.every("deferrals", DEFERRAL_CHECK_S, self._deferral_pass)
             self._schedule_idle_passes(config)
+            await self.scheduler.load()
             self.scheduler.start(config)
             self._scheduling = True
         log.info(
@@ -235,9 +257,18 @@ class App:
             [r.name for r in config.idle_rules],
             [s.name for s in config.schedules if s.defer_while_in_use is not None],
         )
+        self._apply_config_holds(config)
         if self._scheduling:
             self.scheduler.apply(config)
             self._schedule_idle_passes(config)
+
+    def _apply_config_holds(self, config: Config) -> None:
+        self.holds.set_config(
+            config_holds(config.holds),
+            max_hold=config.max_hold,
+            now=self.clock(),
+            projects=[p.name for p in config.projects],
+        )
 
     # --- both -------------------------------------------------------------------------------
 
@@ -249,6 +280,60 @@ class App:
         """Fire one schedule now, outside its cron times (`graphnap once`, `plan --live`)."""
         config = self.config
         return await self.passes.fire(config, config.schedule(name), self.clock(), dry_run=dry_run)
+
+    # --- what people ask for (the control API's operations) ----------------------------------
+
+    async def create_hold(
+        self, graphs: HoldGraphs, *, keep: Keep, until: datetime, reason: str, by: str
+    ) -> Hold:
+        """Make a hold now. UnknownGraph for a project not in the config; HoldRefused (its
+        `problems`: a 400) for one the rules refuse; HoldNotSaved (503) when the Store
+        would not keep it."""
+        if all(p.name != graphs.project for p in self.config.projects):
+            raise UnknownGraph()
+        return await self.holds.create(
+            graphs, keep=keep, until=until, reason=reason, by=by, now=self.clock()
+        )
+
+    def list_holds(self) -> list[Hold]:
+        """Every hold in force now, config ones included, the first to end first."""
+        return self.holds.holds(self.clock())
+
+    async def release_hold(self, hold_id: str, *, by: str) -> Hold:
+        """End a hold now: UnknownHold (404), ConfigHoldRelease (409), HoldNotSaved (503)."""
+        return await self.holds.release(hold_id, by=by, now=self.clock())
+
+    async def wake(
+        self, project: str, graph: str, *, hold_for: timedelta, by: str, reason: str = "woken"
+    ) -> Wake:
+        """Start a stopped graph (id or name) now and hold it running for `hold_for`; a graph
+        already running just gets the hold. `await wake.wait()` for the start job's end.
+        UnknownGraph, HoldRefused, HoldNotSaved: nothing started."""
+        return await self.waker.wake(
+            self.config,
+            self.clients.graph_apis(),
+            project,
+            graph,
+            hold_for=hold_for,
+            by=by,
+            reason=reason,
+            now=self.clock(),
+            dry_run=self.settings.dry_run,
+            job_timeout=timedelta(seconds=self.settings.job_timeout_s),
+        )
+
+    def graphs(self, is_in_scope: Callable[[str, Graph], bool] | None = None) -> list[GraphView]:
+        """The managed graphs as last listed (no GES call), each with its status, the next
+        stop and start of the schedules that select it, the holds on it and its last
+        outcome; `is_in_scope` (a token's projects and globs) filters them."""
+        return graph_views(
+            self.config,
+            self.inventory.projects,
+            self.holds,
+            self.outcomes,
+            self.clock(),
+            is_in_scope,
+        )
 
     def inventory_errors(self) -> dict[str, str]:
         """The projects whose last listing failed, and why (`plan --live`, `once`)."""

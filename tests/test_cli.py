@@ -34,6 +34,29 @@ def test_validate_prints_every_error_with_location_and_exits_2(
     assert "demo.yaml: ok" in captured.out
 
 
+def test_validate_warns_on_an_expired_hold_and_refuses_one_beyond_max_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = "projects:\n  - {name: p, region: cn-north-4, project_id: abc, credentials: p}\n"
+    hold = "holds:\n  - {graphs: {project: p, names: [dev-a]}, keep: running, until: '%s', reason: demo}\n"
+    expired = tmp_path / "expired.yaml"
+    expired.write_text(head + hold % "2020-01-01T00:00:00+08:00")
+    assert main(["validate", str(expired)]) == 0  # a warning does not change the exit code
+    captured = capsys.readouterr()
+    assert (
+        "warning: holds[0].until: expired: until 2020-01-01 00:00 +08:00 has passed" in captured.err
+    )
+    assert "expired.yaml: ok" in captured.out
+
+    too_long = tmp_path / "long.yaml"
+    too_long.write_text(head + "max_hold: 1d\n" + hold % "2099-01-01T00:00:00+08:00")
+    assert main(["validate", str(too_long)]) == 2
+    captured = capsys.readouterr()
+    assert "error: holds[0].until:" in captured.err
+    assert "beyond the longest allowed hold (24h)" in captured.err
+    assert "ok" not in captured.out
+
+
 def test_schema_is_json_schema_for_the_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
@@ -296,3 +319,36 @@ def test_help_imports_neither_the_daemon_nor_the_emulator(argv: list[str]) -> No
     assert "daemon.cli.main" in imported  # the log is read right
     heavy = ("daemon.app", "daemon.runtime", "daemon.emulator", "apscheduler", "aiohttp", "httpx")
     assert sorted(m for m in imported if m.startswith(heavy)) == []
+
+
+async def test_plan_live_shows_a_held_graph_with_its_reason_and_the_holds(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.emulator import Cloud, EmulatorServer
+    from daemon.emulator.cloud import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
+
+    cloud = Cloud([DEMO_PROJECT_ID], access_keys={DEMO_AK: DEMO_SK})
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-a")
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-b")
+    until = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    hold = (
+        "holds:\n  - {graphs: {project: lab, names: [dev-a]}, keep: running, "
+        f"until: '{until.isoformat()}', reason: release test, by: alice}}\n"
+    )
+    async with EmulatorServer(cloud) as server:
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            PLAN_CONFIG.replace("URL", server.url).replace("DATES", "2000-01-01") + hold
+        )
+        env = {"GRAPHNAP_CREDENTIALS__LAB__AK": DEMO_AK, "GRAPHNAP_CREDENTIALS__LAB__SK": DEMO_SK}
+        code, out, err = await _run_cli("plan", "--config", str(config), "--live", env=env)
+    assert code == 0, err
+    live = out.split("If each schedule fired now:")[1]
+    (held,) = [
+        line for line in live.splitlines() if line.startswith("night-stop") and "dev-a" in line
+    ]
+    assert "skip" in held
+    assert "held running until" in held
+    assert "by alice: release test" in held
+    assert "Holds in force (1):" in out
+    assert cloud.count("graph_action") == 0

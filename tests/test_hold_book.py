@@ -300,3 +300,15 @@ async def test_a_hand_start_hold_is_added_once_and_replaced_by_its_id(tmp_path: 
     await b.add(auto, now=NOW)
     await b.add(auto, now=NOW)
     assert b.holds(NOW) == [auto]
+
+
+async def test_a_project_that_left_the_config_has_no_holds_series(tmp_path: Path) -> None:
+    metrics = Metrics(CollectorRegistry())
+    b = await opened(tmp_path / "state.json", metrics)
+    b.set_config([], max_hold=WEEK, now=NOW, projects=["prod"])
+    await make(b)
+    assert gauge(metrics, "prod", "running") == 1
+    metrics.declare(["prod"], [], [], [])
+    metrics.declare(["staging"], [], [], [])  # the reload: its series of prod are removed
+    b.set_config([], max_hold=WEEK, now=NOW, projects=["staging"])
+    assert gauge(metrics, "prod", "running") is None

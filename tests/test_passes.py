@@ -15,6 +15,7 @@ from daemon.domain.model import Graph, GraphApi, MetricApi
 from daemon.emulator import ManualClock
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
+from daemon.runtime.holds import HoldBook
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes, PassSettings
@@ -56,6 +57,7 @@ def make(
         outcomes,
         metrics,
         PassSettings(dry_run=False, job_timeout=timeout),
+        holds=HoldBook(None, metrics=metrics),
         clock=clock,
         sleep=never,
     )

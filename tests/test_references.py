@@ -116,3 +116,16 @@ def test_calendars_need_a_known_country_and_subdivision_or_dates() -> None:
     assert problems["calendars.close.country"][1] == "did you mean 'GB'?"
     assert problems["calendars.sub.subdivision"][0] == "DE has no subdivision 'ZZ'"
     assert "BY" in problems["calendars.sub.subdivision"][1]  # the known ones, Bavaria among them
+
+
+def test_a_hold_of_an_unknown_project_is_refused_with_the_known_ones() -> None:
+    hold = {
+        "graphs": {"project": "analytcs", "names": ["search-*"]},
+        "keep": "running",
+        "until": "2026-12-01T23:00:00+08:00",
+        "reason": "release test",
+    }
+    assert found(holds=[hold])["holds[0].graphs.project"] == (
+        "unknown project 'analytcs'",
+        "known projects: analytics",
+    )

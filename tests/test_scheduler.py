@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from daemon.config.models import Config, Schedule
 from daemon.emulator import ManualClock
 from daemon.runtime.scheduler import Scheduler, missed_firings
+from daemon.runtime.store import FileStore
 from daemon.telemetry.metrics import Metrics
 from tests.conftest import sample
 
@@ -99,9 +100,15 @@ def firings() -> Firings:
 def make(
     firings: Firings, metrics: Metrics, clock: ManualClock, state_file: Path | None = None
 ) -> Scheduler:
-    return Scheduler(
-        firings, metrics, clock=clock, default_grace=timedelta(hours=1), state_file=state_file
-    )
+    store = FileStore(state_file) if state_file is not None else None
+    return Scheduler(firings, metrics, clock=clock, default_grace=timedelta(hours=1), store=store)
+
+
+async def recorded(state: Path, rule: str = "rule") -> str:
+    """The last fire time the state file keeps for `rule` (in either format)."""
+    value = (await FileStore(state).read_all())["last_fire"].value
+    assert isinstance(value, dict)
+    return str(value[rule])
 
 
 def misfires(metrics: Metrics, rule: str = "rule") -> float:
@@ -159,19 +166,22 @@ async def test_a_firing_missed_while_down_runs_at_start_for_its_scheduled_time(
     assert last == clock().timestamp()
 
 
-async def test_with_a_state_file_lost_firings_are_counted_and_the_fire_time_is_saved(
+async def test_an_old_state_file_is_read_and_the_fire_time_is_saved_in_the_store_format(
     firings: Firings, metrics: Metrics, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.json"
+    # What graphnap wrote before the Store: the last fire times alone.
     state.write_text('{"last_fire": {"rule": "2026-11-24T20:00:00+08:00"}}')  # Tuesday
     clock = ManualClock(datetime(2026, 11, 27, 20, 10, tzinfo=SHANGHAI))  # Friday, 10 min late
     scheduler = make(firings, metrics, clock, state_file=state)
+    await scheduler.load()
     scheduler.start(config_of(schedule()))
     await scheduler.settle()
     await scheduler.stop(0)
     assert misfires(metrics) == 2  # Wednesday and Thursday
     assert [t.day for _, t in firings.calls] == [27]
-    assert json.loads(state.read_text())["last_fire"]["rule"] == "2026-11-27T20:00:00+08:00"
+    assert await recorded(state) == "2026-11-27T20:00:00+08:00"
+    assert json.loads(state.read_text())["format"] == "graphnap-store/1"
 
 
 async def test_the_shutdown_grace_cuts_a_firing_short(
@@ -233,19 +243,21 @@ async def test_a_firing_cut_short_is_not_recorded_and_the_next_start_finishes_it
     friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
     firings.release.clear()
     first = make(firings, metrics, clock, state_file=state)
+    await first.load()
     first.start(config_of(schedule()))
     await asyncio.sleep(0)
     await first.stop(0)  # killed halfway through the fan-out
-    assert json.loads(state.read_text())["last_fire"]["rule"] == "2026-11-26T20:00:00+08:00"
+    assert await recorded(state) == "2026-11-26T20:00:00+08:00"
 
     firings.release.set()
     clock.advance(5 * 60)
     second = make(firings, metrics, clock, state_file=state)
+    await second.load()
     second.start(config_of(schedule()))
     await second.settle()
     await second.stop(0)
     assert firings.calls == [("rule", friday), ("rule", friday)]  # run again, to its end
-    assert json.loads(state.read_text())["last_fire"]["rule"] == "2026-11-27T20:00:00+08:00"
+    assert await recorded(state) == "2026-11-27T20:00:00+08:00"
     assert misfires(metrics) == 0
 
 

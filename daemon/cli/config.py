@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from daemon.cli.console import EXIT_OK, EXIT_USAGE, table
 from daemon.cli.settings import settings_from
+from daemon.config.holds import config_holds
 from daemon.config.loader import load_config
 from daemon.config.models import Selector, config_json_schema
-from daemon.config.problems import ConfigError
+from daemon.config.problems import ConfigError, format_loc
+from daemon.rules.holds import config_hold_problems
 from daemon.rules.upcoming import upcoming_firings
 from daemon.telemetry.logs import setup_logging
 
@@ -75,9 +77,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(exc.render(), file=sys.stderr)
             status = EXIT_USAGE
             continue
+        holds = config_hold_problems(
+            config_holds(config.holds), now=datetime.now(UTC), max_hold=config.max_hold
+        )
+        for problem in holds:  # an expired hold is a warning; the others refuse the config
+            print(
+                f"{path}: {problem.severity}: {format_loc(problem.loc)}: {problem.message}"
+                + (f"\n    hint: {problem.hint}" if problem.hint else ""),
+                file=sys.stderr,
+            )
+        if any(p.severity == "error" for p in holds):
+            status = EXIT_USAGE
+            continue
         print(
             f"{path}: ok ({len(config.projects)} projects, {len(config.schedules)} schedules, "
-            f"{len(config.idle_rules)} idle rules)"
+            f"{len(config.idle_rules)} idle rules, {len(config.holds)} holds)"
         )
         for i, project in enumerate(config.projects):
             for service, url in project.endpoints.plain_http():

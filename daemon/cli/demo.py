@@ -13,6 +13,7 @@ from daemon.app import App
 from daemon.cli.console import EXIT_OK
 from daemon.cli.settings import settings_from
 from daemon.config.settings import Settings
+from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, EmulatorServer, Faults, Timing
 from daemon.emulator.cloud import (
     DEMO_AK,
@@ -103,6 +104,8 @@ async def _demo(config: Path, settings: Settings) -> int:
     cloud.add_graph(
         DEMO_PROJECT_ID, "dev-pinned", tags={"env": "dev", "graphnap-skip": "owner asked"}
     )
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-on-call", tags={"env": "dev"})  # held running
+    cloud.add_graph(DEMO_PROJECT_ID, "batch-nightly", status=900)  # woken for a batch job
     emulator = EmulatorServer(cloud, "127.0.0.1", 8900)
     url = await emulator.start()
     print(
@@ -112,13 +115,45 @@ graphnap demo: the daemon runs {config} against the GES emulator at {url}.
   status    http://127.0.0.1:9464/status    (next firings, jobs in flight, decisions and reasons)
   emulator  {url}/_emulator/state
 Schedules fire every minute or two; watch the log lines below. Ctrl-C stops both.
+Once it runs, the demo holds dev-on-call running for an hour (dev-stop skips it, saying
+why) and wakes batch-nightly for 30 minutes (its start job is followed): holds in /status.
 """,
         flush=True,
     )
+    app = App(settings)
+    people = asyncio.ensure_future(_hold_and_wake(app))
     try:
-        return await App(settings).run()
+        return await app.run()
     finally:
+        people.cancel()
         await emulator.stop()
+
+
+async def _hold_and_wake(app: App) -> None:
+    """What a person and a pipeline would do through the control API, once the daemon
+    has its first inventory."""
+    for _ in range(300):  # up to a minute
+        if app.source.is_loaded and not app.status.readiness():
+            break
+        await asyncio.sleep(0.2)
+    else:
+        return
+    hold = await app.create_hold(
+        HoldGraphs("demo", names=("dev-on-call",)),
+        keep="running",
+        until=(app.clock() + timedelta(hours=1)).replace(microsecond=0),
+        reason="on call tonight",
+        by="demo",
+    )
+    print(f"demo: hold {hold.id} keeps dev-on-call running for an hour", flush=True)
+    wake = await app.wake(
+        "demo", "batch-nightly", hold_for=timedelta(minutes=30), by="demo", reason="batch job"
+    )
+    print(
+        f"demo: woke batch-nightly ({wake.outcome}); held until {wake.hold.until:%H:%M}", flush=True
+    )
+    running = await wake.wait()
+    print(f"demo: batch-nightly {'runs' if running else 'did not start'}", flush=True)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

@@ -60,6 +60,23 @@ async def _plan_live(settings: Settings, config: Config) -> int:
                     )
             print("\nIf each schedule fired now:")
             _table(["schedule", "project", "graph", "decision", "reason"], rows)
+            holds = app.list_holds()
+            print(f"\nHolds in force ({len(holds)}):")
+            _table(
+                ["hold", "graphs", "keep", "until", "by", "source", "reason"],
+                [
+                    (
+                        h.id,
+                        f"{h.graphs.project}/{','.join((*h.graphs.ids, *h.graphs.names))}",
+                        h.keep,
+                        h.until.isoformat(),
+                        h.by,
+                        h.source,
+                        h.reason,
+                    )
+                    for h in holds
+                ],
+            )
             failed = app.inventory_errors()
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)

@@ -402,6 +402,11 @@ class Schedule(FrozenModel):
         default=None,
         description="Stop schedules only: until this cron time, graphs that come back running are re-stopped.",
     )
+    manual_start_hold: Duration = Field(
+        default=timedelta(hours=2),
+        description="With keep_stopped_until: a graph started by hand inside the window is "
+        "held running this long from its start; 0 re-stops it as before.",
+    )
     skip_on: Names = Field(
         default=[], description="Calendar names; a firing on one of their days is skipped."
     )

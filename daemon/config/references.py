@@ -15,7 +15,7 @@ from daemon.config.problems import MAX_PROBLEMS_SHOWN, Loc, Problem, format_loc
 
 def check_references(config: Config) -> list[Problem]:
     """Cross-checks pydantic cannot express: names that must exist, be unique, or fit the action."""
-    problems = [*_projects(config), *_rules(config), *_notifications(config)]
+    problems = [*_projects(config), *_rules(config), *_holds(config), *_notifications(config)]
     return problems + _calendars(config, already=len(problems))
 
 
@@ -48,6 +48,20 @@ def _projects(config: Config) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _holds(config: Config) -> list[Problem]:
+    """A hold of a project the config does not have would hold nothing, silently."""
+    known = [p.name for p in config.projects]
+    return [
+        Problem(
+            ("holds", i, "graphs", "project"),
+            f"unknown project {named(hold.graphs.project)}",
+            _known("projects", known),
+        )
+        for i, hold in enumerate(config.holds)
+        if hold.graphs.project not in known
+    ]
 
 
 def _rules(config: Config) -> list[Problem]:

@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from daemon import __version__
+from daemon.config.models import Config
+from daemon.config.problems import format_loc
+from daemon.domain.hold import Hold
+from daemon.domain.model import Clock, Graph, describe_status
 from daemon.ops.reload import ConfigSource
+from daemon.rules.holds import holds_graph
+from daemon.rules.planning import selects
+from daemon.rules.upcoming import upcoming_firings
 from daemon.runtime.deferrals import Deferral
+from daemon.runtime.holds import HoldBook
 from daemon.runtime.inventory import ProjectState
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.tracker import Tracker
+
+GraphView = dict[str, Any]
+UPCOMING = timedelta(days=8)  # a weekly schedule's next firing, a holiday skipped
 
 STALL_AFTER_S = 30.0  # no heartbeat for this long: the event loop is stuck
 
@@ -47,10 +58,13 @@ class StatusView:
         deferrals: Mapping[tuple[str, str, str], Deferral],
         tracker: Tracker,
         outcomes: Outcomes,
+        holds: HoldBook,
         *,
         next_fires: Callable[[], Mapping[str, datetime | None]],
         last_fires: Callable[[], Mapping[str, datetime]],
         dry_run: bool,
+        clock: Clock,
+        store: str | None,
     ) -> None:
         self._source = source
         self._heartbeat = heartbeat
@@ -59,6 +73,9 @@ class StatusView:
         self._deferrals = deferrals
         self._tracker = tracker
         self._outcomes = outcomes
+        self._holds = holds
+        self._clock = clock
+        self._store = store
         self._next_fires = next_fires
         self._last_fires = last_fires
         self._dry_run = dry_run
@@ -77,6 +94,18 @@ class StatusView:
                 error = f" ({state.error})" if state is not None and state.error else ""
                 waiting.append(f"project {project.name}: no inventory yet{error}")
         return waiting
+
+    def holds(self) -> dict[str, Any]:
+        """The holds in force, where API holds are kept, and why a store or config hold
+        is not in use (so a person sees why a hold they made is not honoured)."""
+        book = self._holds
+        return {
+            "kept_in": self._store
+            or "memory only (no GRAPHNAP_STATE_FILE): API holds end at a restart",
+            "store_problem": book.store_problem,
+            "config_problems": [f"{format_loc(p.loc)}: {p.message}" for p in book.config_problems],
+            "in_force": [hold_view(h) for h in book.holds(self._clock())],
+        }
 
     def status(self) -> dict[str, Any]:
         config = self._source.config
@@ -152,6 +181,68 @@ class StatusView:
                 }
                 for j in self._tracker.jobs()
             ],
+            "holds": self.holds(),
             "recent_outcomes": self._outcomes.job_ends(20),
             "last_decisions": self._outcomes.decisions(50),
         }
+
+
+def hold_view(hold: Hold) -> dict[str, Any]:
+    """A hold as /status (and the control API) shows it."""
+    return {
+        "id": hold.id,
+        "graphs": {
+            "project": hold.graphs.project,
+            "ids": list(hold.graphs.ids),
+            "names": list(hold.graphs.names),
+        },
+        "keep": hold.keep,
+        "until": hold.until.isoformat(),
+        "reason": hold.reason,
+        "by": hold.by,
+        "source": hold.source,
+        "made_at": hold.made_at.isoformat() if hold.made_at else None,
+    }
+
+
+def graph_views(
+    config: Config,
+    projects: Mapping[str, ProjectState],
+    book: HoldBook,
+    outcomes: Outcomes,
+    now: datetime,
+    is_in_scope: Callable[[str, Graph], bool] | None = None,
+) -> list[GraphView]:
+    """Every graph of the last listing (in scope), with its status, each selecting
+    schedule's next firing (holidays skipped, within 8 days), its holds and last outcome."""
+    firings = [f for f in upcoming_firings(config, now, now + UPCOMING) if not f.skipped]
+    holds = book.holds(now)
+    views: list[GraphView] = []
+    for project in config.projects:
+        state = projects.get(project.name)
+        for graph in state.graphs if state else ():
+            if is_in_scope is not None and not is_in_scope(project.name, graph):
+                continue
+            next_actions: dict[str, dict[str, str]] = {}
+            for firing in firings:
+                s = firing.schedule
+                if s.action in next_actions or not selects(s.targets, project.name, graph):
+                    continue
+                if s.exclude is not None and selects(s.exclude, project.name, graph):
+                    continue
+                next_actions[s.action] = {"schedule": s.name, "at": firing.local_time.isoformat()}
+            held = book.applying(project.name, graph, now)
+            views.append(
+                {
+                    "project": project.name,
+                    "id": graph.id,
+                    "name": graph.name,
+                    "status": describe_status(graph.status),
+                    "next_stop": next_actions.get("stop"),
+                    "next_start": next_actions.get("start"),
+                    "held_by": held.id if held else None,
+                    "holds": [hold_view(h) for h in holds if holds_graph(h, project.name, graph)],
+                    "last_outcome": outcomes.last(project.name, graph.id),
+                }
+            )
+    return views

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.config.models import ActiveHours, Calendar, IdleRule, OptOutTags, Schedule, Selector
 from daemon.domain.cron import cron_trigger, next_fire, previous_fire
+from daemon.domain.hold import Hold
 from daemon.domain.model import (
     MOVING_STATUS,
     TARGET_STATUS,
@@ -23,6 +24,7 @@ from daemon.domain.model import (
     GraphStatus,
     describe_status,
 )
+from daemon.rules.holds import applicable_hold, held_reason
 from daemon.rules.idle import Verdict
 
 IN_FLIGHT = "a job for this graph is already in flight"
@@ -62,15 +64,17 @@ def plan(
     opt_out: OptOutTags,
     in_flight: Collection[tuple[str, str]] = frozenset(),
     window_until: datetime | None = None,
+    holds: Sequence[Hold] = (),
 ) -> list[Decision]:
     """One decision per selected graph. `window_until` marks a reconcile pass inside a
-    keep-stopped window, which only changes the reasons."""
+    keep-stopped window, which only changes the reasons. `holds` are those in force at
+    `now`: a graph held the other way is skipped with the hold's reason."""
     decisions = []
     for project, graphs in inventory.items():
         for graph in graphs:
             if selects(schedule.targets, project, graph):
                 act, reason = _decide(
-                    schedule, project, graph, now, opt_out, in_flight, window_until
+                    schedule, project, graph, now, opt_out, in_flight, window_until, holds
                 )
                 decisions.append(
                     Decision(
@@ -88,11 +92,26 @@ def _decide(
     opt_out: OptOutTags,
     in_flight: Collection[tuple[str, str]],
     window_until: datetime | None,
+    holds: Sequence[Hold],
 ) -> tuple[bool, str]:
-    held = _held_back(schedule.exclude, project, graph, now, opt_out, in_flight)
+    held = _held_back(schedule.exclude, project, graph, now, opt_out, in_flight) or hold_reason(
+        holds, project, graph, schedule.action, now
+    )
     if held:
         return False, held
     return _by_status(schedule.action, graph.status, window_until)
+
+
+def hold_reason(
+    holds: Sequence[Hold], project: str, graph: Graph, action: Action, now: datetime
+) -> str | None:
+    """Why a hold keeps this graph from `action` at `now`, or None: `keep: running` bars
+    every stop (a schedule's, a window's re-stop, an idle rule's, a deferral's), `keep:
+    stopped` every start."""
+    hold = applicable_hold(holds, project, graph, now)
+    if hold is None or hold.keep != ("running" if action == "stop" else "stopped"):
+        return None
+    return held_reason(hold, now)
 
 
 def _held_back(
@@ -221,15 +240,19 @@ def plan_idle(
     now: datetime,
     opt_out: OptOutTags,
     in_flight: Collection[GraphKey] = frozenset(),
+    holds: Sequence[Hold] = (),
 ) -> list[Decision]:
     """One stop decision per selected graph: act only on a running graph judged idle, with
-    the verdict's reason; a running graph without a verdict is not judged, never idle."""
+    the verdict's reason; a running graph without a verdict is not judged, never idle; a
+    graph held running is not stopped, with the hold's reason."""
     decisions = []
     for project, graphs in inventory.items():
         for graph in graphs:
             if not selects(rule.targets, project, graph):
                 continue
-            held = _held_back(rule.exclude, project, graph, now, opt_out, in_flight)
+            held = _held_back(rule.exclude, project, graph, now, opt_out, in_flight) or hold_reason(
+                holds, project, graph, "stop", now
+            )
             if held:
                 act, reason = False, held
             elif graph.status != GraphStatus.RUNNING:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -70,6 +70,7 @@ class HoldBook:
         self._revision: int | None = None  # of the Store's section, as last read or written
         self._max_hold = timedelta(days=7)
         self._published: set[tuple[str, str]] = set()
+        self._projects: frozenset[str] | None = None  # the config's; None: every project
         self.store_problem: str | None = None  # for /status: why API holds are not kept
         self.config_problems: list[HoldProblem] = []  # config holds refused at the last load
 
@@ -95,11 +96,22 @@ class HoldBook:
         self._made = [h for h in self._made if not is_expired(h, now)]
         self._publish(now)
 
-    def set_config(self, holds: Sequence[Hold], *, max_hold: timedelta, now: datetime) -> None:
+    def set_config(
+        self,
+        holds: Sequence[Hold],
+        *,
+        max_hold: timedelta,
+        now: datetime,
+        projects: Collection[str] | None = None,
+    ) -> None:
         """The config's holds (config_holds(config.holds), in the config's order) and its
         longest hold. One that has expired holds nothing; one that breaks a rule is refused
-        with an error line (and in config_problems), the others stand."""
+        with an error line (and in config_problems), the others stand. `projects`, the
+        config's, bound graphnap_holds: a project that left the config has no series."""
         self._max_hold = max_hold
+        if projects is not None:
+            self._projects = frozenset(projects)
+            self._published = {k for k in self._published if k[0] in self._projects}
         kept: list[Hold] = []
         self.config_problems = []
         for i, hold in enumerate(holds):
@@ -238,6 +250,8 @@ class HoldBook:
             return
         counts: dict[tuple[str, str], int] = {}
         for hold in self.holds(now):
+            if self._projects is not None and hold.graphs.project not in self._projects:
+                continue
             counts[hold.graphs.project, hold.keep] = (
                 counts.get((hold.graphs.project, hold.keep), 0) + 1
             )

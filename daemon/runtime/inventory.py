@@ -1,6 +1,8 @@
 """The inventory: every project's last listing (for readiness and /status), the paged
 listing per project side by side, the graph gauges and savings it feeds (with the
-managed-price cache), and the Task Center resume of a project's jobs in flight.
+managed-price cache), the Task Center resume of a project's jobs in flight, and since when
+graphnap has known each graph stopped (kept in the Store: a platform restart comes 7 days
+after a stop, across any number of graphnap restarts).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import TypeVar
 
 from daemon.cloud.errors import ApiError
 from daemon.config.models import Config, IdleRule
-from daemon.domain.model import Clock, Graph, GraphApi
+from daemon.domain.hold import Store, StoreError
+from daemon.domain.model import Clock, Graph, GraphApi, GraphStatus
 from daemon.rules.planning import is_managed, selects, target_projects
+from daemon.runtime.outcomes import Outcome
 from daemon.runtime.tracker import Tracker
 from daemon.telemetry.metrics import Metrics
 
@@ -68,6 +72,7 @@ class Inventory:
         *,
         job_timeout: timedelta,
         clock: Clock,
+        store: Store | None = None,
     ) -> None:
         self._apis = apis
         self._tracker = tracker
@@ -78,6 +83,12 @@ class Inventory:
         self._resumed: set[str] = set()  # projects whose Task Center has been read
         self._managed_for: Config | None = None
         self._managed: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], bool] = {}
+        self._store = store
+        self._stopped: dict[tuple[str, str], datetime] = {}  # known stopped since
+        # Graphs seen running again after a known stop, with since when they were stopped:
+        # for the window pass to judge (a hand start or the platform's), once.
+        self._back: dict[tuple[str, str], datetime] = {}
+        self._stopped_dirty = False
 
     @property
     def projects(self) -> Mapping[str, ProjectState]:
@@ -87,6 +98,87 @@ class Inventory:
     def errors(self) -> dict[str, str]:
         """The projects whose last listing failed, and why."""
         return {p: s.error for p, s in self._projects.items() if s.error}
+
+    # --- since when graphs are stopped ------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read since when graphs were stopped before the restart; a store that cannot be
+        read only loses that (a start inside a window is then judged a hand start)."""
+        self._stopped, self._back = {}, {}
+        if self._store is None:
+            return
+        try:
+            section = (await self._store.read_all()).get("stopped_since")
+        except StoreError as exc:
+            log.warning("since when graphs are stopped is unknown: %s", exc)
+            return
+        value = section.value if section else {}
+        for project, graphs in (value if isinstance(value, dict) else {}).items():
+            for graph_id, when in (graphs if isinstance(graphs, dict) else {}).items():
+                try:
+                    since = datetime.fromisoformat(str(when))
+                except ValueError:
+                    continue
+                if since.tzinfo is not None:
+                    self._stopped[str(project), str(graph_id)] = since
+
+    def note_outcome(self, outcome: Outcome) -> None:
+        """A stop job's end is the best time graphnap knows a graph stopped at; a start of
+        graphnap's own ends what it knew (an outcomes subscriber; saved with the next
+        listing)."""
+        key = (outcome.project, outcome.graph_id)
+        if outcome.is_job_end and outcome.action == "stop" and outcome.outcome == "succeeded":
+            self._stopped[key] = outcome.at
+            self._back.pop(key, None)
+            self._stopped_dirty = True
+        elif outcome.action == "start" and outcome.outcome in ("requested", "succeeded"):
+            # graphnap's own start (a schedule, a wake) is nobody's hand start
+            self._back.pop(key, None)
+            self._stopped_dirty |= self._stopped.pop(key, None) is not None
+
+    def came_back(self, project: str, graph_id: str) -> datetime | None:
+        """Since when a graph now running had been stopped, if it came back after a stop
+        graphnap knew of and nobody has judged that yet; judging takes it (see judged)."""
+        return self._back.get((project, graph_id))
+
+    def judged(self, project: str, graph_id: str) -> None:
+        self._back.pop((project, graph_id), None)
+
+    def _note_statuses(self, project: str, graphs: Sequence[Graph], now: datetime) -> None:
+        """Stopped: since the graph's `updated` (GES changes it at a stop), or this listing.
+        Running again: moved to `_back`. Graphs gone from the listing are forgotten."""
+        listed = {g.id for g in graphs}
+        for key in [k for k in (*self._stopped, *self._back) if k[0] == project]:
+            if key[1] not in listed:
+                self._stopped.pop(key, None)
+                self._back.pop(key, None)
+                self._stopped_dirty = True
+        for g in graphs:
+            key = (project, g.id)
+            if g.status == GraphStatus.STOPPED and key not in self._stopped:
+                self._stopped[key] = min(g.updated or now, now)
+                self._back.pop(key, None)
+                self._stopped_dirty = True
+            elif g.status == GraphStatus.RUNNING and key in self._stopped:
+                self._back[key] = self._stopped.pop(key)
+                self._stopped_dirty = True
+
+    async def _save_stopped(self, config: Config) -> None:
+        projects = {p.name for p in config.projects}
+        for key in [k for k in self._stopped if k[0] not in projects]:
+            del self._stopped[key]  # a project that left the config
+            self._stopped_dirty = True
+        if not self._stopped_dirty or self._store is None:
+            return
+        value: dict[str, dict[str, str]] = {}
+        for (project, graph_id), since in sorted(self._stopped.items()):
+            value.setdefault(project, {})[graph_id] = since.isoformat()
+        try:
+            await self._store.write("stopped_since", value)
+        except StoreError as exc:
+            log.warning("since when graphs are stopped not saved (tried again later): %s", exc)
+            return
+        self._stopped_dirty = False
 
     async def take(
         self,
@@ -110,11 +202,13 @@ class Inventory:
                 failed.append(project)
                 continue
             self._projects[project] = ProjectState(tuple(answer), now)
+            self._note_statuses(project, answer, now)
             found[project] = answer
             self._tracker.note_fleet(project, len(answer))
             self._metrics.observe_inventory(
                 project, self._priced(config, project, answer), now, config.pricing.currency
             )
+        await self._save_stopped(config)
         return found, failed
 
     async def selected(self, config: Config, rule: IdleRule) -> Selection:

@@ -103,6 +103,13 @@ class Outcomes:
         """A firing could not list a project's graphs: its graphs are left for the next pass."""
         self._metrics.action_failures.labels(project, action, "inventory").inc()
 
+    def last(self, project: str, graph_id: str) -> dict[str, Any] | None:
+        """The latest outcome of a graph still in the history, or None."""
+        for o in reversed(self._history):
+            if o.project == project and o.graph_id == graph_id:
+                return _view(o)
+        return None
+
     def decisions(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest decisions (what each pass chose and why), oldest first, for /status."""
         chosen = [o for o in self._history if not o.is_job_end][-limit:]

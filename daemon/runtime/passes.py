@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 from daemon.cloud.errors import ApiError
 from daemon.config.models import Config, IdleRule, Schedule
+from daemon.domain.hold import Hold
 from daemon.domain.model import (
     REQUEST_COUNT,
     Aggregation,
@@ -33,6 +35,7 @@ from daemon.domain.model import (
     Sleep,
 )
 from daemon.domain.periods import choose_period
+from daemon.rules.holds import WindowStart, hand_start_hold, judge_window_start
 from daemon.rules.idle import (
     DEFAULT_LAG,
     IdleCriteria,
@@ -46,6 +49,7 @@ from daemon.rules.idle import (
 from daemon.rules.planning import (
     Decision,
     defer_in_use,
+    hold_reason,
     holiday_reason,
     idle_candidates,
     is_active,
@@ -56,6 +60,7 @@ from daemon.rules.planning import (
 )
 from daemon.runtime.deferrals import Deferral, Deferrals
 from daemon.runtime.executor import Executor, Result
+from daemon.runtime.holds import HoldBook, HoldNotSaved, HoldRefused
 from daemon.runtime.inventory import Inventory, side_by_side
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.tracker import Tracker
@@ -105,6 +110,7 @@ class Passes:
         metrics: Metrics,
         settings: PassSettings,
         *,
+        holds: HoldBook,
         clock: Clock,
         sleep: Sleep,
     ) -> None:
@@ -115,6 +121,7 @@ class Passes:
         self._executor = executor
         self._tracker = tracker
         self._outcomes = outcomes
+        self._holds = holds
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
@@ -143,6 +150,7 @@ class Passes:
         cost a night's stops. Returns once every action is requested; the tracker follows
         the jobs."""
         now, apis = self._begin()
+        await self._purge_holds(now)
         reason = holiday_reason(schedule, config.calendars, fire_time)
         if reason:
             log.info(
@@ -168,6 +176,7 @@ class Passes:
             await self._sleep(min(wait_s, left_s))
             wait_s = min(wait_s * 2, INVENTORY_RETRY_MAX_S)
             now = self._clock()  # a new round over fresh inventory plans with its own time
+            await self._purge_holds(now)
             more, failed = await self._fire_projects(config, apis, schedule, failed, now, dry_run)
             results += more
         for project in failed:
@@ -184,6 +193,7 @@ class Passes:
         """Re-stop graphs that came back running inside a `keep_stopped_until` window. It
         speaks only when it acts: a window pass over graphs that stay stopped is silent."""
         now, apis = self._begin()
+        await self._purge_holds(now)
         windows = [
             (schedule, until)
             for schedule in config.schedules
@@ -210,6 +220,7 @@ class Passes:
             self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())  # it looked
             return
         view: dict[str, str] = {}
+        await self._purge_holds(now)
 
         async def one(project: str) -> list[Result]:
             return await self._idle_project(config, apis, rule, project, now, view)
@@ -232,6 +243,7 @@ class Passes:
         """Check the deferred stops that are due: stop the graphs now quiet, give up on
         those still in use at `max`, drop those no longer running."""
         now, apis = self._begin()
+        await self._purge_holds(now)
         for (name, project), items in self._deferrals.due(now).items():
             try:
                 await self._check_deferred(config, apis, name, project, items, now)
@@ -244,6 +256,16 @@ class Passes:
     def _begin(self) -> tuple[datetime, PassApis]:
         """The pass's time and its clients, taken together at its start."""
         return self._clock(), PassApis(dict(self._apis()), dict(self._metric_apis()))
+
+    async def _purge_holds(self, now: datetime) -> None:
+        """Holds that ended by the pass's `now` are dropped at its start, so an expired hold
+        hands its graphs back to their rules at this very pass."""
+        await self._holds.purge(now)
+
+    def _holds_now(self, now: datetime) -> list[Hold]:
+        """The holds in force at the pass's `now`, read just before planning (after the
+        listing, which takes a while): a hold made meanwhile is honoured."""
+        return self._holds.holds(now)
 
     @staticmethod
     def _reachable(projects: Sequence[str], apis: PassApis, rule: str) -> list[str]:
@@ -274,8 +296,8 @@ class Passes:
             inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
             if failed:
                 return None
-            in_flight = self._tracker.in_flight()
-            decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight)
+            in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
+            decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight, holds=holds)
             if schedule.defer_while_in_use is not None:
                 decisions = await self._hold_in_use(
                     apis, schedule, project, decisions, now, dry_run
@@ -298,20 +320,65 @@ class Passes:
         mine = {
             p: inventory[p] for p in target_projects(schedule, _names(config)) if p in inventory
         }
-        decisions = plan(schedule, mine, now, config.opt_out_tags, self._tracker.in_flight(), until)
-        # A graph whose stop is deferred because it is in use is the deferral's.
-        acting = [
-            d
-            for d in decisions
-            if d.act and (schedule.name, d.project, d.graph_id) not in self._deferrals
-        ]
+        in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
+        decisions = plan(schedule, mine, now, config.opt_out_tags, in_flight, until)
+        by_key = {(p, g.id): g for p, graphs in mine.items() for g in graphs}
+        # A graph whose stop is deferred because it is in use is the deferral's. A held one
+        # is skipped out loud: the pass would have stopped it, and a person asks why not.
+        acting, held = [], []
+        for d in decisions:
+            if not d.act or (schedule.name, d.project, d.graph_id) in self._deferrals:
+                continue
+            graph = by_key[d.project, d.graph_id]
+            why = hold_reason(holds, d.project, graph, "stop", now)
+            if why:
+                held.append(replace(d, act=False, reason=why))
+                continue
+            start = await self._judge_start(schedule, d.project, graph, now)
+            if start is None:
+                acting.append(d)
+            elif start.until is not None:
+                held.append(replace(d, act=False, reason=start.reason))
+            else:
+                acting.append(replace(d, reason=f"{d.reason}; {start.reason}"))
         if schedule.defer_while_in_use is not None:
-            held: list[Decision] = []
+            in_use: list[Decision] = []
             for project in sorted({d.project for d in acting}):
                 mine_acting = [d for d in acting if d.project == project]
-                held += await self._hold_in_use(apis, schedule, project, mine_acting, now, False)
-            acting = [d for d in held if d.act]
-        await self._execute(apis, schedule, acting, now, False)
+                in_use += await self._hold_in_use(apis, schedule, project, mine_acting, now, False)
+            acting = [d for d in in_use if d.act]
+        await self._execute(apis, schedule, held + acting, now, False)
+
+    async def _judge_start(
+        self, schedule: Schedule, project: str, graph: Graph, now: datetime
+    ) -> WindowStart | None:
+        """A graph graphnap knew stopped, running inside the window: a person's start (held
+        running for manual_start_hold, an auto hold) or the platform's 7-day restart. None
+        when there is nothing to judge: never seen stopped (running when the window opened,
+        which is what the window is for), or manual_start_hold 0 (re-stopped as before)."""
+        stopped_since = self._inventory.came_back(project, graph.id)
+        if stopped_since is None or schedule.manual_start_hold <= timedelta(0):
+            return None
+        start = judge_window_start(
+            stopped_since=stopped_since,
+            started_at=graph.updated,
+            now=now,
+            manual_start_hold=schedule.manual_start_hold,
+            zone=ZoneInfo(schedule.timezone),
+        )
+        hold = hand_start_hold(project, graph, start, schedule=schedule.name, now=now)
+        if hold is not None:
+            try:
+                await self._holds.add(hold, now=now)
+            except (HoldRefused, HoldNotSaved) as exc:  # judged again at the next pass
+                log.error(
+                    "a start by hand could not be held (%s); left running for now",
+                    exc,
+                    extra={"rule": schedule.name, "project": project, "graph": graph.name},
+                )
+                return WindowStart(True, hold.until, f"{start.reason} (hold not made: {exc})")
+        self._inventory.judged(project, graph.id)
+        return start
 
     async def _idle_project(
         self,
@@ -325,8 +392,15 @@ class Passes:
         inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
         if failed:
             return []
-        graphs = inventory[project]
-        candidates = idle_candidates(rule, project, graphs)
+        graphs, holds = inventory[project], self._holds_now(now)
+        candidates, held = [], set()
+        for graph in idle_candidates(rule, project, graphs):
+            why = hold_reason(holds, project, graph, "stop", now)
+            if why:  # a graph held running is not worth a Cloud Eye read
+                view[f"{project}/{graph.name}"] = why
+                held.add(graph.id)
+            else:
+                candidates.append(graph)
         verdicts = await self._judge(apis, rule, project, candidates, now)
         for graph in candidates:
             verdict = verdicts[(project, graph.id)]
@@ -334,10 +408,10 @@ class Passes:
             view[f"{project}/{graph.name}"] = verdict.reason
         in_flight = self._tracker.in_flight()
         decisions = plan_idle(
-            rule, {project: graphs}, verdicts, now, config.opt_out_tags, in_flight
+            rule, {project: graphs}, verdicts, now, config.opt_out_tags, in_flight, holds
         )
         return await self._executor.execute(
-            [d for d in decisions if d.act],
+            [d for d in decisions if d.act or d.graph_id in held],  # held: skipped out loud
             apis.graph,
             now=now,
             dry_run=self._settings.dry_run or rule.dry_run,
@@ -373,7 +447,14 @@ class Passes:
         verdicts = self._deferrals.judge(schedule.defer_while_in_use, waiting, use, now)
         graphs = [by_id[g] for g in verdicts.quiet]
         in_flight = self._tracker.in_flight()
-        planned = plan(schedule, {project: graphs}, now, config.opt_out_tags, in_flight)
+        planned = plan(
+            schedule,
+            {project: graphs},
+            now,
+            config.opt_out_tags,
+            in_flight,
+            holds=self._holds_now(now),
+        )
         decisions = self._deferrals.release(verdicts, planned, now)
         results = await self._execute(apis, schedule, decisions + verdicts.gave_up, now, False)
         self._deferrals.settle(verdicts, results)

@@ -8,8 +8,9 @@ and knows nothing of GES.
 - A firing that comes late (the loop was busy, the host slept) still runs within the
   schedule's misfire_grace; beyond it, it is a misfire.
 - At start-up, the latest firing missed while graphnap was down runs if it is within its
-  grace. With a state file, the firings lost while down are counted as misfires too, and a
-  firing is recorded there only once it has finished, so one cut short is run again.
+  grace. With a Store (the state file), the firings lost while down are counted as misfires
+  too, and a firing is recorded in its `last_fire` section only once it has finished, so one
+  cut short is run again.
 Misfires are counted in one place, `_misfire`.
 """
 
@@ -19,7 +20,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,8 +27,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.config.models import Config, Schedule
 from daemon.domain.cron import cron_trigger, is_dst_repeat, next_fire, previous_fire
+from daemon.domain.hold import Store, StoreError
 from daemon.domain.model import Clock
-from daemon.runtime.state import load_last_fires, save_last_fires
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,16 @@ class Scheduler:
         *,
         clock: Clock,
         default_grace: timedelta,
-        state_file: Path | None = None,
+        store: Store | None = None,
     ) -> None:
         self._firing = firing
         self._metrics = metrics
         self._clock = clock
         self._default_grace = default_grace
-        self._state_file = state_file
+        self._store = store
         self._config: Config | None = None
         self._scheduled: dict[str, datetime] = {}  # the fire time each schedule last started
-        self._done: dict[str, datetime] = {}  # ... and last finished: what the state file keeps
+        self._done: dict[str, datetime] = {}  # ... and last finished: what the Store keeps
         self._last_run: dict[str, datetime] = {}  # when that firing started
         self._running: set[str] = set()  # one firing of a schedule at a time
         self._tasks: set[asyncio.Task[None]] = set()  # firings
@@ -73,11 +73,23 @@ class Scheduler:
 
     # --- life cycle -------------------------------------------------------------------------
 
+    async def load(self) -> None:
+        """Read the fire times recorded before the restart (before start()). A store that
+        cannot be read, or a section that cannot be parsed, only costs misfire counting."""
+        if self._store is None:
+            return
+        try:
+            section = (await self._store.read_all()).get("last_fire")
+        except StoreError as exc:
+            log.warning(
+                "last fire times unreadable, so misfires while down are not counted: %s", exc
+            )
+            return
+        self._done = _parse_last_fires(section.value if section else {})
+        self._scheduled = dict(self._done)
+
     def start(self, config: Config) -> None:
         """Start the cron triggers, then catch up on what was missed while not running."""
-        if self._state_file is not None:
-            self._done = load_last_fires(self._state_file)
-            self._scheduled = dict(self._done)
         self.apply(config)
         self._aps.start()
         self._publish_next_fire_times()
@@ -226,8 +238,18 @@ class Scheduler:
         # Recorded only once every action of the firing is requested: a firing cut short
         # (killed, or past the shutdown grace) is run again by the next start's catch-up.
         self._done[name] = fire_time
-        if self._state_file is not None:
-            save_last_fires(self._state_file, self._done)
+        await self._save()
+
+    async def _save(self) -> None:
+        if self._store is None:
+            return
+        value = {rule: when.isoformat() for rule, when in sorted(self._done.items())}
+        try:
+            await self._store.write("last_fire", value)
+        except StoreError as exc:
+            log.warning(
+                "last fire times not saved; misfires while down will not be counted: %s", exc
+            )
 
     def _catch_up(self, config: Config, now: datetime) -> None:
         """Run the latest firing missed while graphnap was not running if it is within
@@ -334,3 +356,22 @@ def missed_firings(
         if run is None:
             lost.append(latest)
     return run, lost
+
+
+def _parse_last_fires(value: object) -> dict[str, datetime]:
+    """{rule: ISO time}, as written by _save (and by graphnap before the Store); an entry
+    that does not parse is dropped with a warning: it only feeds misfire counting."""
+    if not isinstance(value, dict):
+        log.warning("stored last fire times are not an object; ignored")
+        return {}
+    found: dict[str, datetime] = {}
+    for rule, when in value.items():
+        try:
+            parsed = datetime.fromisoformat(str(when))
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            log.warning("stored last fire time of %s is unreadable; ignored", str(rule)[:63])
+            continue
+        found[str(rule)] = parsed
+    return found

@@ -22,7 +22,7 @@ from daemon.domain.hold import (
 )
 
 FORMAT = "graphnap-store/1"
-# What runtime/state.py wrote before the Store: {"last_fire": {rule: iso time}}.
+# What graphnap wrote before the Store (the scheduler alone): {"last_fire": {rule: iso time}}.
 _LEGACY_SECTION: SectionName = "last_fire"
 
 

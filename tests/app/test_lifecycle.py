@@ -118,19 +118,22 @@ async def test_with_a_state_file_firings_missed_while_down_are_counted(
     await app.settle()
     assert sample(app, "graphnap_schedule_misfires_total", rule="night-stop") == 3
     assert cloud.count("graph_action") == 3  # Monday's firing ran, 10 minutes late
-    recorded = json.loads(state.read_text())["last_fire"]
+    recorded = json.loads(state.read_text())["sections"]["last_fire"]["value"]
     assert recorded["night-stop"] == "2026-11-30T20:00:00+08:00"
 
 
-async def test_a_broken_state_file_is_ignored_with_a_warning(
+async def test_a_broken_state_file_is_said_and_never_overwritten(
     make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     state = tmp_path / "graphnap.json"
     state.write_text("{not json")
     with caplog.at_level(logging.WARNING):
-        await start(make_app(state_file=state), schedule=True)  # the scheduler reads it
-    assert "state file" in caplog.text
-    assert "unreadable" in caplog.text
+        app = await start(make_app(state_file=state), schedule=True)  # the scheduler reads it
+    assert f"state file {state} is damaged" in caplog.text
+    assert "running with the config's holds only" in caplog.text
+    assert "last fire times unreadable" in caplog.text
+    assert app.status.status()["holds"]["store_problem"].startswith(f"state file {state}")
+    assert state.read_text() == "{not json"
 
 
 async def test_a_reload_removes_the_series_of_rules_that_left_the_config(
