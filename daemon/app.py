@@ -32,6 +32,8 @@ from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.domain.hold import Hold, HoldGraphs, Keep, Store
 from daemon.domain.model import Clock, Graph, MetricApi, Sleep
+from daemon.ops.backend import DaemonBackend
+from daemon.ops.control import ControlServer, control_server
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer
 from daemon.ops.status import GraphView, Heartbeat, StatusView, graph_views
@@ -152,6 +154,8 @@ class App:
             store=self.store.where if self.store is not None else None,
         )
         self.server: OpsServer | None = None
+        self.control: ControlServer | None = None
+        self._monotonic = monotonic
         self.source.on_change(self.clients.update)
         self.source.on_change(self._config_changed)
         self._scheduling = False
@@ -176,6 +180,17 @@ class App:
             )
             url = await self.server.start()
             log.info("ops server listening on %s (/metrics /healthz /readyz /status)", url)
+            # People's holds and wakes, on a listener of its own (off without token files).
+            self.control = control_server(
+                self.settings,
+                DaemonBackend(self),
+                self.metrics,
+                clock=self.clock,
+                monotonic=self._monotonic,
+            )
+            if self.control is not None:
+                url = await self.control.start()
+                log.info("control API and page listening on %s", url)
         if watch:
             self._spawn(self.source.watch(self.settings.reload_check_s), "config-watch")
 
@@ -183,6 +198,8 @@ class App:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.control is not None:
+            await self.control.stop()
         if self.server is not None:
             await self.server.stop()
         await self.clients.close()
