@@ -31,6 +31,7 @@ from tenacity import (
 )
 
 from daemon.cloud.gate import Gate, OpenGate
+from daemon.domain.fence import Fence
 from daemon.domain.model import Sleep as Sleep  # re-exported: the clients take it from here
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ class TransportError(RetryableError):
 
 class PermanentError(ApiError):
     """A refusal that a retry cannot change (bad request, missing permission, unknown graph)."""
+
+
+class FencedError(PermanentError):
+    """Not sent: this replica is not (or no longer sure it is) the leader."""
 
 
 class AuthError(PermanentError):
@@ -191,12 +196,27 @@ class RedactingTransport(httpx.AsyncBaseTransport):
     Requests go through `inner`, a plain client, so httpx's defaults stay: proxies and CA
     files from the environment, pool limits, TLS verification."""
 
-    def __init__(self, secrets: Iterable[str], inner: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        secrets: Iterable[str],
+        inner: httpx.AsyncClient | None = None,
+        fence: Fence | None = None,
+    ) -> None:
         # Longest first, so a secret that contains another goes whole.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._inner = inner or httpx.AsyncClient()
+        self._fence = fence
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._fence is not None and not self._fence.is_open():
+            # Checked here, after the rate gate and any retry's wait: the last moment
+            # before the request would leave.
+            raise FencedError(
+                "not the leader: request not sent",
+                service=request.url.host,
+                operation=request.method,
+                code="fenced",
+            )
         response = await self._inner.send(request, stream=True)
         if response.status_code < 400:
             return response

@@ -19,6 +19,7 @@ from daemon.cloud.ges import GesClient
 from daemon.config.models import Config, Project
 from daemon.config.problems import Problem
 from daemon.config.settings import Settings
+from daemon.domain.fence import Fence
 from daemon.domain.model import Clock, GraphApi, MetricApi
 from daemon.telemetry.metrics import Metrics
 
@@ -46,8 +47,10 @@ class Clients:
         clock: Clock,
         monotonic: Monotonic,
         sleep: Sleep,
+        fence: Fence | None = None,
     ) -> None:
         self._settings = settings
+        self._fence = fence  # the leader's: no request leaves a replica that does not lead
         self._monotonic = monotonic
         self._metrics = metrics
         self._clock = clock
@@ -170,7 +173,7 @@ class Clients:
         error text is built from them (a gateway may echo the request). The secrets pass
         from the settings to the transport here; no module keeps them."""
         inner = httpx.AsyncClient(limits=limits) if limits else httpx.AsyncClient()
-        return RedactingTransport(self._settings.secret_values(), inner)
+        return RedactingTransport(self._settings.secret_values(), inner, self._fence)
 
     def _open(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
         self._http.append(http)
