@@ -34,8 +34,9 @@ from daemon.domain.hold import Hold, HoldGraphs, Keep, Store
 from daemon.domain.model import Clock, Graph, MetricApi, Sleep
 from daemon.ops.backend import DaemonBackend
 from daemon.ops.control import ControlServer, control_server
+from daemon.ops.leader import LeaderElector, LeaderStatus, build_elector
 from daemon.ops.reload import ConfigSource
-from daemon.ops.server import OpsServer
+from daemon.ops.server import OpsServer, StatusSource
 from daemon.ops.status import GraphView, Heartbeat, StatusView, graph_views
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
@@ -80,8 +81,15 @@ class App:
             check=lambda config: missing_credentials(config, settings),
             clock=clock,
         )
+        # Under leader election the elector is the fence: no cloud request leaves a
+        # replica that is not sure it leads.
+        self.leader: LeaderElector | None = None
+        if settings.leader.enabled:
+            self.leader = build_elector(
+                settings.leader, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep
+            )
         self.clients = Clients(
-            settings, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep
+            settings, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep, fence=self.leader
         )
         self.tracker = Tracker(
             self.outcomes,
@@ -153,6 +161,9 @@ class App:
             clock=clock,
             store=self.store.where if self.store is not None else None,
         )
+        self.probes: StatusSource = self.status
+        if self.leader is not None:
+            self.probes = LeaderStatus(self.status, self.leader, lambda: self.source.is_loaded)
         self.server: OpsServer | None = None
         self.control: ControlServer | None = None
         self._monotonic = monotonic
@@ -176,7 +187,7 @@ class App:
         self._spawn(self.heartbeat.run(), "heartbeat")
         if serve:
             self.server = OpsServer(
-                self.status, self.registry, self.settings.listen_host, self.settings.listen_port
+                self.probes, self.registry, self.settings.listen_host, self.settings.listen_port
             )
             url = await self.server.start()
             log.info("ops server listening on %s (/metrics /healthz /readyz /status)", url)
@@ -291,7 +302,10 @@ class App:
 
     async def start(self, *, serve: bool = True, schedule: bool = True, watch: bool = True) -> None:
         await self.start_replica(serve=serve, watch=watch)
-        await self.start_active(schedule=schedule)
+        if self.leader is None:
+            await self.start_active(schedule=schedule)
+        else:  # the elector starts and stops the active group as leadership comes and goes
+            self._spawn(self.leader.run(self.start_active, self.stop_active), "leader")
 
     async def fire(self, name: str, *, dry_run: bool = False) -> Report:
         """Fire one schedule now, outside its cron times (`graphnap once`, `plan --live`)."""
@@ -405,10 +419,21 @@ class App:
         if self._closed:
             return
         self._closed = True
+        if self.leader is not None:
+            await self._cancel("leader")
         await self.stop_active()
+        if self.leader is not None:  # only once nothing acts any more: then hand over
+            await self.leader.release()
+            await self.leader.lock.close()
         await self.stop_replica()
         if self.source.is_loaded:
             log.info("graphnap stopped")
+
+    async def _cancel(self, name: str) -> None:
+        tasks = [t for t in self._background if t.get_name() == name]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, work: Any, name: str) -> None:
         task = asyncio.ensure_future(work)

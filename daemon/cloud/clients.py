@@ -6,7 +6,7 @@ closed at shutdown. It holds no schedules.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import httpx
@@ -14,12 +14,14 @@ import httpx
 from daemon import __version__
 from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
+from daemon.cloud.errors import FencedError
 from daemon.cloud.gate import Monotonic, RequestGate
 from daemon.cloud.ges import GesClient
 from daemon.cloud.redaction import RedactingTransport
 from daemon.config.models import Config, Project
 from daemon.config.problems import Problem
 from daemon.config.settings import Settings
+from daemon.domain.fence import Fence
 from daemon.domain.model import Clock, GraphApi, MetricApi, Sleep
 from daemon.telemetry.metrics import Metrics
 
@@ -47,8 +49,10 @@ class Clients:
         clock: Clock,
         monotonic: Monotonic,
         sleep: Sleep,
+        fence: Fence | None = None,
     ) -> None:
         self._settings = settings
+        self._fence = fence  # the leader's: no request leaves a replica that does not lead
         self._monotonic = monotonic
         self._metrics = metrics
         self._clock = clock
@@ -167,9 +171,26 @@ class Clients:
         """Every client's transport: error answers lose the credentials' values before any
         error text is built from them (a gateway may echo the request). The secrets pass
         from the settings to the transport here; no module keeps them."""
-        inner = httpx.AsyncClient(limits=limits) if limits else httpx.AsyncClient()
+        hooks = {"request": [fenced(self._fence)]} if self._fence is not None else {}
+        inner = httpx.AsyncClient(limits=limits or httpx.Limits(), event_hooks=hooks)
         return RedactingTransport(self._settings.secret_values(), inner)
 
     def _open(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
         self._http.append(http)
         return http
+
+
+def fenced(fence: Fence) -> Callable[[httpx.Request], Awaitable[None]]:
+    """An httpx request hook: the last moment before a request leaves (after the rate gate
+    and any retry's wait), refused on a replica that does not, or no longer surely, lead."""
+
+    async def check(request: httpx.Request) -> None:
+        if not fence.is_open():
+            raise FencedError(
+                "not the leader: request not sent",
+                service=request.url.host,
+                operation=request.method,
+                code="fenced",
+            )
+
+    return check

@@ -64,6 +64,10 @@ class PermanentError(ApiError):
     """A refusal that a retry cannot change (bad request, missing permission, unknown graph)."""
 
 
+class FencedError(PermanentError):
+    """Not sent: this replica is not (or no longer sure it is) the leader."""
+
+
 class AuthError(PermanentError):
     """Credentials refused (401/403): check AK/SK, the IAM user, or the clock."""
 

@@ -100,6 +100,44 @@ class RetrySettings(BaseModel):
     backoff_jitter_s: float = Field(default=1.0, ge=0)
 
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class LeaderSettings(BaseModel):
+    """Leader election on a Kubernetes Lease, and where the state is kept
+    (`GRAPHNAP_LEADER__*`). Times as client-go's: the leader steps down when it has not
+    renewed for `renew_deadline_s`, others may take the lease `lease_duration_s` after its
+    last renewal they saw, and every replica tries each `retry_period_s`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    lease_name: str = "graphnap"
+    lease_duration_s: float = Field(default=15.0, gt=0)
+    renew_deadline_s: float = Field(default=10.0, gt=0)
+    retry_period_s: float = Field(default=2.0, gt=0)
+    identity: str | None = None  # default: POD_NAME, else the host name
+    namespace: str | None = None  # default: the service account's namespace
+    # The API server: default in-cluster (KUBERNETES_SERVICE_HOST/PORT, the service
+    # account's token and CA); tests point it at a fake on loopback (http:// needs no CA).
+    api_url: str | None = None
+    token_file: Path = SERVICE_ACCOUNT_DIR / "token"
+    ca_file: Path | None = SERVICE_ACCOUNT_DIR / "ca.crt"
+    request_timeout_s: float = Field(default=5.0, gt=0)
+    # Where what outlives the pod is kept: the state file, or one ConfigMap.
+    store: Literal["file", "configmap"] = "file"
+    configmap_name: str = "graphnap-state"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError(
+                "leader timings must be retry_period_s < renew_deadline_s < lease_duration_s "
+                "(the leader must stop acting before another may take the lease)"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRAPHNAP_", env_nested_delimiter="__", frozen=True, extra="ignore"
@@ -131,6 +169,7 @@ class Settings(BaseSettings):
     page_size: int = Field(default=100, ge=1, le=1000)
 
     state_file: Path | None = None  # last fire times, to count firings missed while down
+    leader: LeaderSettings = LeaderSettings()
 
     # The control API (holds, wakes, its page): a listener of its own, off unless a tokens
     # directory is given (one `<name>.json` per token: daemon/ops/tokens.py).

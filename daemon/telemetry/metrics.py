@@ -179,6 +179,22 @@ class Metrics:
             ["op", "outcome"],
             registry=registry,
         )
+        # --- leader election (every replica exports these; one has graphnap_leader 1) ---
+        self.leader = Gauge(
+            "graphnap_leader",
+            "1 while this replica holds the lease and acts; 0 while it follows.",
+            registry=registry,
+        )
+        self.leader_transitions = Counter(
+            "graphnap_leader_transitions",
+            "Times this replica became the leader.",
+            registry=registry,
+        )
+        self.leader_last_renew = Gauge(
+            "graphnap_leader_last_renew_timestamp_seconds",
+            "When this replica last took or renewed the lease.",
+            registry=registry,
+        )
         self.build_info = Info("graphnap_build", "Build information.", registry=registry)
         self.build_info.info({"version": __version__})
         # CPU, memory and file descriptors of the daemon itself, for the dashboard.
