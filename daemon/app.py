@@ -42,6 +42,8 @@ from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
 from daemon.runtime.inventory import Inventory, Selection
+from daemon.runtime.kube import kube_client, kube_target
+from daemon.runtime.kubestore import ConfigMapStore
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
 from daemon.runtime.scheduler import Scheduler
@@ -109,9 +111,8 @@ class App:
         job_timeout = timedelta(seconds=settings.job_timeout_s)
         # One Store for everything that outlives the process (holds, last fire times, since
         # when graphs are stopped): one file, one writer.
-        self.store: Store | None = (
-            FileStore(settings.state_file) if settings.state_file is not None else None
-        )
+        self._kube_clients: list[Any] = []  # the ConfigMap store's, closed at shutdown
+        self.store: Store | None = self._store(settings)
         self.inventory = Inventory(
             self.clients.graph_apis,
             self.tracker,
@@ -426,6 +427,8 @@ class App:
             await self.leader.release()
             await self.leader.lock.close()
         await self.stop_replica()
+        for client in self._kube_clients:
+            await client.close()
         if self.source.is_loaded:
             log.info("graphnap stopped")
 
@@ -434,6 +437,17 @@ class App:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _store(self, settings: Settings) -> Store | None:
+        """The ConfigMap when replicas share the state (GRAPHNAP_LEADER__STORE=configmap),
+        else the state file (GRAPHNAP_STATE_FILE), else nothing outlives the process."""
+        if settings.leader.store == "configmap":
+            target = kube_target(settings.leader)
+            client = kube_client(target, timeout_s=settings.leader.request_timeout_s)
+            self._kube_clients.append(client)
+            name = settings.leader.configmap_name
+            return ConfigMapStore(client, name, target.namespace, fence=self.leader)
+        return FileStore(settings.state_file) if settings.state_file is not None else None
 
     def _spawn(self, work: Any, name: str) -> None:
         task = asyncio.ensure_future(work)

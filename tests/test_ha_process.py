@@ -50,6 +50,7 @@ def leader_env(config: Path, api: FakeApiServer, token: Path, name: str) -> dict
         GRAPHNAP_LEADER__NAMESPACE="ops",
         GRAPHNAP_LEADER__TOKEN_FILE=str(token),
         GRAPHNAP_LEADER__IDENTITY=name,
+        GRAPHNAP_LEADER__STORE="configmap",  # state both replicas share
         GRAPHNAP_LEADER__LEASE_DURATION_S=str(LEASE_S),
         GRAPHNAP_LEADER__RENEW_DEADLINE_S=str(RENEW_S),
         GRAPHNAP_LEADER__RETRY_PERIOD_S=str(RETRY_S),
@@ -165,6 +166,15 @@ async def test_kill_pause_and_stop_of_the_leader_hand_over_and_no_graph_is_stopp
             seen[leader] = []
             procs[other].send_signal(signal.SIGSTOP)
             assert await first_leader({leader: procs[leader]}, seen) == leader
+            back = procs[leader].stderr
+            assert back is not None
+            await read_until(  # its active group is up: the catch-up, if any, has been judged
+                back,
+                seen[leader],
+                lambda r: "running:" in r.get("message", ""),
+                "the returning leader's start",
+                FIRING,
+            )
             before = len(sent[other])
             procs[other].send_signal(signal.SIGCONT)
             await read_until(
@@ -184,6 +194,12 @@ async def test_kill_pause_and_stop_of_the_leader_hand_over_and_no_graph_is_stopp
             code, output = await finish(procs[leader], seen[leader])
             assert code == 0, output[-2000:]
             assert "lease graphnap released" in output
+            # The firing the new leader finished is in the shared ConfigMap, so the first
+            # one, leading again, did not catch it up a second time.
+            assert "missed while down" not in output
+            state = api.configmap("ops", "graphnap-state")
+            assert state is not None
+            assert '"s"' in state["data"]["last_fire.json"]
         finally:
             for proc in procs.values():
                 if proc.returncode is None:
