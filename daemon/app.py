@@ -367,6 +367,14 @@ class App:
             is_in_scope,
         )
 
+    def not_acting(self) -> str | None:
+        """Why this replica does not act now, or None: a follower (or a leader that is no
+        longer sure it leads) answers people's requests with this."""
+        if self.leader is None or self.leader.is_open():
+            return None
+        leader = self.leader.leader or "no replica (an election is under way)"
+        return f"this replica ({self.leader.identity}) does not lead; {leader} does"
+
     def inventory_errors(self) -> dict[str, str]:
         """The projects whose last listing failed, and why (`plan --live`, `once`)."""
         return self.inventory.errors()

@@ -30,6 +30,10 @@ WAKES_KEPT = 200  # the latest wakes `wait_wake` can still answer for
 class Daemon(Protocol):
     """What the backend needs of the App (daemon.app.App has these)."""
 
+    def not_acting(self) -> str | None:
+        """Why this replica does not act now (a follower), or None when it does."""
+        ...
+
     def graphs(
         self, is_in_scope: Callable[[str, Graph], bool] | None = None
     ) -> list[GraphDocument]: ...
@@ -85,13 +89,23 @@ class DaemonBackend:
         self._wakes: dict[str, _Woken] = {}
         self._ids = itertools.count(1)
 
+    def _acting(self) -> None:
+        """A follower's hold book is not the leader's: it answers nothing, rather than
+        something stale or a hold the leader never sees."""
+        why = self._daemon.not_acting()
+        if why is not None:
+            raise Refused(503, f"{why}: ask the leader (graphnap's /status names it)")
+
     async def graphs(self, now: datetime) -> Sequence[GraphView]:
+        self._acting()
         return [self._graph(doc) for doc in self._daemon.graphs()]
 
     async def holds(self, now: datetime) -> Sequence[HoldView]:
+        self._acting()
         return [hold_view(h) for h in self._daemon.list_holds()]
 
     async def create_hold(self, request: HoldRequest, *, by: str, now: datetime) -> HoldView:
+        self._acting()
         known = [g for g in self._daemon.graphs() if g["project"] == request.project]
         if any(g["id"] == request.graph for g in known):
             graphs = HoldGraphs(request.project, ids=(request.graph,))
@@ -112,6 +126,7 @@ class DaemonBackend:
         return hold_view(hold)
 
     async def release_hold(self, hold_id: str, *, by: str, now: datetime) -> HoldView:
+        self._acting()
         try:
             return hold_view(await self._daemon.release_hold(hold_id, by=by))
         except UnknownHold:
@@ -124,6 +139,7 @@ class DaemonBackend:
     async def wake(
         self, project: str, graph_id: str, *, for_: timedelta, by: str, now: datetime
     ) -> WakeView:
+        self._acting()
         try:
             wake = await self._daemon.wake(project, graph_id, hold_for=for_, by=by)
         except UnknownGraph:
