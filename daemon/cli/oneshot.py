@@ -138,7 +138,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 async def _backtest(settings: Settings, name: str, days: float) -> int:
     from daemon.cli.backtest import backtest, render
-    from daemon.runtime.passes import idle_criteria
+    from daemon.rules.idle import idle_criteria
 
     try:
         async with _offline_app(settings) as app:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from daemon.config.models import IdleRule
 from daemon.domain.model import (
     REQUEST_COUNT,
     Aggregation,
@@ -74,6 +75,18 @@ class IdleCriteria:
             raise ValueError("lag and min_uptime cannot be negative")
         if self.aggregation == "variance":
             raise ValueError("variance of a window cannot be built from per-period variances")
+
+
+def idle_criteria(rule: IdleRule) -> IdleCriteria:
+    """An idle rule's criteria, as the live pass and the backtest judge with them."""
+    return IdleCriteria(
+        idle_for=rule.idle_for,
+        threshold=rule.threshold,
+        min_uptime=rule.min_uptime,
+        lag=rule.lag,
+        metric=rule.metric,
+        aggregation=rule.aggregation,
+    )
 
 
 def judged_window(

@@ -15,40 +15,22 @@ deferrals'; this module only sequences I/O around them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from zoneinfo import ZoneInfo
 
-from daemon.cloud.errors import ApiError
 from daemon.config.models import Config, IdleRule, Schedule
 from daemon.domain.hold import Hold
 from daemon.domain.model import (
-    REQUEST_COUNT,
-    Aggregation,
     Clock,
-    Datapoint,
     Graph,
     GraphApi,
     MetricApi,
     Sleep,
 )
-from daemon.domain.periods import choose_period
-from daemon.rules.holds import WindowStart, hand_start_hold, judge_window_start
-from daemon.rules.idle import (
-    DEFAULT_LAG,
-    IdleCriteria,
-    Verdict,
-    VerdictKind,
-    fetch_range,
-    judge,
-    recent_range,
-    recent_use,
-)
 from daemon.rules.planning import (
     Decision,
-    defer_in_use,
     hold_reason,
     holiday_reason,
     idle_candidates,
@@ -60,10 +42,13 @@ from daemon.rules.planning import (
 )
 from daemon.runtime.deferrals import Deferral, Deferrals
 from daemon.runtime.executor import Executor, Result
-from daemon.runtime.holds import HoldBook, HoldNotSaved, HoldRefused
-from daemon.runtime.inventory import Inventory, side_by_side
+from daemon.runtime.fanout import fan_out
+from daemon.runtime.handstart import judge_hand_start
+from daemon.runtime.holds import HoldBook
+from daemon.runtime.inventory import Inventory
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.tracker import Tracker
+from daemon.runtime.usage import defer_stops_in_use, idle_verdicts, recent_uses
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -226,7 +211,7 @@ class Passes:
             return await self._idle_project(config, apis, rule, project, now, view)
 
         projects = self._reachable(target_projects(rule, _names(config)), apis, rule.name)
-        answers = await self._side_by_side(projects, one, "idle pass", rule.name)
+        answers = await fan_out(projects, one, "idle pass", rule.name)
         results = [r for answer in answers.values() if answer is not None for r in answer]
         self._idle_verdicts[rule.name] = view
         self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())
@@ -299,12 +284,13 @@ class Passes:
             in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
             decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight, holds=holds)
             if schedule.defer_while_in_use is not None:
-                decisions = await self._hold_in_use(
-                    apis, schedule, project, decisions, now, dry_run
-                )
+                decisions = await defer_stops_in_use(
+                    apis.metric[project], self._deferrals, schedule, project, decisions, now,
+                    remember=not (dry_run or schedule.dry_run or self._settings.dry_run),
+                )  # fmt: skip
             return await self._execute(apis, schedule, decisions, now, dry_run)
 
-        answers = await self._side_by_side(projects, one, "firing", schedule.name)
+        answers = await fan_out(projects, one, "firing", schedule.name)
         results = [r for answer in answers.values() if answer is not None for r in answer]
         return results, [project for project, answer in answers.items() if answer is None]
 
@@ -334,7 +320,9 @@ class Passes:
             if why:
                 held.append(replace(d, act=False, reason=why))
                 continue
-            start = await self._judge_start(schedule, d.project, graph, now)
+            start = await judge_hand_start(
+                self._holds, self._inventory, schedule, d.project, graph, now
+            )
             if start is None:
                 acting.append(d)
             elif start.until is not None:
@@ -345,40 +333,12 @@ class Passes:
             in_use: list[Decision] = []
             for project in sorted({d.project for d in acting}):
                 mine_acting = [d for d in acting if d.project == project]
-                in_use += await self._hold_in_use(apis, schedule, project, mine_acting, now, False)
+                in_use += await defer_stops_in_use(
+                    apis.metric[project], self._deferrals, schedule, project, mine_acting, now,
+                    remember=not (schedule.dry_run or self._settings.dry_run),
+                )  # fmt: skip
             acting = [d for d in in_use if d.act]
         await self._execute(apis, schedule, held + acting, now, False)
-
-    async def _judge_start(
-        self, schedule: Schedule, project: str, graph: Graph, now: datetime
-    ) -> WindowStart | None:
-        """A graph graphnap knew stopped, running inside the window: a person's start (held
-        running for manual_start_hold, an auto hold) or the platform's 7-day restart. None
-        when there is nothing to judge: never seen stopped (running when the window opened,
-        which is what the window is for), or manual_start_hold 0 (re-stopped as before)."""
-        stopped_since = self._inventory.came_back(project, graph.id)
-        if stopped_since is None or schedule.manual_start_hold <= timedelta(0):
-            return None
-        start = judge_window_start(
-            stopped_since=stopped_since,
-            started_at=graph.updated,
-            now=now,
-            manual_start_hold=schedule.manual_start_hold,
-            zone=ZoneInfo(schedule.timezone),
-        )
-        hold = hand_start_hold(project, graph, start, schedule=schedule.name, now=now)
-        if hold is not None:
-            try:
-                await self._holds.add(hold, now=now)
-            except (HoldRefused, HoldNotSaved) as exc:  # judged again at the next pass
-                log.error(
-                    "a start by hand could not be held (%s); left running for now",
-                    exc,
-                    extra={"rule": schedule.name, "project": project, "graph": graph.name},
-                )
-                return WindowStart(True, hold.until, f"{start.reason} (hold not made: {exc})")
-        self._inventory.judged(project, graph.id)
-        return start
 
     async def _idle_project(
         self,
@@ -401,7 +361,7 @@ class Passes:
                 held.add(graph.id)
             else:
                 candidates.append(graph)
-        verdicts = await self._judge(apis, rule, project, candidates, now)
+        verdicts = await idle_verdicts(apis.metric[project], rule, project, candidates, now)
         for graph in candidates:
             verdict = verdicts[(project, graph.id)]
             self._metrics.idle_verdicts.labels(rule.name, verdict.kind.value).inc()
@@ -441,8 +401,8 @@ class Passes:
         waiting = self._deferrals.still_waiting(items, None if failed else by_id, selected)
         use = None
         if waiting and not failed:
-            use = await self._recent_use(
-                apis, project, [i.graph_id for i in waiting], schedule, now
+            use = await recent_uses(
+                apis.metric[project], project, [i.graph_id for i in waiting], schedule, now
             )
         verdicts = self._deferrals.judge(schedule.defer_while_in_use, waiting, use, now)
         graphs = [by_id[g] for g in verdicts.quiet]
@@ -458,137 +418,6 @@ class Passes:
         decisions = self._deferrals.release(verdicts, planned, now)
         results = await self._execute(apis, schedule, decisions + verdicts.gave_up, now, False)
         self._deferrals.settle(verdicts, results)
-
-    async def _judge(
-        self,
-        apis: PassApis,
-        rule: IdleRule,
-        project: str,
-        candidates: Sequence[Graph],
-        now: datetime,
-    ) -> dict[tuple[str, str], Verdict]:
-        if not candidates:
-            return {}
-        criteria = idle_criteria(rule)
-        span = max(criteria.idle_for, criteria.min_uptime)
-        period_s = (
-            int(rule.period.total_seconds())
-            if rule.period is not None
-            else choose_period(span, len(candidates))
-        )
-        start, end = fetch_range(now, criteria, period_s)
-        points = await self._request_counts(
-            apis,
-            project,
-            [g.id for g in candidates],
-            (start, end, period_s),
-            rule.name,
-            "no graph of this project is judged idle this pass",
-            metric=criteria.metric,
-            aggregation=criteria.aggregation,
-        )
-        if isinstance(points, ApiError):  # missing data is never idle
-            reason = f"not judged: Cloud Eye did not answer ({points.code})"
-            silent = Verdict(VerdictKind.NOT_JUDGED, reason)
-            return {(project, g.id): silent for g in candidates}
-        return {
-            (project, g.id): judge(
-                g, points.get(g.id, []), now=now, criteria=criteria, period_s=period_s
-            )
-            for g in candidates
-        }
-
-    async def _recent_use(
-        self,
-        apis: PassApis,
-        project: str,
-        graph_ids: Sequence[str],
-        schedule: Schedule,
-        now: datetime,
-    ) -> dict[str, Verdict] | None:
-        """Each graph's use over the schedule's `within`, or None when Cloud Eye cannot say."""
-        defer = schedule.defer_while_in_use
-        assert defer is not None
-        period_s = choose_period(defer.within + DEFAULT_LAG, len(graph_ids))
-        start, end = recent_range(now, defer.within, period_s)
-        points = await self._request_counts(
-            apis,
-            project,
-            graph_ids,
-            (start, end, period_s),
-            schedule.name,
-            "cannot tell whether graphs are in use",
-        )
-        if isinstance(points, ApiError):
-            return None
-        return {
-            gid: recent_use(
-                points.get(gid, []),
-                now=now,
-                within=defer.within,
-                period_s=period_s,
-                threshold=defer.threshold,
-            )
-            for gid in graph_ids
-        }
-
-    @staticmethod
-    async def _request_counts(
-        apis: PassApis,
-        project: str,
-        graph_ids: Sequence[str],
-        span: tuple[datetime, datetime, int],
-        rule: str,
-        consequence: str,
-        *,
-        metric: str = REQUEST_COUNT,
-        aggregation: Aggregation = "sum",
-    ) -> dict[str, list[Datapoint]] | ApiError:
-        """The one Cloud Eye read of the passes: the graphs' datapoints over `span` (start,
-        end, period), or the error when Cloud Eye does not answer, logged with what the pass
-        does without it."""
-        start, end, period_s = span
-        try:
-            return await apis.metric[project].request_counts(
-                list(graph_ids),
-                metric=metric,
-                aggregation=aggregation,
-                start=start,
-                end=end,
-                period_s=period_s,
-            )
-        except ApiError as exc:
-            log.warning(
-                "Cloud Eye did not answer; %s: %s",
-                consequence,
-                exc,
-                extra={"project": project, "rule": rule},
-            )
-            return exc
-
-    async def _hold_in_use(
-        self,
-        apis: PassApis,
-        schedule: Schedule,
-        project: str,
-        decisions: list[Decision],
-        now: datetime,
-        dry_run: bool,
-    ) -> list[Decision]:
-        """Hold back the stops of graphs in use, to be stopped once quiet. When Cloud Eye
-        cannot say, the stops go ahead: the schedule is the owner's wish, and deferral
-        the exception that needs evidence of use. A dry run says so and remembers nothing."""
-        defer = schedule.defer_while_in_use
-        assert defer is not None
-        acting = [d.graph_id for d in decisions if d.act]
-        use = await self._recent_use(apis, project, acting, schedule, now) if acting else None
-        if not use:
-            return decisions
-        until = now + defer.max
-        kept, deferred = defer_in_use(decisions, {(project, g): v for g, v in use.items()}, until)
-        if not (dry_run or schedule.dry_run or self._settings.dry_run):
-            self._deferrals.defer(schedule, defer, deferred, now, until)
-        return kept
 
     async def _execute(
         self,
@@ -606,40 +435,6 @@ class Passes:
             job_timeout=schedule.timeout or self._settings.job_timeout,
             backup_id=schedule.backup_id,
         )
-
-    @staticmethod
-    async def _side_by_side(
-        projects: Sequence[str],
-        work: Callable[[str], Awaitable[list[Result] | None]],
-        what: str,
-        rule: str,
-    ) -> dict[str, list[Result] | None]:
-        """Each project's work side by side; a project whose work crashes is logged and
-        answers None: it costs that project only."""
-        out: dict[str, list[Result] | None] = {}
-        for project, answer in (await side_by_side(projects, work)).items():
-            if isinstance(answer, Exception):
-                log.error(
-                    "%s crashed for this project; the others went on",
-                    what,
-                    exc_info=answer,
-                    extra={"rule": rule, "project": project},
-                )
-                out[project] = None
-            else:
-                out[project] = answer
-        return out
-
-
-def idle_criteria(rule: IdleRule) -> IdleCriteria:
-    return IdleCriteria(
-        idle_for=rule.idle_for,
-        threshold=rule.threshold,
-        min_uptime=rule.min_uptime,
-        lag=rule.lag,
-        metric=rule.metric,
-        aggregation=rule.aggregation,
-    )
 
 
 def _names(config: Config) -> list[str]:
