@@ -16,10 +16,10 @@ from daemon.domain.model import Graph, Job, JobState
 from daemon.emulator import ManualClock
 from daemon.rules.jobs import Reply
 from daemon.rules.planning import Decision
+from daemon.runtime.looks import TASK_CENTER_LOOKBACK
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.tracker import (
     RESUMED_RULE,
-    TASK_CENTER_LOOKBACK,
     JobOutcome,
     Tracker,
 )

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from daemon.cloud.errors import ApiError, NotFoundError
-from daemon.domain.model import Action, Clock, Graph, GraphApi, GraphStatus, Job, Sleep
+from daemon.domain.model import Action, Clock, Graph, GraphApi, GraphStatus, Sleep
 from daemon.rules.jobs import (
     Answer,
     GraphLook,
@@ -36,15 +36,13 @@ from daemon.rules.jobs import (
     judge_look,
 )
 from daemon.rules.planning import Decision
+from daemon.runtime.looks import look_at, running_job, task_center
 from daemon.runtime.outcomes import Outcome, Outcomes
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 RESUMED_RULE = "resumed"
-# How far back the Task Center is searched for a stop/start job still running: a job lasts
-# at most its timeout (minutes), and the API filters by whole days.
-TASK_CENTER_LOOKBACK = timedelta(days=2)
 GraphKey = tuple[str, str]  # (project, graph id)
 
 
@@ -156,7 +154,7 @@ class Tracker:
                     return Handover("failed", reason, failure_reason(error.code))
                 return Handover(confirmed(verdict.ruling), verdict.reason, verdict.failure)
             reason = verdict.reason
-        job_id = reply.job_id or await self._running_job(api, d.graph_name)
+        job_id = reply.job_id or await running_job(api, d.graph_name, self._clock())
         future = self.follow(
             api,
             d.project,
@@ -186,22 +184,6 @@ class Tracker:
         except ApiError as err:
             return judge_look(look), err
         return judge_look(replace(look, graph=graph.status)), None
-
-    async def _running_job(self, api: GraphApi, graph_name: str) -> str:
-        """The id of the graph's running job in the Task Center, or "" if none shows."""
-        try:
-            jobs = await self._task_center(api, graph_name)
-        except ApiError:
-            return ""
-        return jobs[0].id if jobs else ""
-
-    async def _task_center(self, api: GraphApi, graph_name: str | None = None) -> list[Job]:
-        """The Task Center's unfinished jobs (of one graph if named), newest first."""
-        since = (self._clock() - TASK_CENTER_LOOKBACK).date()
-        jobs: list[Job] = []
-        for status in ("running", "waiting"):
-            jobs += await api.list_jobs(status=status, graph_name=graph_name, since=since)
-        return jobs
 
     def follow(
         self,
@@ -278,7 +260,7 @@ class Tracker:
         if not moving:
             return 0
         resumed = 0
-        for job in await self._task_center(api):
+        for job in await task_center(api, self._clock()):
             graph = moving.get(job.graph_name or "")
             if graph is None or (project, graph.id) in self.in_flight():
                 continue
@@ -377,47 +359,19 @@ class Tracker:
         """Each job's graph as it is now (None: deleted); a graph GES did not answer about
         is left out, to be asked again next round."""
         pages = -(-self._fleet.get(project, 0) // self._page_size) or 1
-        if len(jobs) > pages:  # one listing costs less than a call per graph
-            try:
-                listed = await api.list_graphs()
-            except ApiError as exc:
-                log.warning(
-                    "listing graphs to follow %d jobs failed (%s); will look again",
-                    len(jobs),
-                    exc,
-                    extra={"project": project},
-                )
-                return {}
-            self.note_fleet(project, len(listed))
-            by_id: dict[str, Graph] = {g.id: g for g in listed}
-            found: dict[str, Graph | None] = {
-                job.graph_id: by_id[job.graph_id] for job in jobs if job.graph_id in by_id
-            }
-            # Missing from a listing is no proof of deletion (pages shift while they are
-            # read): those graphs are asked about one by one.
-            missing = [job for job in jobs if job.graph_id not in by_id]
-            return found | await self._each(project, api, missing)
-        return await self._each(project, api, jobs)
-
-    async def _each(
-        self, project: str, api: GraphApi, jobs: list[TrackedJob]
-    ) -> dict[str, Graph | None]:
-        graphs: dict[str, Graph | None] = {}
+        graphs, crashed = await look_at(
+            project,
+            api,
+            [job.graph_id for job in jobs],
+            list_first=len(jobs) > pages,  # one listing costs less than a call per graph
+            listed=lambda size: self.note_fleet(project, size),
+        )
         for job in jobs:
-            try:
-                graphs[job.graph_id] = await api.show_graph(job.graph_id)
-            except NotFoundError as exc:
-                if exc.code == "GES.7000":
-                    graphs[job.graph_id] = None
-            except ApiError as exc:
-                log.warning(
-                    "polling job failed (%s); will poll again",
-                    exc,
-                    extra={"project": project, "graph_id": job.graph_id, "job_id": job.job_id},
-                )
-            except Exception as exc:  # a bug must cost this job only
-                log.exception(
+            exc = crashed.get(job.graph_id)
+            if exc is not None:
+                log.error(
                     "unexpected error following a job",
+                    exc_info=exc,
                     extra={"project": project, "job_id": job.job_id},
                 )
                 reason = f"internal error while following: {type(exc).__name__}"
