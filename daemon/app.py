@@ -305,6 +305,8 @@ class App:
         await self.start_replica(serve=serve, watch=watch)
         if self.leader is None:
             await self.start_active(schedule=schedule)
+            # The only replica acts: it leads (GraphnapNoLeader and the dashboard count on it).
+            self.metrics.leader.set(1)
         else:  # the elector starts and stops the active group as leadership comes and goes
             self._spawn(self.leader.run(self.start_active, self.stop_active), "leader")
 

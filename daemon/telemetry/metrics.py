@@ -182,7 +182,8 @@ class Metrics:
         # --- leader election (every replica exports these; one has graphnap_leader 1) ---
         self.leader = Gauge(
             "graphnap_leader",
-            "1 while this replica holds the lease and acts; 0 while it follows.",
+            "1 while this replica acts (it holds the lease, or runs without leader election); "
+            "0 while it follows.",
             registry=registry,
         )
         self.leader_transitions = Counter(

@@ -286,6 +286,8 @@ def build() -> dict[str, object]:
         )
     )
 
+    board = leader_election_row(board, ids)
+
     board = board.with_row(dashboard.Row("Graphs").id(ids()))
     board = board.with_panel(
         ts(
@@ -693,6 +695,85 @@ def build() -> dict[str, object]:
                 step="1m",
             )
     return built
+
+
+# --- leader election (issue 17) ------------------------------------------------------------
+
+
+def leader_election_row(board, ids: Ids):
+    """Who leads and how often that changed: every replica exports graphnap_leader (1 on the
+    one that acts, 0 on followers) and counts the times it became the leader."""
+    board = board.with_row(dashboard.Row("Leader election").id(ids()))
+    return (
+        board.with_panel(
+            single(
+                ids,
+                "Replicas leading",
+                "Replicas with graphnap_leader 1: exactly 1 is right. 0 means nothing stops or "
+                "starts graphs (GraphnapNoLeader fires after 2 minutes); a replica without "
+                "leader election always leads.",
+                "none",
+                query(f"sum(max by (namespace, instance) (graphnap_leader{{{SEL}}}))"),
+                span=4,
+            ).thresholds(
+                dashboard.ThresholdsConfig()
+                .mode(ThresholdsMode.ABSOLUTE)
+                .steps(
+                    [
+                        Threshold(value=None, color="red"),
+                        Threshold(value=1, color="green"),
+                        Threshold(value=2, color="red"),
+                    ]
+                )
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Leader by replica",
+                "1 while a replica holds the Lease and acts, 0 while it follows. A handover "
+                "shows as one line dropping and another rising within the lease duration.",
+                "short",
+                query(
+                    f"max by (pod, instance) (graphnap_leader{{{SEL}}})",
+                    "{{pod}} {{instance}}",
+                ),
+                span=8,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Leadership transitions",
+                "Times each replica became the leader. One at a rollout or a node drain is "
+                "normal; GraphnapLeaderFlapping fires at more than 3 in 15 minutes.",
+                "short",
+                query(
+                    f"sum by (pod, instance) (increase(graphnap_leader_transitions_total{{{SEL}}}[$__rate_interval]))",
+                    "{{pod}} {{instance}}",
+                ),
+                bars=True,
+                span=6,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Time since last lease renewal",
+                "Age of each replica's last renewal of the Lease. The leader's stays below the "
+                "retry period (2 s by default); a follower's grows from when it last led.",
+                "s",
+                query(
+                    f"time() - max by (pod, instance) (graphnap_leader_last_renew_timestamp_seconds{{{SEL}}} > 0)",
+                    "{{pod}} {{instance}}",
+                ),
+                span=6,
+            )
+        )
+    )
+
+
+# --- end of leader election ----------------------------------------------------------------
 
 
 def label_variable(name: str, label: str, expr: str, description: str):

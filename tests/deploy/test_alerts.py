@@ -73,4 +73,6 @@ def test_the_alerts_the_issue_lists() -> None:
         "GraphnapInventoryStale",
         "GraphnapIdleRuleNotChecking",
         "GraphnapDeferralsGivingUp",
+        "GraphnapNoLeader",  # leader election (issue 17)
+        "GraphnapLeaderFlapping",
     }

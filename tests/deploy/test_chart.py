@@ -21,10 +21,12 @@ from tests.deploy.support import (
     one,
     render,
     run,
+    tool,
 )
 
 PRODUCTION = CHART / "ci/production-values.yaml"
 EMULATOR = CHART / "ci/emulator-values.yaml"
+LEADER = CHART / "ci/leader-election-values.yaml"
 BAD_VALUES = sorted((Path(__file__).parent / "bad-values").glob("*.yaml"))
 
 
@@ -42,7 +44,9 @@ def pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "values", [[], [PRODUCTION], [EMULATOR]], ids=["default", "production", "emulator"]
+    "values",
+    [[], [PRODUCTION], [EMULATOR], [LEADER]],
+    ids=["default", "production", "emulator", "leader-election"],
 )
 def test_lint_strict(values: list[Path]) -> None:
     args = ["lint", "--strict", "--kube-version", KUBE_VERSION, str(CHART)]
@@ -334,6 +338,8 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting() -> None:
     from daemon.config.settings import Settings
 
     names = set(env(render(EMULATOR))) | set(env(render(PRODUCTION))) | set(env(render()))
+    names |= set(env(render(LEADER)))
+    names.discard("POD_NAME")  # the identity's default (daemon.ops.leader.default_identity)
     for name in sorted(names):
         assert name.startswith("GRAPHNAP_"), name
         model: type[BaseModel] = Settings
@@ -395,3 +401,194 @@ def test_the_network_policy_opens_the_control_port_only_to_chosen_peers() -> Non
     assert rules[1]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "ci"}}}]
     closed = render(sets=[*CONTROL, "control.networkPolicy.enabled=true"])
     assert len(one(closed, "NetworkPolicy")["spec"]["ingress"]) == 1  # no peer: none
+
+
+# --- leader election (leaderElection.*, issue 17) -------------------------------------------
+
+ELECTION = ["leaderElection.enabled=true", "replicaCount=2"]
+LEADER_KINDS = {"Role", "RoleBinding", "PodDisruptionBudget"}
+
+
+def env_from(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The fieldPath of each variable the downward API fills."""
+    return {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container(docs)["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
+
+
+def test_without_election_one_pod_no_api_access() -> None:
+    docs = render()
+    assert not LEADER_KINDS & set(kinds(docs))
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert not any(name.startswith("GRAPHNAP_LEADER__") for name in env(docs))
+    assert "POD_NAME" not in env(docs)
+    assert pod(docs)["automountServiceAccountToken"] is False
+    assert not any("projected" in v for v in pod(docs)["volumes"])
+    assert "affinity" not in pod(docs)
+
+
+def test_two_replicas_are_refused_without_election() -> None:
+    for sets in (["replicaCount=2"], ["replicaCount=2", "leaderElection.enabled=false"]):
+        result = helm("template", "gn", str(CHART), *(f"--set={s}" for s in sets), check=False)
+        assert result.returncode != 0, sets
+        assert "replicaCount" in result.stderr
+    assert one(render(sets=ELECTION), "Deployment")["spec"]["replicas"] == 2
+
+
+def test_election_rolls_replicas_one_at_a_time_on_different_nodes() -> None:
+    docs = render(sets=ELECTION)
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (term,) = pod(docs)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    # One replica: a minAvailable 1 budget would only block node drains.
+    single = render(sets=["leaderElection.enabled=true"])
+    assert "PodDisruptionBudget" not in kinds(single)
+    assert one(single, "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+    # The user's own affinity replaces the default one.
+    own = render(sets=[*ELECTION, "affinity.nodeAffinity.x=y"])
+    assert pod(own)["affinity"] == {"nodeAffinity": {"x": "y"}}
+    no_pdb = render(sets=[*ELECTION, "leaderElection.podDisruptionBudget.enabled=false"])
+    assert "PodDisruptionBudget" not in kinds(no_pdb)
+
+
+def test_election_env_names_the_lease_the_state_and_the_pod() -> None:
+    docs = render(sets=ELECTION)
+    values = env(docs)
+    assert values["GRAPHNAP_LEADER__ENABLED"] == "true"
+    assert values["GRAPHNAP_LEADER__STORE"] == "configmap"
+    assert values["GRAPHNAP_LEADER__LEASE_NAME"] == "gn-graphnap"
+    assert values["GRAPHNAP_LEADER__CONFIGMAP_NAME"] == "gn-graphnap-state"
+    assert env_from(docs) == {
+        "GRAPHNAP_LEADER__NAMESPACE": "metadata.namespace",
+        "POD_NAME": "metadata.name",
+    }
+    # The state lives in the ConfigMap: no state file, no emptyDir for it.
+    assert "GRAPHNAP_STATE_FILE" not in values
+    assert "/var/lib/graphnap" not in {m["mountPath"] for m in container(docs)["volumeMounts"]}
+    assert not any(k.endswith("_S") and k.startswith("GRAPHNAP_LEADER__") for k in values)
+    timed = env(render(LEADER))
+    assert timed["GRAPHNAP_LEADER__LEASE_DURATION_S"] == "20"
+    assert timed["GRAPHNAP_LEADER__RENEW_DEADLINE_S"] == "12"
+    assert timed["GRAPHNAP_LEADER__RETRY_PERIOD_S"] == "3"
+    on_file = render(sets=[*ELECTION, "leaderElection.store=file"])
+    assert env(on_file)["GRAPHNAP_LEADER__STORE"] == "file"
+    assert "GRAPHNAP_LEADER__CONFIGMAP_NAME" not in env(on_file)
+    assert env(on_file)["GRAPHNAP_STATE_FILE"] == "/var/lib/graphnap/state.json"
+
+
+def test_the_api_token_is_mounted_for_election_only() -> None:
+    docs = render(sets=ELECTION)
+    spec = pod(docs)
+    assert spec["automountServiceAccountToken"] is False  # no token in the default path
+    (volume,) = [v for v in spec["volumes"] if "projected" in v]
+    sources = volume["projected"]["sources"]
+    token = next(s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s)
+    assert token["expirationSeconds"] == 3600
+    ca = next(s["configMap"] for s in sources if "configMap" in s)
+    assert ca["name"] == "kube-root-ca.crt"
+    (mount,) = [m for m in container(docs)["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    values = env(docs)
+    assert values["GRAPHNAP_LEADER__TOKEN_FILE"] == f"{mount['mountPath']}/{token['path']}"
+    (ca_path,) = [i["path"] for i in ca["items"]]
+    assert values["GRAPHNAP_LEADER__CA_FILE"] == f"{mount['mountPath']}/{ca_path}"
+
+
+def rbac_grants(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(apiGroup, resource, verb, name or "*") for every rule of the chart's Role."""
+    grants = set()
+    for rule in one(docs, "Role")["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    for name in rule.get("resourceNames") or ["*"]:
+                        grants.add((group, resource, verb, name))
+    return grants
+
+
+@pytest.mark.parametrize(
+    ("sets", "lease", "state"),
+    [
+        ([], "gn-graphnap", "gn-graphnap-state"),
+        (
+            ["leaderElection.leaseName=gn-lock", "leaderElection.configMapName=gn-kept"],
+            "gn-lock",
+            "gn-kept",
+        ),
+    ],
+    ids=["default-names", "names-from-values"],
+)
+def test_the_role_names_exactly_the_lease_and_the_configmap(
+    sets: list[str], lease: str, state: str
+) -> None:
+    docs = render(sets=[*ELECTION, *sets])
+    assert rbac_grants(docs) == {
+        ("coordination.k8s.io", "leases", "get", lease),
+        ("coordination.k8s.io", "leases", "update", lease),
+        ("coordination.k8s.io", "leases", "create", "*"),  # resourceNames cannot limit create
+        ("", "configmaps", "get", state),
+        ("", "configmaps", "update", state),
+        ("", "configmaps", "create", "*"),
+    }
+    values = env(docs)
+    assert (values["GRAPHNAP_LEADER__LEASE_NAME"], values["GRAPHNAP_LEADER__CONFIGMAP_NAME"]) == (
+        lease,
+        state,
+    )
+    # graphnap can never write its own config.
+    assert one(docs, "ConfigMap", "graphnap")["metadata"]["name"] != state
+    binding = one(docs, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": one(docs, "Role")["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod(docs)["serviceAccountName"], "namespace": "graphnap"}
+    ]
+    # With the state in a file, only the Lease.
+    on_file = render(sets=[*ELECTION, "leaderElection.store=file"])
+    assert {g[1] for g in rbac_grants(on_file)} == {"leases"}
+
+
+def test_election_manifests_validate_strictly(tmp_path: Path) -> None:
+    validate = tool("kubernetes-validate", "GRAPHNAP_KUBERNETES_VALIDATE")
+    for name, values in (("on", [LEADER]), ("off", [])):
+        rendered = tmp_path / f"election-{name}.yaml"
+        args = ["template", "gn", str(CHART), "--namespace", "graphnap"]
+        args += ["--kube-version", KUBE_VERSION, "--api-versions", "monitoring.coreos.com/v1"]
+        for file in values:
+            args += ["-f", str(file)]
+        rendered.write_text(helm(*args).stdout)
+        result = run(validate, "-k", KUBE_VERSION, "--strict", "--quiet", str(rendered))
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+    assert set(kinds(render(LEADER))) >= LEADER_KINDS
+
+
+def test_notes_say_who_leads(tmp_path: Path) -> None:
+    chart = tmp_path / "graphnap"
+    shutil.copytree(CHART, chart)
+    (chart / "templates/NOTES.txt").rename(chart / "files/notes.txt")
+    (chart / "templates/notes.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "files/notes.txt") . | toJson }}\n'
+    )
+
+    def notes(*sets: str) -> str:
+        docs = render(chart=chart, sets=sets)
+        return next(d["notes"] for d in docs if "notes" in d and "kind" not in d)
+
+    assert "get lease gn-graphnap" in notes(*ELECTION)
+    assert "LEADER" not in notes()

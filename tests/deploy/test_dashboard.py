@@ -147,3 +147,36 @@ def test_age_panels_mark_their_alert_thresholds(dashboard: dict) -> None:
     (panel,) = [p for p in panels(dashboard) if p["title"] == "Last idle check age"]
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [s["value"] for s in steps] == [None, int(threshold)]
+
+
+# --- leader election (issue 17) -------------------------------------------------------------
+
+
+def test_the_leader_election_row_says_who_leads_and_how_often_it_changed(dashboard: dict) -> None:
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[1] == "Leader election"  # right under the overview
+    wanted = {
+        "Replicas leading": "graphnap_leader",
+        "Leader by replica": "graphnap_leader",
+        "Leadership transitions": "graphnap_leader_transitions_total",
+        "Time since last lease renewal": "graphnap_leader_last_renew_timestamp_seconds",
+    }
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    for title, metric in wanted.items():
+        used = set().union(
+            *(metric_names(substitute(t["expr"])) for t in by_title[title]["targets"])
+        )
+        assert metric in used, f"{title!r} does not read {metric}"
+    # Exactly one leader is green; none, or two, red.
+    steps = by_title["Replicas leading"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [(s["value"], s["color"]) for s in steps] == [(None, "red"), (1, "green"), (2, "red")]
+
+
+def test_the_leader_panels_mark_the_flapping_threshold() -> None:
+    """The transitions panel's description names the alert's threshold."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == "GraphnapLeaderFlapping"]
+    (threshold,) = re.findall(r">\s*(\d+)\s*$", rule["expr"].strip())
+    dashboard = json.loads(DASHBOARD.read_text())
+    (panel,) = [p for p in panels(dashboard) if p["title"] == "Leadership transitions"]
+    assert f"more than {threshold} in 15 minutes" in panel["description"]
+    assert "[15m]" in rule["expr"]

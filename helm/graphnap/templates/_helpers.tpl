@@ -81,3 +81,21 @@ Usage: include "graphnap.monitoringApi" (list . .Values.serviceMonitor)
 true
 {{- end }}
 {{- end }}
+
+{{/* --- leader election (leaderElection.*) --- */}}
+
+{{/* The Lease the replicas campaign on: leaderElection.leaseName, else the fullname. */}}
+{{- define "graphnap.leaseName" -}}
+{{- default (include "graphnap.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* The ConfigMap the state is kept in: leaderElection.configMapName, else <fullname>-state
+(the fullname itself is the config's ConfigMap, which graphnap must not be able to write). */}}
+{{- define "graphnap.stateConfigMapName" -}}
+{{- default (printf "%s-state" (include "graphnap.fullname" .) | trunc 63 | trimSuffix "-") .Values.leaderElection.configMapName }}
+{{- end }}
+
+{{/* Where the projected service-account token for the Lease is mounted. */}}
+{{- define "graphnap.kubeTokenDir" -}}
+/var/run/secrets/graphnap-kube
+{{- end }}
