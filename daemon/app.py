@@ -122,7 +122,7 @@ class App:
             store=self.store,
         )
         self.outcomes.subscribe(self.inventory.note_outcome)
-        self.deferrals = Deferrals(self.metrics)
+        self.deferrals = Deferrals(self.metrics, self.store)
         self.holds = HoldBook(self.store, metrics=self.metrics)
         self.waker = Waker(self.inventory, self.executor, self.holds)
         self.passes = Passes(
@@ -222,6 +222,7 @@ class App:
         """Read what the Store kept (holds, last fire times), take inventory (resuming jobs
         in flight), then schedule and catch up."""
         await self.holds.load(self.clock())  # a damaged store: the config's holds, said so
+        await self.deferrals.load()
         await self.inventory.load()
         await self.inventory.refresh(self.config)
         config = self.config  # a reload may have come while GES was being listed

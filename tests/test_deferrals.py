@@ -4,6 +4,7 @@ gauges a user watches (graphnap_graphs_deferred, graphnap_deferrals_total)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -15,6 +16,7 @@ from daemon.rules.idle import Verdict, VerdictKind
 from daemon.rules.planning import Decision
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Result
+from daemon.runtime.store import FileStore
 from daemon.telemetry.metrics import Metrics
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -156,3 +158,26 @@ def test_a_quiet_graph_planning_no_longer_stops_is_dropped_with_planning_reason(
 def test_the_store_is_read_only_to_its_readers(deferrals: Deferrals) -> None:
     with pytest.raises(TypeError):
         deferrals.pending[("x", "y", "z")] = deferrals.pending[("night-stop", "lab", "g1")]  # type: ignore[index]
+
+
+async def test_deferrals_outlive_the_process_through_the_store(
+    schedule: Schedule, tmp_path: Path
+) -> None:
+    """A restart (or a new leader) carries on with the deferred stops, times and all; an
+    entry that cannot be read is dropped, the others are kept."""
+    store = FileStore(tmp_path / "state.json")
+    first = Deferrals(Metrics(CollectorRegistry()), store)
+    assert schedule.defer_while_in_use is not None
+    first.defer(schedule, schedule.defer_while_in_use, [stop("g1")], NOW, NOW + timedelta(hours=1))
+    await first.keep()
+    section = (await store.read_all())["deferrals"]
+    await store.write("deferrals", [*section.value, {"schedule": "night-stop"}])  # type: ignore[misc]
+
+    registry = CollectorRegistry()
+    again = Deferrals(Metrics(registry), store)
+    await again.load()
+    assert dict(again.pending) == dict(first.pending)
+    assert value(registry, "graphnap_graphs_deferred", rule="night-stop") == 1
+    assert again.due(NOW + timedelta(minutes=5)) == {
+        ("night-stop", "lab"): [first.pending["night-stop", "lab", "g1"]]
+    }

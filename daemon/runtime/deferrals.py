@@ -1,7 +1,8 @@
 """The deferred stops: a stop schedule holds back graphs in use, and each deferral ends
 stopped once quiet, given up at its `max`, or dropped (no longer running, no longer
-selected, its schedule or project gone). This module owns the store, the transitions and
-their gauges; it does no I/O: the deferral pass in daemon.runtime.passes brings the
+selected, its schedule or project gone). This module owns the deferrals, their transitions
+and their gauges, and keeps them in the Store's `deferrals` section (so a restart or a new
+leader carries on with them); the deferral pass in daemon.runtime.passes brings the
 inventory and the Cloud Eye verdicts.
 """
 
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from daemon.config.models import DeferWhileInUse, Schedule
+from daemon.domain.hold import Store, StoreError
 from daemon.domain.model import Graph, GraphStatus
 from daemon.rules.idle import Verdict, fmt_duration
 from daemon.rules.planning import Decision
@@ -54,11 +56,63 @@ class Verdicts:
     use: Mapping[str, Verdict]
 
 
+FIELDS = ("schedule", "project", "graph_id", "graph_name", "since", "until", "next_check")
+
+
 class Deferrals:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, store: Store | None = None) -> None:
         self._metrics = metrics
+        self._store = store
         self._items: dict[Key, Deferral] = {}
         self._rules: set[str] = set()  # schedules whose gauge has been set
+        self._kept: list[dict[str, str]] = []  # what the Store holds, as last written or read
+
+    async def load(self) -> None:
+        """Take up the deferrals the Store kept (a restart, a new leader). An entry that
+        cannot be read is dropped with a warning; a Store that cannot be read is said."""
+        if self._store is None:
+            return
+        try:
+            section = (await self._store.read_all()).get("deferrals")
+        except StoreError as exc:
+            log.error("deferred stops not read back (%s); the next firing takes over", exc)
+            return
+        entries = section.value if section is not None else []
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                schedule, project, graph_id, graph_name = (str(entry[f]) for f in FIELDS[:4])
+                since, until, next_check = (
+                    datetime.fromisoformat(str(entry[f])) for f in FIELDS[4:]
+                )
+                item = Deferral(schedule, project, graph_id, graph_name, since, until, next_check)
+            except (KeyError, TypeError, ValueError):
+                log.warning("a deferred stop in %s could not be read; dropped", self._store.where)
+                continue
+            self._items[item.key] = item
+        self._kept = self._snapshot()
+        self.count()
+
+    async def keep(self) -> None:
+        """Write the deferrals to the Store when they changed since it was last written."""
+        now = self._snapshot()
+        if self._store is None or now == self._kept:
+            return
+        try:
+            await self._store.write("deferrals", now)
+        except StoreError as exc:  # memory still has them: this replica goes on with them
+            log.error("deferred stops not kept in %s: %s", self._store.where, exc)
+            return
+        self._kept = now
+
+    def _snapshot(self) -> list[dict[str, str]]:
+        return [
+            {
+                f: v.isoformat() if isinstance(v, datetime) else v
+                for f in FIELDS
+                if (v := getattr(item, f)) is not None
+            }
+            for item in sorted(self._items.values(), key=lambda i: i.key)
+        ]
 
     @property
     def pending(self) -> Mapping[Key, Deferral]:

@@ -172,6 +172,7 @@ class Passes:
             sum(r.outcome == "requested" for r in results),
             extra={"rule": schedule.name, "action": schedule.action},
         )
+        await self._deferrals.keep()  # the stops it deferred outlive this process
         return Report(schedule.name, fire_time, "", tuple(results), tuple(failed))
 
     async def keep_windows(self, config: Config) -> None:
@@ -195,6 +196,7 @@ class Passes:
                 await self._keep_window(config, apis, schedule, until, inventory, now)
             except Exception:  # one schedule's window must not stop the others
                 log.exception("window pass crashed", extra={"rule": schedule.name})
+        await self._deferrals.keep()
 
     async def idle(self, config: Config, rule: IdleRule) -> None:
         """Judge the running graphs an idle rule selects from Cloud Eye, and stop the idle
@@ -235,6 +237,7 @@ class Passes:
             except Exception:  # one schedule's deferrals must not stop the others
                 log.exception("deferral pass crashed", extra={"rule": name, "project": project})
         self._deferrals.count()
+        await self._deferrals.keep()
 
     # --- the steps of each pass -----------------------------------------------------------
 
