@@ -21,25 +21,34 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from daemon import __version__
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
-from daemon.config.models import Config, IdleRule
+from daemon.config.models import Config, IdleRule, Schedule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
+from daemon.domain.hold import Store
 from daemon.domain.model import Clock, MetricApi, Sleep
+from daemon.notify.catalog import aksk_signers, build_channels
+from daemon.notify.channels import Channel
+from daemon.notify.notifier import Notifier
+from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
+from daemon.ops.postpone import Link, LinkSigner, Postpone, link_key
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer
 from daemon.ops.status import Heartbeat, StatusView
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.inventory import Inventory, Selection
-from daemon.runtime.outcomes import Outcomes
+from daemon.runtime.outcomes import Outcome, Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
 from daemon.runtime.scheduler import Scheduler
+from daemon.runtime.store import FileStore
 from daemon.runtime.tracker import Tracker
+from daemon.runtime.warnings import PreviewOutcomes, Warnings
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,7 @@ class App:
         clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
         monotonic: Monotonic = time.monotonic,
+        notify_sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -119,6 +129,7 @@ class App:
             clock=clock,
             default_grace=timedelta(seconds=settings.misfire_grace_s),
             state_file=settings.state_file,
+            warning=self._warn_before_stop,
         )
         self.heartbeat = Heartbeat()
         self.status = StatusView(
@@ -140,6 +151,10 @@ class App:
         self._background: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._closed = False
+        self._init_notify(settings, clock, sleep, monotonic, job_timeout)
+        # The outboxes pace deliveries (retries, their tick) on this sleep, not on `sleep`:
+        # a test's manual clock must not run ahead because a receiver is retried.
+        self._notify_sleep = notify_sleep
 
     @property
     def config(self) -> Config:
@@ -151,6 +166,7 @@ class App:
     async def start_replica(self, *, serve: bool = True, watch: bool = True) -> None:
         """Load the config (ConfigError if it cannot be used), beat, serve, watch the file."""
         self.source.load()
+        await self._start_links()
         self._spawn(self.heartbeat.run(), "heartbeat")
         if serve:
             self.server = OpsServer(
@@ -174,6 +190,7 @@ class App:
     async def start_active(self, *, schedule: bool = True) -> None:
         """Take inventory (resuming jobs in flight), then schedule and catch up."""
         await self.inventory.refresh(self.config)
+        await self._start_notify()
         config = self.config  # a reload may have come while GES was being listed
         if schedule:
             self.scheduler.every(
@@ -199,6 +216,7 @@ class App:
         await self.scheduler.stop(self.settings.shutdown_grace_s)
         in_flight = len(self.tracker.jobs())
         await self.tracker.stop()
+        await self._stop_notify()
         self.inventory.forget_resumed()  # a new active term reads the Task Center again
         if in_flight:
             log.info("%d jobs still running in GES; the next start picks them up", in_flight)
@@ -235,6 +253,9 @@ class App:
             [r.name for r in config.idle_rules],
             [s.name for s in config.schedules if s.defer_while_in_use is not None],
         )
+        if self.notifier is not None:
+            channels = self._notify_channels(config)
+            self.notifier.update(config.notifications, channels, idle_rules=_idle_names(config))
         if self._scheduling:
             self.scheduler.apply(config)
             self._schedule_idle_passes(config)
@@ -313,6 +334,110 @@ class App:
         task.set_name(name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # --- notifications: the warning before each stop, what happened after (issue 15) -------
+
+    def _init_notify(
+        self,
+        settings: Settings,
+        clock: Clock,
+        sleep: Sleep,
+        monotonic: Monotonic,
+        job_timeout: timedelta,
+    ) -> None:
+        # The warning's dry run is the firing's own code path, recording into nothing.
+        preview = PreviewOutcomes(self.metrics)
+        self.preview = Passes(
+            self.clients.graph_apis, self.clients.metric_apis, self.inventory, self.deferrals,
+            Executor(self.tracker, preview), self.tracker, preview, self.metrics,
+            PassSettings(settings.dry_run, job_timeout), clock=clock, sleep=sleep,
+        )  # fmt: skip
+        self.notifier: Notifier | None = None
+        self.postpone: Postpone | None = None  # the control listener mounts its pages
+        self._notify_http: httpx.AsyncClient | None = None
+        self._notify_built: dict[str, tuple[object, Channel]] = {}
+        self._monotonic_notify = monotonic
+        # The one Store of main (self.store) once merged; here a file beside the state file.
+        path = settings.state_file
+        self.notify_store: Store | None = (
+            FileStore(path.with_suffix(".notify.json")) if path else None
+        )
+        self.outcomes.subscribe(self._notify_outcome)
+
+    async def _start_links(self) -> None:
+        url = self.settings.control_public_url
+        if url is not None and self.postpone is None:
+            key = await link_key(self.settings.control_link_key_file, self.notify_store)
+            self.postpone = Postpone(LinkSigner(key, str(url)), monotonic=self._monotonic_notify)
+
+    async def _start_notify(self) -> None:
+        if self.notifier is not None:
+            return
+        sent: SentKeys = MemorySentKeys()
+        if self.notify_store is not None:
+            sent = StoreSentKeys(self.notify_store, "notify_sent")
+            await sent.load()
+        self._notify_http = httpx.AsyncClient(follow_redirects=False)
+        config = self.config
+        self.notifier = Notifier(
+            config.notifications, self._notify_channels(config), metrics=self.metrics, sent=sent,
+            clock=self.clock, monotonic=self._monotonic_notify, sleep=self._notify_sleep,
+            idle_rules=_idle_names(config), tags=self._graph_tags,
+        )  # fmt: skip
+        self.notifier.start()
+
+    async def _stop_notify(self) -> None:
+        notifier, self.notifier = self.notifier, None
+        if notifier is not None:
+            await notifier.close(self.settings.shutdown_grace_s / 5)
+        if self._notify_http is not None:
+            await self._notify_http.aclose()
+            self._notify_http = None
+        self._notify_built = {}
+
+    def _notify_channels(self, config: Config) -> dict[str, Channel]:
+        """The channels as configured; one whose config did not change is kept as it was,
+        so a reload does not drop what its outbox still holds."""
+        assert self._notify_http is not None
+        fresh = build_channels(
+            config.notifications, self.settings, {p.name: p for p in config.projects},
+            http=self._notify_http, clock=self.clock, auth_for=aksk_signers(self.settings, self.clock),
+        )  # fmt: skip
+        built: dict[str, tuple[object, Channel]] = {}
+        for name, channel in fresh.items():
+            given = config.notifications.channels[name]
+            kept = self._notify_built.get(name)
+            built[name] = kept if kept is not None and kept[0] == given else (given, channel)
+        self._notify_built = built
+        return {name: channel for name, (_, channel) in built.items()}
+
+    def _notify_outcome(self, outcome: Outcome) -> None:
+        if self.notifier is not None:
+            self.notifier.on_outcome(outcome)
+
+    def _graph_tags(self, project: str, graph_id: str) -> Mapping[str, str] | None:
+        state = self.inventory.projects.get(project)
+        graph = next((g for g in state.graphs if g.id == graph_id), None) if state else None
+        return graph.tags if graph is not None else None
+
+    async def _warn_before_stop(self, config: Config, schedule: Schedule, at: datetime) -> int:
+        if self.notifier is None:
+            return 0
+        signer = self.postpone.signer if self.postpone is not None else None
+
+        def link_for(project: str, graph_id: str, name: str, rule: str, fire_at: datetime) -> str:
+            assert signer is not None
+            return signer.url(Link(project, graph_id, name, rule, fire_at, expires=fire_at))
+
+        async def dry_run(config: Config, schedule: Schedule, fire_at: datetime) -> Report:
+            return await self.preview.fire(config, schedule, fire_at, dry_run=True)
+
+        warnings = Warnings(dry_run, self.notifier, link_for=link_for if signer else None)
+        return await warnings.warn(config, schedule, at)
+
+
+def _idle_names(config: Config) -> list[str]:
+    return [rule.name for rule in config.idle_rules]
 
 
 async def serve(settings: Settings) -> int:
