@@ -27,14 +27,17 @@ from daemon import __version__
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
 from daemon.config.holds import config_holds
-from daemon.config.models import Config, IdleRule
+from daemon.config.models import Config, IdleRule, Schedule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.domain.hold import Hold, HoldGraphs, Keep, Store
 from daemon.domain.model import Clock, Graph, MetricApi, Sleep
+from daemon.notify.notifier import Notifier
 from daemon.ops.backend import DaemonBackend
 from daemon.ops.control import ControlServer, control_server
 from daemon.ops.leader import LeaderElector, LeaderStatus, build_elector
+from daemon.ops.notices import Notices
+from daemon.ops.postpone import Postpone
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer, StatusSource
 from daemon.ops.status import GraphView, Heartbeat, StatusView, graph_views
@@ -71,6 +74,7 @@ class App:
         clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
         monotonic: Monotonic = time.monotonic,
+        notify_sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -145,6 +149,7 @@ class App:
             clock=clock,
             default_grace=timedelta(seconds=settings.misfire_grace_s),
             store=self.store,
+            warning=self._warn_before_stop,
         )
         self.heartbeat = Heartbeat()
         self.status = StatusView(
@@ -174,6 +179,25 @@ class App:
         self._background: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._closed = False
+        # The outboxes pace deliveries (retries, their tick) on `notify_sleep`, not on
+        # `sleep`: a test's manual clock must not run ahead because a receiver is retried.
+        self.notices = Notices(
+            settings, lambda: self.source.config, clients=self.clients, inventory=self.inventory,
+            deferrals=self.deferrals, tracker=self.tracker, holds=self.holds,
+            outcomes=self.outcomes, metrics=self.metrics, store=self.store, clock=clock,
+            sleep=sleep, notify_sleep=notify_sleep, monotonic=monotonic, job_timeout=job_timeout,
+        )  # fmt: skip
+
+    @property
+    def notifier(self) -> Notifier | None:
+        return self.notices.notifier
+
+    @property
+    def postpone(self) -> Postpone | None:
+        return self.notices.postpone
+
+    async def _warn_before_stop(self, config: Config, schedule: Schedule, at: datetime) -> int:
+        return await self.notices.warn_before_stop(config, schedule, at)
 
     @property
     def config(self) -> Config:
@@ -185,6 +209,7 @@ class App:
     async def start_replica(self, *, serve: bool = True, watch: bool = True) -> None:
         """Load the config (ConfigError if it cannot be used), beat, serve, watch the file."""
         self.source.load()
+        await self.notices.start_links()
         self._spawn(self.heartbeat.run(), "heartbeat")
         if serve:
             self.server = OpsServer(
@@ -199,6 +224,7 @@ class App:
                 self.metrics,
                 clock=self.clock,
                 monotonic=self._monotonic,
+                postpone=self.postpone,
             )
             if self.control is not None:
                 url = await self.control.start()
@@ -225,6 +251,7 @@ class App:
         await self.deferrals.load()
         await self.inventory.load()
         await self.inventory.refresh(self.config)
+        await self.notices.start()
         config = self.config  # a reload may have come while GES was being listed
         if schedule:
             self.scheduler.every(
@@ -251,6 +278,7 @@ class App:
         await self.scheduler.stop(self.settings.shutdown_grace_s)
         in_flight = len(self.tracker.jobs())
         await self.tracker.stop()
+        await self.notices.stop()
         self.inventory.forget_resumed()  # a new active term reads the Task Center again
         if in_flight:
             log.info("%d jobs still running in GES; the next start picks them up", in_flight)
@@ -288,6 +316,7 @@ class App:
             [s.name for s in config.schedules if s.defer_while_in_use is not None],
         )
         self._apply_config_holds(config)
+        self.notices.reload(config)
         if self._scheduling:
             self.scheduler.apply(config)
             self._schedule_idle_passes(config)

@@ -21,7 +21,9 @@ from tests.faultproxy import FaultProxy, fault_proxy
 from tests.kube_fake import FakeApiServer
 from tests.test_process import Bound, Record, daemon_env, finish, lab_config, read_until
 
-LEASE_S, RENEW_S, RETRY_S = 2.0, 1.5, 0.25
+# Short, yet long enough that a loaded 2-core machine does not make the leader miss its own
+# renew deadline (it would step down on its own and hand over before the test says so).
+LEASE_S, RENEW_S, RETRY_S = 6.0, 4.0, 0.5
 GRACE_S = 2.0
 # What a handover may take beyond lease + retry: a process's own scheduling on a busy
 # 2-core machine. Generous on purpose: CI must not fail on timing; the fencing asserts

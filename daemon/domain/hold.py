@@ -62,7 +62,9 @@ def glob_problem(pattern: str) -> str | None:
 
 # --- what outlives the process --------------------------------------------------------------
 
-SectionName = Literal["last_fire", "holds", "deferrals", "stopped_since", "rates", "notify_sent"]
+SectionName = Literal[
+    "last_fire", "holds", "deferrals", "stopped_since", "rates", "notify_sent", "link_key"
+]
 SECTION_NAMES: tuple[SectionName, ...] = (
     "last_fire",
     "holds",
@@ -70,6 +72,7 @@ SECTION_NAMES: tuple[SectionName, ...] = (
     "stopped_since",
     "rates",
     "notify_sent",
+    "link_key",  # the postpone links' signing key when no key file is given (daemon.ops.postpone)
 )
 
 

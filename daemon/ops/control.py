@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aiohttp import web
 
@@ -21,6 +21,9 @@ from daemon.config.settings import Settings
 from daemon.ops import page
 from daemon.ops.tokens import Scope, Token, TokenBook, check_glob, has_wildcard
 from daemon.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:  # the postpone pages build on this module; they are mounted, not imported
+    from daemon.ops.postpone import Postpone
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +222,8 @@ class Control:
 
 
 TOKEN: web.RequestKey[Token] = web.RequestKey("token", Token)
+# How a handler that answers its own error pages (the postpone pages) has it counted.
+OUTCOME: web.RequestKey[str] = web.RequestKey("outcome", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -237,8 +242,17 @@ SECURITY_HEADERS = {
 }
 
 
+# The postpone pages have no script and one form posting to themselves.
+POSTPONE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
+    if request.path.startswith("/postpone/"):
+        response.headers["Content-Security-Policy"] = POSTPONE_CSP
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -284,7 +298,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             if wait_s:
                 raise _too_many(wait_s, f"token {token.name} made too many requests")
         response = await handler(request)
-        outcome = "ok"
+        outcome = request.get(OUTCOME, "ok")
     except Problem as problem:
         response = _answer(problem.status, {"error": problem.message}, problem.headers)
         outcome = problem.outcome
@@ -550,6 +564,7 @@ def control_app(
     clock: Callable[[], datetime],
     monotonic: Callable[[], float],
     limits: Limits | None = None,
+    postpone: Postpone | None = None,
 ) -> web.Application:
     limits = limits or Limits()
     app = web.Application(middlewares=[guard], client_max_size=limits.max_body_bytes)
@@ -575,6 +590,8 @@ def control_app(
     r.add_post("/api/v1/wakes", wake, name="wake")
     r.add_get("/api/v1/wakes/{wake_id}", wake_status, name="wake_status")
     r.add_get("/fragment/graphs", graphs_fragment, name="page_graphs")
+    if postpone is not None:  # the warnings' links: no bearer token, a signed URL instead
+        postpone.add_routes(r)
     return app
 
 
@@ -611,6 +628,7 @@ def control_server(
     *,
     clock: Callable[[], datetime],
     monotonic: Callable[[], float],
+    postpone: Postpone | None = None,
 ) -> ControlServer | None:
     """The control listener the settings ask for, or None: off without token files.
     A token file that cannot be used raises TokenError (naming the file, never the secret)."""
@@ -627,7 +645,9 @@ def control_server(
         rate_per_s=settings.control_rate_per_s,
         burst=settings.control_burst,
     )
-    app = control_app(backend, tokens, metrics, clock=clock, monotonic=monotonic, limits=limits)
+    app = control_app(
+        backend, tokens, metrics, clock=clock, monotonic=monotonic, limits=limits, postpone=postpone
+    )
     log.info("control API for tokens %s", ", ".join(tokens.names))
     return ControlServer(app, settings.control_host, settings.control_port)
 

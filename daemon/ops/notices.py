@@ -1,0 +1,150 @@
+"""People told, before and after: the notifier built from the config (its channels kept across
+reloads), fed by the outcomes seam, and the warning before each stop with its postpone links,
+which the control listener serves. Built and started by the App; nothing here acts on a graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+import httpx
+
+from daemon.cloud.clients import Clients
+from daemon.cloud.gate import Monotonic
+from daemon.config.models import Config, Schedule
+from daemon.config.settings import Settings
+from daemon.domain.hold import Store
+from daemon.domain.model import Clock, Sleep
+from daemon.notify.catalog import aksk_signers, build_channels
+from daemon.notify.channels import Channel
+from daemon.notify.notifier import Notifier
+from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
+from daemon.ops.postpone import Link, LinkSigner, Postpone, link_key
+from daemon.runtime.deferrals import Deferrals
+from daemon.runtime.executor import Executor
+from daemon.runtime.holds import HoldBook
+from daemon.runtime.inventory import Inventory
+from daemon.runtime.outcomes import Outcome, Outcomes
+from daemon.runtime.passes import Passes, PassSettings, Report
+from daemon.runtime.tracker import Tracker
+from daemon.runtime.warnings import PreviewOutcomes, Warnings
+from daemon.telemetry.metrics import Metrics
+
+
+class Notices:
+    def __init__(
+        self,
+        settings: Settings,
+        config: Callable[[], Config],
+        *,
+        clients: Clients,
+        inventory: Inventory,
+        deferrals: Deferrals,
+        tracker: Tracker,
+        holds: HoldBook,
+        outcomes: Outcomes,
+        metrics: Metrics,
+        store: Store | None,
+        clock: Clock,
+        sleep: Sleep,
+        notify_sleep: Sleep,
+        monotonic: Monotonic,
+        job_timeout: timedelta,
+    ) -> None:
+        self._settings, self._config, self._inventory = settings, config, inventory
+        self._metrics, self._store, self._clock = metrics, store, clock
+        self._sleep, self._monotonic = notify_sleep, monotonic
+        # The warning's dry run is the firing's own code path, recording into nothing.
+        preview = PreviewOutcomes(metrics)
+        self.preview = Passes(
+            clients.graph_apis, clients.metric_apis, inventory, deferrals,
+            Executor(tracker, preview), tracker, preview, metrics,
+            PassSettings(settings.dry_run, job_timeout), holds=holds, clock=clock, sleep=sleep,
+        )  # fmt: skip
+        self.notifier: Notifier | None = None
+        self.postpone: Postpone | None = None  # the control listener mounts its pages
+        self._http: httpx.AsyncClient | None = None
+        self._built: dict[str, tuple[object, Channel]] = {}
+        outcomes.subscribe(self._outcome)
+
+    async def start_links(self) -> None:
+        """Postpone links need the address people reach the control listener at."""
+        url = self._settings.control_public_url
+        if url is not None and self.postpone is None:
+            key = await link_key(self._settings.control_link_key_file, self._store)
+            self.postpone = Postpone(LinkSigner(key, str(url)), monotonic=self._monotonic)
+
+    async def start(self) -> None:
+        if self.notifier is not None:
+            return
+        sent: SentKeys = MemorySentKeys()
+        if self._store is not None:
+            sent = StoreSentKeys(self._store, "notify_sent")
+            await sent.load()
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        config = self._config()
+        self.notifier = Notifier(
+            config.notifications, self._channels(config), metrics=self._metrics, sent=sent,
+            clock=self._clock, monotonic=self._monotonic, sleep=self._sleep,
+            idle_rules=_idle_names(config), tags=self._graph_tags,
+        )  # fmt: skip
+        self.notifier.start()
+
+    async def stop(self) -> None:
+        notifier, self.notifier = self.notifier, None
+        if notifier is not None:
+            await notifier.close(self._settings.shutdown_grace_s / 5)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self._built = {}
+
+    def reload(self, config: Config) -> None:
+        if self.notifier is not None:
+            channels = self._channels(config)
+            self.notifier.update(config.notifications, channels, idle_rules=_idle_names(config))
+
+    def _channels(self, config: Config) -> dict[str, Channel]:
+        """The channels as configured; one whose config did not change is kept as it was,
+        so a reload does not drop what its outbox still holds."""
+        assert self._http is not None
+        fresh = build_channels(
+            config.notifications, self._settings, {p.name: p for p in config.projects},
+            http=self._http, clock=self._clock, auth_for=aksk_signers(self._settings, self._clock),
+        )  # fmt: skip
+        built: dict[str, tuple[object, Channel]] = {}
+        for name, channel in fresh.items():
+            given = config.notifications.channels[name]
+            kept = self._built.get(name)
+            built[name] = kept if kept is not None and kept[0] == given else (given, channel)
+        self._built = built
+        return {name: channel for name, (_, channel) in built.items()}
+
+    def _outcome(self, outcome: Outcome) -> None:
+        if self.notifier is not None:
+            self.notifier.on_outcome(outcome)
+
+    def _graph_tags(self, project: str, graph_id: str) -> Mapping[str, str] | None:
+        state = self._inventory.projects.get(project)
+        graph = next((g for g in state.graphs if g.id == graph_id), None) if state else None
+        return graph.tags if graph is not None else None
+
+    async def warn_before_stop(self, config: Config, schedule: Schedule, at: datetime) -> int:
+        if self.notifier is None:
+            return 0
+        signer = self.postpone.signer if self.postpone is not None else None
+
+        def link_for(project: str, graph_id: str, name: str, rule: str, fire_at: datetime) -> str:
+            assert signer is not None
+            return signer.url(Link(project, graph_id, name, rule, fire_at, expires=fire_at))
+
+        async def dry_run(config: Config, schedule: Schedule, fire_at: datetime) -> Report:
+            return await self.preview.fire(config, schedule, fire_at, dry_run=True)
+
+        warnings = Warnings(dry_run, self.notifier, link_for=link_for if signer else None)
+        return await warnings.warn(config, schedule, at)
+
+
+def _idle_names(config: Config) -> list[str]:
+    return [rule.name for rule in config.idle_rules]
