@@ -18,6 +18,7 @@ from daemon.app import App
 from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import EmuGraph
+from daemon.ops.backend import DaemonBackend
 from daemon.ops.control import ControlServer, HoldRequest, HoldView, control_app
 from daemon.ops.tokens import TokenBook
 from daemon.runtime.holds import HoldBook
@@ -135,9 +136,9 @@ async def test_the_warning_lists_what_the_firing_would_stop_with_a_postpone_link
 
     # The link, as a person uses it: the page twice (the unfurler, then them), then its POST.
     assert app.postpone is not None
-    book = HoldBook(None)
+    book = app.holds
     control = control_app(
-        BookBackend(book), TokenBook.from_dir(write_tokens(tmp_path / "tokens")), app.metrics,
+        DaemonBackend(app), TokenBook.from_dir(write_tokens(tmp_path / "tokens")), app.metrics,
         clock=clock, monotonic=lambda: 0.0, postpone=app.postpone,
     )  # fmt: skip
     path = graphs["dev-a"]["postpone_url"].removeprefix(PUBLIC)
@@ -156,8 +157,12 @@ async def test_the_warning_lists_what_the_firing_would_stop_with_a_postpone_link
     assert hold.graphs == HoldGraphs("lab", ids=(lab["dev-a"].id,))
     assert (hold.keep, hold.until) == ("running", AT_1950 + timedelta(hours=2))
     assert hold.reason == "postponed night-stop's stop of Fri 27 Nov 20:00 +08:00 from its warning"
-    # After the holds wiring (main's a4748d5) the firing itself skips it; the lead adds there:
-    # report = await app.fire("night-stop"); the dev-a result is skipped with hold.reason.
+    to(clock, FIRE)  # 20:00: the firing skips the postponed graph with the hold's reason
+    report = await app.fire("night-stop")
+    reasons = {r.decision.graph_name: (r.outcome, r.reason) for r in report.results}
+    assert reasons["dev-a"][0] == "skipped"
+    assert reasons["dev-a"][1].startswith("held running until 13:50 +00:00 by postpone link")
+    assert reasons["dev-b"][0] == "requested"
 
 
 def to(clock: ManualClock, at: datetime) -> None:
