@@ -38,6 +38,7 @@ from daemon.runtime.executor import Executor
 from daemon.runtime.inventory import Inventory, Selection
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
+from daemon.runtime.rates import LearnedRates, rates_store
 from daemon.runtime.scheduler import Scheduler
 from daemon.runtime.tracker import Tracker
 from daemon.telemetry.metrics import Metrics
@@ -73,8 +74,10 @@ class App:
             check=lambda config: missing_credentials(config, settings),
             clock=clock,
         )
+        # Learned request rates: every project's gate starts from what its last one learned.
+        self.rates = LearnedRates(rates_store(settings.state_file))
         self.clients = Clients(
-            settings, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep
+            settings, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep, rates=self.rates
         )
         self.tracker = Tracker(
             self.outcomes,
@@ -150,8 +153,10 @@ class App:
 
     async def start_replica(self, *, serve: bool = True, watch: bool = True) -> None:
         """Load the config (ConfigError if it cannot be used), beat, serve, watch the file."""
+        await self.rates.load()  # before load() builds the clients that start from them
         self.source.load()
         self._spawn(self.heartbeat.run(), "heartbeat")
+        self._spawn(self.rates.keep(), "rates")
         if serve:
             self.server = OpsServer(
                 self.status, self.registry, self.settings.listen_host, self.settings.listen_port
@@ -167,6 +172,7 @@ class App:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
+        await self.rates.save()
         await self.clients.close()
 
     # --- the active instance ----------------------------------------------------------------
