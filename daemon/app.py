@@ -159,7 +159,11 @@ class App:
         self._spawn(self.rates.keep(), "rates")
         if serve:
             self.server = OpsServer(
-                self.status, self.registry, self.settings.listen_host, self.settings.listen_port
+                self.status,
+                self.registry,
+                self.settings.listen_host,
+                self.settings.listen_port,
+                render=self.metrics.render,
             )
             url = await self.server.start()
             log.info("ops server listening on %s (/metrics /healthz /readyz /status)", url)
