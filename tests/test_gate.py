@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from daemon.cloud.gate import AdaptiveRate, Learned, RequestGate
 
 
@@ -202,3 +204,21 @@ async def test_what_a_gate_learns_is_handed_on_and_a_new_gate_starts_from_it() -
         learned=told[-1],
     )
     assert again.rate.rate == 0.95 * 20
+
+
+async def test_requests_already_waiting_go_at_the_rate_of_the_moment() -> None:
+    """A listing asks for 98 pages at once: a rate that grows meanwhile paces the rest."""
+    fake = FakeTime()
+    gate = RequestGate(
+        100, initial_rate_per_s=10, ceiling_per_s=1000, monotonic=fake.monotonic, sleep=fake.sleep
+    )
+
+    async def request() -> None:
+        async with gate:
+            fake.sent.append(fake.now)
+            if len(fake.sent) == 2:
+                gate.rate.rate = 100  # the answers so far let it grow tenfold
+
+    await asyncio.gather(*(request() for _ in range(5)))
+    # the gap after the second was set before the rate grew; the next ones at 100/s
+    assert fake.sent == pytest.approx([0.0, 0.1, 0.2, 0.21, 0.22])

@@ -11,7 +11,7 @@ once to 95 % of that, at most once a second (answers to requests sent before a c
 nothing new). Then it regrows 10 % a busy second up to 95 % of the estimate and creeps 1 %
 a busy second beyond, so it is held just under the limit. It never goes below 0.2/s nor
 above the user's ceiling. A Retry-After pauses the project's requests until then (at most
-60 s). Requests are spaced at 1/rate: no burst ever goes above the current rate.
+60 s). Requests are spaced at 1/rate of the moment: no burst ever goes above it.
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ class RequestGate:
         on_learned: Callable[[Learned], None] | None = None,
     ) -> None:
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._turn = asyncio.Lock()
         self.rate = AdaptiveRate.resume(learned, initial=initial_rate_per_s, ceiling=ceiling_per_s)
         self._monotonic = monotonic
         self._sleep = sleep
@@ -182,11 +183,14 @@ class RequestGate:
     async def __aenter__(self) -> None:
         await self._slots.acquire()
         try:
-            now = self._monotonic()
-            at = max(now, self._next_at)
-            self._next_at = at + 1 / self.rate.rate
-            if at > now:
-                await self._sleep(at - now)
+            # One waiter at a time is paced, the others queue behind it (the lock is FIFO):
+            # each gap is taken at the rate of the moment, so a rate that has grown (or a
+            # Retry-After that came) applies to the very next request, not after a queue
+            # of requests all spaced at the rate they arrived at.
+            async with self._turn:
+                while (now := self._monotonic()) < self._next_at:
+                    await self._sleep(self._next_at - now)
+                self._next_at = now + 1 / self.rate.rate
         except BaseException:
             self._slots.release()
             raise
