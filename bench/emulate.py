@@ -28,11 +28,17 @@ def project_id(index: int) -> str:
 
 def build(args: argparse.Namespace) -> Cloud:
     ids = [project_id(i) for i in range(args.projects)]
+    limits = (
+        [float(x) for x in args.throttle_per_project.split(",")]
+        if args.throttle_per_project
+        else []
+    )
+    throttle = {pid: limits[i % len(limits)] for i, pid in enumerate(ids)} if limits else None
     cloud = Cloud(
         ids,
         seed=1,
         timing=Timing(pending_s=args.pending, stop_s=args.stop, start_s=args.start),
-        faults=Faults(latency_s=args.latency, throttle_rps_per_project=args.throttle_per_project),
+        faults=Faults(latency_s=args.latency, throttle_rps_per_project=throttle),
         access_keys={AK: SK},
     )
     for pid in ids:
@@ -62,7 +68,9 @@ if __name__ == "__main__":
     parser.add_argument("--projects", type=int, default=1)
     parser.add_argument("--graphs", type=int, default=100, help="graphs per project")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to answers")
-    parser.add_argument("--throttle-per-project", type=float, default=None)
+    parser.add_argument(
+        "--throttle-per-project", default=None, help="limits per second, given in turn: 20,50"
+    )
     parser.add_argument("--pending", type=float, default=1.0)
     parser.add_argument("--stop", type=float, default=8.0)
     parser.add_argument("--start", type=float, default=15.0)

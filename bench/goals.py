@@ -52,9 +52,9 @@ sys.path.insert(0, str(HERE))
 from emulate import AK, SK, project_id  # noqa: E402
 
 LATENCY_S = 0.05
-LIMIT_PER_S = 20.0  # the emulated per-project limit of the fan-out
+LIMITS_PER_S = (20.0, 50.0)  # the emulated per-project limits of the fan-out, in turn
 FAN_PROJECTS, FAN_GRAPHS = 10, 500
-FLOOR_S = FAN_GRAPHS / LIMIT_PER_S  # 25 s: 500 stops per project at 20 a second
+FLOOR_S = FAN_GRAPHS / min(LIMITS_PER_S)  # 25 s: 500 stops at 20 a second, the slowest project
 TZS = ("UTC", "Europe/Berlin", "Asia/Shanghai", "America/New_York")
 ENV = {"GRAPHNAP_CREDENTIALS__BENCH__AK": AK, "GRAPHNAP_CREDENTIALS__BENCH__SK": SK}
 
@@ -213,6 +213,7 @@ class Firing:
     requests: int
     throttled: int
     first_stop_s: list[float]  # per project: fire instant -> its first stop arrives
+    last_stop_s: dict[str, float]  # per project id: fire instant -> its last stop accepted
     settle_s: float = 0.0
     tracked_requests: int = 0  # everything from the firing's start to the last job's end
     tracked_throttled: int = 0
@@ -244,9 +245,11 @@ async def fire_once(
     window = [r for r in rows if started <= r[5] <= ended]
     after = [r for r in rows if r[5] >= started]
     firsts: dict[str, float] = {}
+    lasts: dict[str, float] = {}
     for r in window:
         if r[1] == "graph_action" and r[2] == 200:
             firsts[r[3]] = min(firsts.get(r[3], float("inf")), r[5] - started)
+            lasts[r[3]] = max(lasts.get(r[3], 0.0), r[6] - started)
     stops = sum(r.outcome == "requested" for r in report.results)
     return Firing(
         label,
@@ -255,55 +258,73 @@ async def fire_once(
         len(window),
         sum(r[2] == 429 for r in window),
         sorted(firsts.values()),
+        lasts,
         settled - started if settle else 0.0,
         len(after),
         sum(r[2] == 429 for r in after),
     )
 
 
+def worst_ratio(f: Firing) -> tuple[float, str]:
+    """The slowest project's last accepted stop against its own floor (500 / its limit)."""
+    ratios = {
+        pid: at / (FAN_GRAPHS / LIMITS_PER_S[i % len(LIMITS_PER_S)])
+        for i, pid in enumerate(project_id(k) for k in range(FAN_PROJECTS))
+        if (at := f.last_stop_s.get(pid)) is not None
+    }
+    worst = max(ratios, key=lambda pid: ratios[pid])
+    index = [project_id(k) for k in range(FAN_PROJECTS)].index(worst)
+    limit = LIMITS_PER_S[index % len(LIMITS_PER_S)]
+    return ratios[worst], f"worst project: limit {limit:.0f}/s, {f.last_stop_s[worst]:.1f} s"
+
+
 async def fanout(run: Run, tmp: Path, quick: bool) -> list[float]:
-    print("\nfan-out: 10 projects x 500 graphs, the API's limit 20/s per project (floor 25 s)")
+    limits = ",".join(f"{x:.0f}" for x in LIMITS_PER_S)
+    print(
+        f"\nfan-out: 10 projects x 500 graphs, the API's limits {limits}/s per project in turn "
+        "(floor: 500 / each project's limit)"
+    )
     firsts: list[float] = []
     job_s = 9 if quick else 59
+    state = tmp / "fanout-state.json"
+    for old in (state, state.with_name(state.name + ".rates")):
+        old.unlink(missing_ok=True)
     async with Emulator(
         projects=FAN_PROJECTS,
         graphs=FAN_GRAPHS,
         latency=LATENCY_S,
-        throttle_per_project=LIMIT_PER_S,
+        throttle_per_project=limits,
         pending=1,
         stop=job_s,
     ) as emulator:
         config = tmp / "fanout.yaml"
         config.write_text(config_text(emulator.url, FAN_PROJECTS, [STOP_ALL]))
-        cold = await fire_once(emulator, config, "defaults", settle=True)
-        warm = await fire_once(emulator, config, "defaults, warm", warm_passes=5)
-        tuned = await fire_once(
-            emulator,
-            config,
-            "tuned",
-            project_rate_per_s=LIMIT_PER_S,
-            project_rate_initial_per_s=LIMIT_PER_S,
+        cold = await fire_once(emulator, config, "defaults", settle=True, state_file=state)
+        restarted = await fire_once(emulator, config, "after a restart", state_file=state)
+        warm = await fire_once(
+            emulator, config, "after a restart, warm", warm_passes=5, state_file=state
         )
     total = FAN_PROJECTS * FAN_GRAPHS
-    for f, what in (
-        (cold, "defaults, fired right after start"),
-        (warm, "defaults, after 5 idle inventory passes"),
-        (tuned, "tuned: rate ceiling and start = the limit"),
+    for f, what, goal in (
+        (cold, "defaults, the first firing ever (nothing learned)", False),
+        (restarted, "defaults, right after a restart (rates learned)", True),
+        (warm, "defaults, after a restart and 5 idle inventory passes", True),
     ):
         assert f.stops == total, (f.label, f.stops)
-        ratio = f.fanout_s / FLOOR_S
+        ratio, note = worst_ratio(f)
         run.add(
-            f"fan-out vs the rate floor ({what})",
-            "<= 1.2x",
-            f"{ratio:.2f}x ({f.fanout_s:.1f} s)",
-            ratio <= 1.2,
+            f"fan-out vs the floor ({what})",
+            "<= 1.2x" if goal else "-",
+            f"{ratio:.2f}x ({f.fanout_s:.1f} s in all)",
+            ratio <= 1.2 if goal else None,
+            note,
         )
         share = f.throttled / f.requests
         run.add(
             f"429s as a share of requests ({what})",
-            "< 5%",
+            "< 5%" if goal else "-",
             f"{share:.1%} ({f.throttled} of {f.requests})",
-            share < 0.05,
+            share < 0.05 if goal else None,
         )
         firsts += f.first_stop_s
         print(f"      fire to first stop, {f.label}: {_spread(f.first_stop_s)}")
@@ -373,29 +394,44 @@ async def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[flo
     return time.monotonic() - started, out
 
 
+async def last_stop_after_launch(emulator: Emulator, argv: list[str], env: dict[str, str]) -> float:
+    """Seconds from exec to the emulator's answer to the last accepted stop (of 500)."""
+    await emulator.reset()
+    started = time.monotonic()
+    await timed(argv, env)
+    stops = [r for r in await emulator.requests() if r[1] == "graph_action" and r[2] == 200]
+    assert len(stops) == 500, len(stops)
+    return max(r[6] for r in stops) - started
+
+
 async def versus_sdk(run: Run, tmp: Path) -> None:
-    print("\ngraphnap once vs a sequential loop over Huawei's SDK: 500 graphs, jobs of 9 s")
+    print("\ngraphnap once vs a sequential loop over Huawei's SDK: 500 graphs, unthrottled")
     async with Emulator(projects=1, graphs=500, latency=LATENCY_S, pending=1, stop=8) as emulator:
         config = tmp / "once.yaml"
         config.write_text(config_text(emulator.url, 1, [STOP_ALL]))
-        sdk_s, out = await timed(
-            [PYTHON, str(HERE / "sdk_loop.py"), emulator.url, project_id(0), AK, SK]
+        sdk_s = await last_stop_after_launch(
+            emulator,
+            [PYTHON, str(HERE / "sdk_loop.py"), emulator.url, project_id(0), AK, SK, "--no-follow"],
+            {},
         )
-        sdk = json.loads(out)
-        assert sdk["stops"] == 500, sdk
-        await emulator.reset()
-        once_s, _ = await timed([GRAPHNAP, "once", "stop-all", "--config", str(config)], ENV)
-        rows = await emulator.requests()
-        assert sum(r[1] == "graph_action" and r[2] == 200 for r in rows) == 500
-    ratio = once_s / sdk_s
-    run.add(
-        "graphnap once (defaults) vs the SDK loop, end to end",
-        "<= 1.0x",
-        f"{ratio:.2f}x ({once_s:.1f} s vs {sdk_s:.1f} s)",
-        ratio <= 1.0,
-        f"both processes from exec to exit, every job followed to its end; the loop "
-        f"issued its stops in {sdk['issue_s']:.1f} s",
-    )
+        state = tmp / "once-state.json"
+        for old in (state, state.with_name(state.name + ".rates")):
+            old.unlink(missing_ok=True)
+        once = [GRAPHNAP, "once", "stop-all", "--config", str(config)]
+        env = {**ENV, "GRAPHNAP_STATE_FILE": str(state)}
+        first_s = await last_stop_after_launch(emulator, once, env)
+        second_s = await last_stop_after_launch(emulator, once, env)
+    for what, took, goal in (
+        ("defaults, nothing learned", first_s, 10),
+        ("second run (the learned rate)", second_s, 20),
+    ):
+        speedup = sdk_s / took
+        run.add(
+            f"graphnap once vs the SDK loop, exec to last stop accepted ({what})",
+            f">= {goal}x",
+            f"{speedup:.1f}x ({took:.2f} s vs {sdk_s:.1f} s)",
+            speedup >= goal,
+        )
 
 
 # --- a lean process: 10,000 graphs, 200 schedules, the real `graphnap run` -------------------
@@ -576,6 +612,102 @@ async def reloads(run: Run, config: Path, url: str, log: Path, pid: int) -> None
     )
 
 
+# --- the growth curve: 1,000, 10,000 and 50,000 graphs -----------------------------------
+
+
+@dataclass
+class Point:
+    graphs: int
+    ready_s: float
+    rss_mb: float
+    cpu_per_pass_s: float
+    scrape_ms: float
+
+
+async def one_size(tmp: Path, graphs: int, passes: int) -> Point:
+    """`graphnap run` over one project of `graphs` graphs, 200 schedules, an inventory pass
+    every 5 s: start to ready, steady RSS, CPU per pass (the window holds `passes` of them
+    and nothing else but the heartbeat), scrape p50 of 5."""
+    interval_s = 5.0
+    async with Emulator(projects=1, graphs=graphs, latency=LATENCY_S) as emulator:
+        config = tmp / f"growth-{graphs}.yaml"
+        config.write_text(config_text(emulator.url, 1, many_schedules(200)))
+        port = free_port()
+        env = {
+            **os.environ,
+            **ENV,
+            "GRAPHNAP_CONFIG": str(config),
+            "GRAPHNAP_LISTEN_HOST": "127.0.0.1",
+            "GRAPHNAP_LISTEN_PORT": str(port),
+            "GRAPHNAP_LOG_FORMAT": "json",
+            "GRAPHNAP_INVENTORY_INTERVAL_S": str(interval_s),
+        }
+        started = time.monotonic()
+        with (tmp / f"growth-{graphs}.log").open("w") as log_file:
+            proc = subprocess.Popen([PYTHON, "-m", "daemon", "run"], env=env, stderr=log_file)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as ops:
+                ready_s = await until_ready(ops, started)
+                times = []
+                for _ in range(5):
+                    t = time.monotonic()
+                    (await ops.get("/metrics")).raise_for_status()
+                    times.append(time.monotonic() - t)
+                await asyncio.sleep(interval_s * 1.5)  # the first pass after start is done
+                cpu0, _, _ = proc_stat(proc.pid)
+                await asyncio.sleep(interval_s * passes)
+                cpu1, rss, _ = proc_stat(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 40)
+    return Point(
+        graphs,
+        ready_s,
+        rss * 1.048576,
+        (cpu1 - cpu0) / passes,
+        statistics.median(times) * 1000,
+    )
+
+
+async def growth(run: Run, tmp: Path, quick: bool) -> None:
+    sizes = (1_000, 10_000) if quick else (1_000, 10_000, 50_000)
+    print(
+        f"\nthe growth curve: graphnap run, 1 project of {', '.join(f'{n:,}' for n in sizes)} graphs"
+    )
+    points = [await one_size(tmp, n, passes=3) for n in sizes]
+    print(f"      {'graphs':>8} {'ready':>8} {'RSS':>8} {'CPU/pass':>10} {'scrape':>8}")
+    for p in points:
+        print(
+            f"      {p.graphs:>8,} {p.ready_s:>7.2f}s {p.rss_mb:>6.0f}MB "
+            f"{p.cpu_per_pass_s * 1000:>8.0f}ms {p.scrape_ms:>6.0f}ms"
+        )
+    small, mid = points[0], points[1]
+    if len(points) < 3:
+        run.add("growth 10,000 -> 50,000", "at most linear", "skipped (--quick)", None)
+        return
+    big = points[2]
+
+    def slope(a: Point, b: Point, value: str) -> float:
+        return float(getattr(b, value) - getattr(a, value)) / (b.graphs - a.graphs)
+
+    for value, what in (("rss_mb", "RSS"), ("cpu_per_pass_s", "CPU per inventory pass")):
+        low, high = slope(small, mid, value), slope(mid, big, value)
+        ratio = high / low if low > 0 else float("inf")
+        run.add(
+            f"growth of {what}, per graph 10k->50k vs 1k->10k",
+            "<= 1.0x (linear)",
+            f"{ratio:.2f}x",
+            ratio <= 1.1,
+            "counted linear up to 1.1x, this machine's noise",
+        )
+    run.add(
+        "start to /readyz at 50,000 graphs, 200 schedules",
+        "< 6 s",
+        f"{big.ready_s:.2f} s",
+        big.ready_s < 6,
+    )
+
+
 async def imports(run: Run) -> None:
     took, _ = await timed([PYTHON, "-c", "import daemon.cli.main, daemon.app"])
     bare, _ = await timed([PYTHON, "-c", "pass"])
@@ -629,6 +761,8 @@ async def main(quick: bool, only: str, keep: Path | None) -> int:
         if only in ("all", "lean"):
             await lean(run, tmp, quick)
             await imports(run)
+        if only in ("all", "growth"):
+            await growth(run, tmp, quick)
     missed = [f for f in run.figures if f.met is False]
     print(f"\n{len(missed)} goals missed; the whole run took {time.monotonic() - started:.0f} s")
     print("\n" + run.table())
@@ -638,7 +772,7 @@ async def main(quick: bool, only: str, keep: Path | None) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="every figure of issue 10 next to its goal")
     parser.add_argument("--quick", action="store_true", help="skip the 60 s windows")
-    parser.add_argument("--only", choices=["all", "fanout", "sdk", "lean"], default="all")
+    parser.add_argument("--only", choices=["all", "fanout", "sdk", "lean", "growth"], default="all")
     parser.add_argument("--keep", type=Path, help="keep configs and daemon logs in this directory")
     args = parser.parse_args()
     sys.exit(asyncio.run(main(args.quick, args.only, args.keep)))

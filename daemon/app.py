@@ -49,6 +49,7 @@ from daemon.runtime.kube import kube_client, kube_target
 from daemon.runtime.kubestore import ConfigMapStore
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
+from daemon.runtime.rates import LearnedRates
 from daemon.runtime.scheduler import Scheduler
 from daemon.runtime.store import FileStore
 from daemon.runtime.tracker import Tracker
@@ -94,8 +95,20 @@ class App:
             self.leader = build_elector(
                 settings.leader, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep
             )
+        # One Store for everything that outlives the process (holds, last fire times, since
+        # when graphs are stopped, deferrals, learned rates): one file or ConfigMap, one writer.
+        self._kube_clients: list[Any] = []  # the ConfigMap store's, closed at shutdown
+        self.store: Store | None = self._store(settings)
+        # Learned request rates: every project's gate starts from what its last one learned.
+        self.rates = LearnedRates(self.store)
         self.clients = Clients(
-            settings, self.metrics, clock=clock, monotonic=monotonic, sleep=sleep, fence=self.leader
+            settings,
+            self.metrics,
+            clock=clock,
+            monotonic=monotonic,
+            sleep=sleep,
+            fence=self.leader,
+            rates=self.rates,
         )
         self.tracker = Tracker(
             self.outcomes,
@@ -113,10 +126,6 @@ class App:
             project_concurrency=settings.project_concurrency,
         )
         job_timeout = timedelta(seconds=settings.job_timeout_s)
-        # One Store for everything that outlives the process (holds, last fire times, since
-        # when graphs are stopped): one file, one writer.
-        self._kube_clients: list[Any] = []  # the ConfigMap store's, closed at shutdown
-        self.store: Store | None = self._store(settings)
         self.inventory = Inventory(
             self.clients.graph_apis,
             self.tracker,
@@ -208,12 +217,18 @@ class App:
 
     async def start_replica(self, *, serve: bool = True, watch: bool = True) -> None:
         """Load the config (ConfigError if it cannot be used), beat, serve, watch the file."""
+        await self.rates.load()  # before load() builds the clients that start from them
         self.source.load()
         await self.notices.start_links()
         self._spawn(self.heartbeat.run(), "heartbeat")
+        self._spawn(self.rates.keep(), "rates")
         if serve:
             self.server = OpsServer(
-                self.probes, self.registry, self.settings.listen_host, self.settings.listen_port
+                self.probes,
+                self.registry,
+                self.settings.listen_host,
+                self.settings.listen_port,
+                render=self.metrics.render,
             )
             url = await self.server.start()
             log.info("ops server listening on %s (/metrics /healthz /readyz /status)", url)
@@ -240,6 +255,7 @@ class App:
             await self.control.stop()
         if self.server is not None:
             await self.server.stop()
+        await self.rates.save()
         await self.clients.close()
 
     # --- the active instance ----------------------------------------------------------------

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import asyncio
 
-from daemon.cloud.gate import AdaptiveRate, RequestGate
+import pytest
+
+from daemon.cloud.gate import AdaptiveRate, Learned, RequestGate
 
 
-def busy_second(rate: AdaptiveRate, start: float) -> None:
-    """A second of clean answers at the current rate."""
-    n = max(int(rate.rate), 2)
+def busy(rate: AdaptiveRate, start: float, seconds: float = 1.0) -> float:
+    """Clean answers at the current rate for `seconds` (at least two a window); the end."""
+    n = max(int(rate.rate * seconds), 2)
     for i in range(n + 1):
-        rate.on_answer(start + i / n, throttled=False)
+        rate.on_answer(start + i * seconds / n, throttled=False)
+    return start + seconds
 
 
-def test_the_rate_doubles_each_busy_clean_second_until_the_first_429() -> None:
-    rate = AdaptiveRate(rate=10, ceiling=1000)
-    for second in range(3):
-        busy_second(rate, float(second))
-    assert round(rate.rate) == 80  # 10 -> 20 -> 40 -> 80
+def test_until_a_first_429_the_rate_doubles_each_busy_clean_tenth_of_a_second() -> None:
+    rate = AdaptiveRate(rate=10, ceiling=10_000)
+    t = 0.0
+    for _ in range(3):
+        t = busy(rate, t, 0.1)
+    assert round(rate.rate) == 80  # 10 -> 20 -> 40 -> 80 in 0.3 s, not 3 s
+    assert rate.limit is None
 
 
 def test_an_idle_daemon_does_not_raise_its_rate() -> None:
@@ -30,46 +35,66 @@ def test_an_idle_daemon_does_not_raise_its_rate() -> None:
     assert rate.rate == 10
 
 
-def test_the_first_429_halves_the_rate_later_ones_take_a_sixth_once_a_second() -> None:
-    rate = AdaptiveRate(rate=60, ceiling=1000)
-    busy_second(rate, -1.0)  # slow start doubles to 120
-    rate.on_answer(0.0, throttled=True)  # and overshot: halve
-    rate.on_answer(0.3, throttled=True)  # sent before the cut: says nothing new
-    assert rate.rate == 60
-    rate.on_answer(1.2, throttled=True)
-    assert rate.rate == 50
+def test_a_429_brings_the_rate_to_just_under_what_the_api_admitted_in_the_last_second() -> None:
+    rate = AdaptiveRate(rate=160, ceiling=10_000)  # slow start has overshot a 20/s limit
+    for i in range(20):  # the 20 the API admitted in the last second
+        rate.on_answer(0.01 + 0.049 * i, throttled=False)
+    rate.on_answer(1.0, throttled=True)
+    assert rate.limit == 20
+    assert rate.rate == 0.95 * 20  # at once, not a sixth a second from 160
+    rate.on_answer(1.3, throttled=True)  # sent before the cut: says nothing new
+    assert rate.rate == 0.95 * 20
 
 
-def test_a_rate_started_at_the_limit_is_only_trimmed_by_its_first_429() -> None:
+def test_a_429_with_too_little_admitted_to_judge_trims_the_rate_by_a_sixth() -> None:
     rate = AdaptiveRate(rate=20, ceiling=20)  # tuned: start and ceiling at the API's limit
     rate.on_answer(0.0, throttled=True)
     assert rate.rate == 20 * 5 / 6
 
 
 def test_after_a_429_the_rate_regrows_fast_to_near_the_limit_then_creeps() -> None:
-    rate = AdaptiveRate(rate=60, ceiling=1000)
-    busy_second(rate, -1.0)  # 120
-    rate.on_answer(0.0, throttled=True)  # limit estimate 120, rate 60
-    second = 1.0
-    while rate.rate < 0.95 * 120:  # +10 % a busy second
+    rate = AdaptiveRate(rate=100, ceiling=1000, limit=100)
+    rate.rate = 50  # cut far below the estimate
+    t = 0.0
+    while rate.rate < 0.95 * 100:  # +10 % a busy second
         before = rate.rate
-        busy_second(rate, second)
-        second += 1.01
+        t = busy(rate, t) + 0.01
         assert rate.rate == min(1000, before * 1.1)
     near = rate.rate
-    busy_second(rate, second)
+    busy(rate, t)
     assert rate.rate == near * 1.01  # beyond it: +1 % a second
+
+
+def test_a_limit_the_api_turns_out_to_take_is_raised() -> None:
+    rate = AdaptiveRate(rate=20, ceiling=1000, limit=20)
+    t = 0.0
+    for _ in range(5):
+        t = busy(rate, t) + 0.01
+    assert rate.limit is not None
+    assert rate.limit > 20
 
 
 def test_the_rate_stays_between_its_floor_and_the_users_ceiling() -> None:
     rate = AdaptiveRate(rate=50, ceiling=20)
     assert rate.rate == 20
-    for second in range(10):
-        busy_second(rate, float(second))
+    t = 0.0
+    for _ in range(10):
+        t = busy(rate, t, 0.1)
     assert rate.rate == 20
-    for t in range(40):
-        rate.on_answer(float(t) * 2, throttled=True)
+    for i in range(40):
+        rate.on_answer(float(i) * 2, throttled=True)
     assert rate.rate == rate.floor
+
+
+def test_a_new_gate_starts_where_the_last_one_left_off() -> None:
+    never = AdaptiveRate.resume(None, initial=10, ceiling=1000)
+    assert (never.rate, never.limit) == (10, None)
+    clean = AdaptiveRate.resume(Learned(400.0), initial=10, ceiling=1000)
+    assert (clean.rate, clean.limit) == (400, None)  # and slow start probes on from there
+    limited = AdaptiveRate.resume(Learned(19.0, 20.0), initial=10, ceiling=1000)
+    assert (limited.rate, limited.limit) == (0.95 * 20, 20)  # just under it, at once
+    capped = AdaptiveRate.resume(Learned(400.0, 300.0), initial=10, ceiling=50)
+    assert capped.rate == 0.95 * 50  # the user's ceiling still holds
 
 
 class FakeTime:
@@ -110,7 +135,7 @@ async def test_retry_after_pauses_the_projects_requests_and_429s_slow_it_down() 
     async with gate:
         fake.sent.append(fake.now)
     assert fake.sent == [3.0]
-    assert gate.rate.rate == 10 * 5 / 6  # no slow start yet: trimmed, not halved
+    assert gate.rate.rate == 10 * 5 / 6  # nothing admitted to judge by: trimmed
     assert gate.throttled == 1
 
 
@@ -150,3 +175,50 @@ async def test_a_long_pause_is_capped_so_the_project_is_not_frozen() -> None:
     async with gate:
         fake.sent.append(fake.now)
     assert fake.sent == [MAX_PAUSE_S]
+
+
+async def test_what_a_gate_learns_is_handed_on_and_a_new_gate_starts_from_it() -> None:
+    fake = FakeTime()
+    told: list[Learned] = []
+    gate = RequestGate(
+        8,
+        initial_rate_per_s=10,
+        ceiling_per_s=1000,
+        monotonic=fake.monotonic,
+        sleep=fake.sleep,
+        on_learned=told.append,
+    )
+    for _ in range(30):  # an API admitting 20 a second, then refusing
+        async with gate:
+            pass
+        fake.now += 0.05
+        gate.observe(200, None)
+    gate.observe(429, None)
+    assert told[-1].limit_per_s == 20
+    again = RequestGate(
+        8,
+        initial_rate_per_s=10,
+        ceiling_per_s=1000,
+        monotonic=fake.monotonic,
+        sleep=fake.sleep,
+        learned=told[-1],
+    )
+    assert again.rate.rate == 0.95 * 20
+
+
+async def test_requests_already_waiting_go_at_the_rate_of_the_moment() -> None:
+    """A listing asks for 98 pages at once: a rate that grows meanwhile paces the rest."""
+    fake = FakeTime()
+    gate = RequestGate(
+        100, initial_rate_per_s=10, ceiling_per_s=1000, monotonic=fake.monotonic, sleep=fake.sleep
+    )
+
+    async def request() -> None:
+        async with gate:
+            fake.sent.append(fake.now)
+            if len(fake.sent) == 2:
+                gate.rate.rate = 100  # the answers so far let it grow tenfold
+
+    await asyncio.gather(*(request() for _ in range(5)))
+    # the gap after the second was set before the rate grew; the next ones at 100/s
+    assert fake.sent == pytest.approx([0.0, 0.1, 0.2, 0.21, 0.22])

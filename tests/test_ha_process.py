@@ -62,6 +62,17 @@ def leader_env(config: Path, api: FakeApiServer, token: Path, name: str) -> dict
     )
 
 
+async def recorded(api: FakeApiServer, schedule: str, bound: Bound) -> None:
+    """Until the shared ConfigMap holds the schedule's last fire time (a firing is recorded
+    once it has finished, a moment after it logs its count), within `bound`."""
+    async with asyncio.timeout(bound.seconds):
+        while True:
+            state = api.configmap("ops", "graphnap-state")
+            if state is not None and f'"{schedule}"' in state["data"].get("last_fire.json", ""):
+                return
+            await asyncio.sleep(0.05)  # the other process writes it; nothing here to await
+
+
 def counted(proxy: FaultProxy) -> list[str]:
     """The requests that pass this daemon's own proxy to the emulator."""
     seen: list[str] = []
@@ -160,6 +171,7 @@ async def test_kill_pause_and_stop_of_the_leader_hand_over_and_no_graph_is_stopp
                 "the catch-up firing",
                 FIRING,
             )
+            await recorded(api, "s", FIRING)  # the firing is kept once it has finished
 
             # Pause the new leader past its lease; the restarted first one takes over.
             procs[leader] = await start_daemon(

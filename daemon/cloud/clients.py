@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
@@ -15,7 +16,7 @@ from daemon import __version__
 from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
 from daemon.cloud.errors import FencedError
-from daemon.cloud.gate import Monotonic, RequestGate
+from daemon.cloud.gate import Learned, Monotonic, RateMemory, RequestGate
 from daemon.cloud.ges import GesClient
 from daemon.cloud.redaction import RedactingTransport
 from daemon.config.models import Config, Project
@@ -50,9 +51,11 @@ class Clients:
         monotonic: Monotonic,
         sleep: Sleep,
         fence: Fence | None = None,
+        rates: RateMemory | None = None,
     ) -> None:
         self._settings = settings
         self._fence = fence  # the leader's: no request leaves a replica that does not lead
+        self._rates = rates  # what each project's gate last learned, for its next gate
         self._monotonic = monotonic
         self._metrics = metrics
         self._clock = clock
@@ -60,6 +63,7 @@ class Clients:
         self._ges: dict[str, GesClient] = {}
         self._ces: dict[str, CesClient] = {}
         self._defs: dict[str, Project] = {}  # what each project's clients were built from
+        self._gates: dict[str, RequestGate] = {}
         self._http: list[httpx.AsyncClient] = []
 
     def update(self, config: Config) -> None:
@@ -75,6 +79,7 @@ class Clients:
             del self._ges[name]
             del self._ces[name]
             del self._defs[name]
+            del self._gates[name]
 
     def graph_apis(self) -> Mapping[str, GraphApi]:
         """The clients as the config stands now: a live mapping, changed by update()."""
@@ -82,6 +87,10 @@ class Clients:
 
     def metric_apis(self) -> Mapping[str, MetricApi]:
         return self._ces
+
+    def gate(self, project: str) -> RequestGate:
+        """The project's request gate as the config stands (its rate, for tests and the bench)."""
+        return self._gates[project]
 
     async def close(self) -> None:
         for http in self._http:
@@ -147,7 +156,9 @@ class Clients:
             ceiling_per_s=self._settings.project_rate_per_s,
             monotonic=self._monotonic,
             sleep=asyncio.sleep,  # pacing is real time, as `monotonic` is: not the retries' sleep
+            **self._learning(project.project_id),
         )
+        self._gates[project.name] = gate
         ges = GesClient(
             http,
             project.project_id,
@@ -166,6 +177,18 @@ class Clients:
             limiter=gate,
         )
         return ges, ces
+
+    def _learning(self, key: str) -> dict[str, Any]:
+        """The gate starts from what the project's last gate learned, and hands on what
+        it learns (the limit is the project's: keyed by its id, not its name)."""
+        rates = self._rates
+        if rates is None:
+            return {}
+
+        def learn(learned: Learned) -> None:
+            rates.learn(key, learned)
+
+        return {"learned": rates.get(key), "on_learned": learn}
 
     def _transport(self, limits: httpx.Limits | None = None) -> RedactingTransport:
         """Every client's transport: error answers lose the credentials' values before any

@@ -152,8 +152,10 @@ class Settings(BaseSettings):
 
     misfire_grace_s: float = Field(default=3600.0, gt=0)
     max_concurrency: int = Field(default=64, ge=1)  # actions in flight, all projects together
-    project_concurrency: int = Field(default=16, ge=1, le=100)  # requests in flight per project
-    project_rate_per_s: float = Field(default=100.0, gt=0)  # the adaptive rate's ceiling
+    # Requests in flight per project, and the adaptive rate's ceiling: bounds against a
+    # runaway, not a guess at the API's limit, which the gate finds (cloud/gate.py).
+    project_concurrency: int = Field(default=64, ge=1, le=100)
+    project_rate_per_s: float = Field(default=1000.0, gt=0)
     project_rate_initial_per_s: float = Field(default=10.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry: RetrySettings = RetrySettings()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -24,12 +26,14 @@ class StatusSource(Protocol):
 
 
 SOURCE: web.AppKey[StatusSource] = web.AppKey("source", StatusSource)
-REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+Render = Callable[[], bytes]
+RENDER: web.AppKey[Render] = web.AppKey("render", Render)  # type: ignore[arg-type]
 
 
 async def metrics(request: web.Request) -> web.Response:
-    # Rendered off the event loop: at 10,000 graphs it takes long enough to delay firings.
-    body = await asyncio.to_thread(generate_latest, request.app[REGISTRY])
+    # Rendered off the event loop: probes, firings and the pacing of requests go on
+    # while a scrape of a large fleet is written.
+    body = await asyncio.to_thread(request.app[RENDER])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -61,12 +65,20 @@ async def plain_server_header(request: web.Request, response: web.StreamResponse
 
 class OpsServer:
     def __init__(
-        self, source: StatusSource, registry: CollectorRegistry, host: str, port: int
+        self,
+        source: StatusSource,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        *,
+        render: Render | None = None,
     ) -> None:
+        """`render` writes /metrics (Metrics.render: cached per-graph text); without it,
+        the registry is rendered whole."""
         app = web.Application()
         app.on_response_prepare.append(plain_server_header)
         app[SOURCE] = source
-        app[REGISTRY] = registry
+        app[RENDER] = render or partial(generate_latest, registry)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)

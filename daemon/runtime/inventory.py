@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+JUDGED_PER_SLICE = 500  # graphs judged managed or not between two turns of the loop
+
 
 @dataclass(frozen=True)
 class ProjectState:
@@ -205,9 +207,11 @@ class Inventory:
             self._note_statuses(project, answer, now)
             found[project] = answer
             self._tracker.note_fleet(project, len(answer))
-            self._metrics.observe_inventory(
-                project, self._priced(config, project, answer), now, config.pricing.currency
-            )
+        # Every listing is in (readiness says so from here); the gauges and savings follow,
+        # a slice at a time, so a first pricing of a large fleet never holds the loop.
+        for project, graphs in found.items():
+            priced = await self._priced(config, project, graphs)
+            self._metrics.observe_inventory(project, priced, now, config.pricing.currency)
         await self._save_stopped(config)
         return found, failed
 
@@ -272,20 +276,26 @@ class Inventory:
             extra={"project": project, "reason": str(error)},
         )
 
-    def _priced(
+    async def _priced(
         self, config: Config, project: str, graphs: Sequence[Graph]
     ) -> list[tuple[str, str, int, float | None]]:
         """(id, name, status, hourly price if managed). Whether a graph is managed depends
         on the config and the graph's name and tags only: judged once per config, not on
-        every pass for every graph against every schedule."""
+        every pass for every graph against every schedule; the loop is let go between
+        slices of graphs judged (the first pass after a start or a reload judges them all)."""
         if self._managed_for is not config:
             self._managed_for, self._managed = config, {}
+        cache = self._managed  # this config's, should a reload come between two slices
         priced = []
+        judged = 0
         for g in graphs:
             key = (project, g.id, g.name, tuple(sorted(g.tags.items())))
-            managed = self._managed.get(key)
+            managed = cache.get(key)
             if managed is None:
-                managed = self._managed[key] = is_managed(config.schedules, project, g)
+                managed = cache[key] = is_managed(config.schedules, project, g)
+                judged += 1
+                if judged % JUDGED_PER_SLICE == 0:
+                    await asyncio.sleep(0)
             price = config.pricing.hourly_price(g.size_index, g.replication) if managed else None
             priced.append((g.id, g.name, g.status, price))
         return priced

@@ -1,4 +1,5 @@
-"""Every Prometheus metric graphnap exports, declared once on an injected registry.
+"""Every Prometheus metric graphnap exports, declared once on an injected registry, and
+the exposition /metrics sends (`Metrics.render`).
 
 Names are a contract with the Grafana dashboard and the alert rules (design.md §5).
 Labels are bounded: project, rule, action, outcome, status class, error code; never a job id.
@@ -15,12 +16,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    Metric,
     PlatformCollector,
     ProcessCollector,
+    generate_latest,
 )
 
 from daemon import __version__
 from daemon.domain.model import GraphStatus
+from daemon.telemetry.graph_series import GraphSeries, Row
 
 OUTCOMES = ("succeeded", "failed", "skipped", "already_done", "dry_run")
 
@@ -29,6 +33,14 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, *, per_graph: bool = True) -> None:
         self.registry = registry
         self._per_graph = per_graph  # off: no series per graph, for very large fleets
+        # The per-graph series are rows rendered once per change (graph_series.py); the
+        # others live on a registry of their own. Both are collectors of `registry`, so
+        # whoever reads it sees every family; /metrics renders them apart (render()).
+        self.graph_series = GraphSeries()
+        own = self._own = CollectorRegistry()
+        registry.register(own)
+        registry.register(self.graph_series)
+        registry = own
         self.actions = Counter(
             "graphnap_actions",
             "Stop/start decisions by outcome.",
@@ -60,22 +72,10 @@ class Metrics:
             ["project", "status"],
             registry=registry,
         )
-        self.graph_stopped = Gauge(
-            "graphnap_graph_stopped",
-            "1 while a graph is stopped.",
-            ["project", "graph", "name"],
-            registry=registry,
-        )
         self.savings = Counter(
             "graphnap_estimated_savings",
             "Money not spent on managed graphs while they were stopped.",
             ["project", "currency"],
-            registry=registry,
-        )
-        self.hourly_price = Gauge(
-            "graphnap_graph_hourly_price",
-            "Configured pay-per-use price of a managed graph per hour.",
-            ["project", "graph", "name", "currency"],
             registry=registry,
         )
         self.next_fire = Gauge(
@@ -203,8 +203,7 @@ class Metrics:
         PlatformCollector(registry=registry)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
-        self._stopped_series: dict[str, set[tuple[str, str]]] = {}
-        self._priced_series: dict[str, set[tuple[str, str, str]]] = {}
+        self._counts: dict[str, dict[str, int]] = {}  # graphs by class, as last set
         self._last_seen: dict[str, tuple[datetime, set[str]]] = {}
         self._known_rules: set[str] = set()
         self._declared: tuple[set[str], set[str]] | None = None
@@ -216,9 +215,7 @@ class Metrics:
                 self.action_failures,
                 self.jobs_in_flight,
                 self.graphs,
-                self.graph_stopped,
                 self.savings,
-                self.hourly_price,
                 self.inventory_success,
                 self.holds,
             )
@@ -267,8 +264,8 @@ class Metrics:
             for metric, name in self._by_rule:
                 _remove_where(metric, name, old_rules - rules)
             for project in old_projects - projects:
-                self._stopped_series.pop(project, None)
-                self._priced_series.pop(project, None)
+                self.graph_series.remove(project)
+                self._counts.pop(project, None)
                 self._last_seen.pop(project, None)
         self._declared = (projects, rules)
 
@@ -296,30 +293,24 @@ class Metrics:
             ("running", "stopped", "busy", "faulty", "transitional", "frozen", "other"), 0
         )
         stopped_now: set[str] = set()
-        stopped_series: set[tuple[str, str]] = set()
-        priced_series: set[tuple[str, str, str]] = set()
         prices: dict[str, float] = {}
+        rows: list[Row] = []
         for graph_id, name, code, price in graphs:
             cls = GraphStatus.classify(code)
             counts[cls] += 1
             if self._per_graph:
-                self.graph_stopped.labels(project, graph_id, name).set(1 if cls == "stopped" else 0)
-                stopped_series.add((graph_id, name))
+                rows.append((graph_id, name, 1 if cls == "stopped" else 0, price))
             if price is not None:
-                if self._per_graph:
-                    self.hourly_price.labels(project, graph_id, name, currency).set(price)
-                    priced_series.add((graph_id, name, currency))
                 prices[graph_id] = price
                 if cls == "stopped":
                     stopped_now.add(graph_id)
+        if self._per_graph:
+            self.graph_series.update(project, rows, currency)  # a no-op when unchanged
+        last_counts = self._counts.get(project, {})
         for status, count in counts.items():
-            self.graphs.labels(project, status).set(count)
-        for graph_id, name in self._stopped_series.get(project, set()) - stopped_series:
-            self.graph_stopped.remove(project, graph_id, name)
-        for graph_id, name, currency in self._priced_series.get(project, set()) - priced_series:
-            self.hourly_price.remove(project, graph_id, name, currency)
-        self._stopped_series[project] = stopped_series
-        self._priced_series[project] = priced_series
+            if last_counts.get(status) != count:  # an unchanged gauge is not rewritten
+                self.graphs.labels(project, status).set(count)
+        self._counts[project] = counts
 
         previous = self._last_seen.get(project)
         if previous is not None:
@@ -330,6 +321,13 @@ class Metrics:
                 self.savings.labels(project, currency).inc(saved)
         self._last_seen[project] = (now, stopped_now)
         self.inventory_success.labels(project).set(now.timestamp())
+
+    def render(self) -> bytes:
+        """What /metrics sends: the registry's families in the text format, per-graph
+        series from their cached text. A counter's `_created` sample is left out: at 200
+        schedules it is 200 more series of misfire counters alone, no panel or alert reads
+        it, and Prometheus finds counter resets without it."""
+        return generate_latest(_WithoutCreated(self._own)) + self.graph_series.text()
 
     def set_next_fire_times(self, times: Mapping[str, datetime | None]) -> None:
         _remove_where(self.next_fire, "rule", self._known_rules - set(times))
@@ -344,3 +342,15 @@ def _remove_where(metric: Counter | Gauge, label: str, values: set[str]) -> None
     public remove_by_labels, 0.23 and later: pyproject pins it)."""
     for value in values:
         metric.remove_by_labels({label: value})
+
+
+class _WithoutCreated:
+    """A registry's families without their `_created` samples (see Metrics.render)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
