@@ -81,3 +81,8 @@ Usage: include "graphnap.monitoringApi" (list . .Values.serviceMonitor)
 true
 {{- end }}
 {{- end }}
+
+{{/* "true" when a credential set uses the oidc source: the projected token is mounted. */}}
+{{- define "graphnap.oidc" -}}
+{{- range $set, $def := .Values.credentials.identity }}{{ if eq $def.source "oidc" }}true{{ end }}{{ end }}
+{{- end }}
