@@ -15,17 +15,15 @@ import httpx
 from daemon import __version__
 from daemon.cloud.auth import KeyAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
-from daemon.cloud.credentials import (
-    KeyHolder,
+from daemon.cloud.credentials import KeyHolder, RefreshPolicy, Source
+from daemon.cloud.gate import Monotonic, RequestGate
+from daemon.cloud.ges import GesClient
+from daemon.cloud.key_sources import (
     MetadataSource,
     OidcSource,
     PodIdentitySource,
-    RefreshPolicy,
-    Source,
     StaticSource,
 )
-from daemon.cloud.gate import Monotonic, RequestGate
-from daemon.cloud.ges import GesClient
 from daemon.cloud.redaction import RedactingTransport
 from daemon.config.models import Config, Project
 from daemon.config.problems import Problem
