@@ -67,6 +67,12 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     return notify_test(args)
 
 
+def cmd_check_credentials(args: argparse.Namespace) -> int:
+    from daemon.cli.credentials import cmd_check_credentials as check
+
+    return check(args)
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from daemon.cli.demo import cmd_emulator
 
@@ -126,6 +132,13 @@ def build_parser(*, with_emulator_options: bool = True) -> argparse.ArgumentPars
     p = sub.add_parser("validate", help="check config files; exit 0 when valid, 2 when not")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "check-credentials",
+        help="per project: one real key exchange and one GES list call (secrets never printed)",
+    )
+    p.add_argument("--config", type=Path, help=config_help)
+    p.set_defaults(func=cmd_check_credentials)
 
     p = sub.add_parser("schema", help="print the config's JSON Schema (for editor completion)")
     p.set_defaults(func=cmd_schema)

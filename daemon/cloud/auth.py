@@ -1,4 +1,5 @@
-"""Authentication for Huawei Cloud APIs, as httpx.Auth: AK/SK signing and IAM tokens.
+"""Authentication for Huawei Cloud APIs, as httpx.Auth: AK/SK signing (fixed keys, or a
+credential set's refreshing keys) and IAM tokens.
 
 The signer follows huaweicloudsdkcore's `SDK-HMAC-SHA256` byte for byte (the test reads
 ../shared/signing-vectors.json); the token provider caches a project-scoped IAM token and
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote
 import httpx
 from pydantic import SecretStr
 
+from daemon.cloud.credentials import KeyHolder, Keys
 from daemon.cloud.errors import AuthError, InvalidResponseError, RetryableError
 from daemon.cloud.failures import parse_error_body, transport_error
 from daemon.domain.model import Clock
@@ -59,12 +61,45 @@ def signature(sk: str, sdk_date: str, canonical: str) -> str:
     return hmac.new(sk.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
+def sign_request(
+    request: httpx.Request,
+    ak: SecretStr,
+    sk: SecretStr,
+    *,
+    project_id: str | None,
+    security_token: SecretStr | None,
+    clock: Clock,
+) -> None:
+    """Sign `request` in place as Huawei's SDK does. The URL's query is rewritten in
+    canonical form, as the SDK sends it, so the gateway sees exactly what was signed; a
+    security token is set before signing, so it is inside SignedHeaders."""
+    query = canonical_query(parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True))
+    request.url = request.url.copy_with(query=query.encode("ascii") or None)
+    request.headers["X-Sdk-Date"] = clock().strftime(DATE_FORMAT)  # anew for a retry
+    if project_id and "X-Project-Id" not in request.headers:
+        request.headers["X-Project-Id"] = project_id
+    if security_token is not None:
+        request.headers["X-Security-Token"] = security_token.get_secret_value()
+    else:
+        request.headers.pop("X-Security-Token", None)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    signed = sorted(name for name in _SIGNED if name in headers)
+    canonical = canonical_request(
+        request.method, request.url.path, query, headers, signed, request.content
+    )
+    sig = signature(sk.get_secret_value(), headers["x-sdk-date"], canonical)
+    request.headers["Authorization"] = (
+        f"{ALGORITHM} Access={ak.get_secret_value()}, SignedHeaders={';'.join(signed)}, Signature={sig}"
+    )
+
+
+_SIGNED = ("content-type", "host", "x-project-id", "x-sdk-date", "x-security-token")
+
+
 class AkSkAuth(httpx.Auth):
-    """Signs each request as Huawei's SDK does. The URL's query is rewritten in canonical form,
-    as the SDK sends it, so the gateway sees exactly what was signed."""
+    """Signs each request with one fixed AK/SK (and security token, if given)."""
 
     requires_request_body = True
-    _SIGNED = ("content-type", "host", "x-project-id", "x-sdk-date", "x-security-token")
 
     def __init__(
         self,
@@ -85,27 +120,61 @@ class AkSkAuth(httpx.Auth):
         return f"AkSkAuth(project_id={self._project_id!r})"
 
     def sign(self, request: httpx.Request) -> None:
-        query = canonical_query(
-            parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True)
-        )
-        request.url = request.url.copy_with(query=query.encode("ascii") or None)
-        request.headers.setdefault("X-Sdk-Date", self._clock().strftime(DATE_FORMAT))
-        if self._project_id and "X-Project-Id" not in request.headers:
-            request.headers["X-Project-Id"] = self._project_id
-        if self._security_token is not None:
-            request.headers["X-Security-Token"] = self._security_token.get_secret_value()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        signed = sorted(name for name in self._SIGNED if name in headers)
-        canonical = canonical_request(
-            request.method, request.url.path, query, headers, signed, request.content
-        )
-        sig = signature(self._sk.get_secret_value(), headers["x-sdk-date"], canonical)
-        request.headers["Authorization"] = (
-            f"{ALGORITHM} Access={self._ak.get_secret_value()}, SignedHeaders={';'.join(signed)}, Signature={sig}"
+        sign_request(
+            request,
+            self._ak,
+            self._sk,
+            project_id=self._project_id,
+            security_token=self._security_token,
+            clock=self._clock,
         )
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         self.sign(request)
+        yield request
+
+
+class KeyAuth(httpx.Auth):
+    """Signs with a credential set's current keys (daemon.cloud.credentials.KeyHolder). A
+    401 (an expired signature or security token, keys rotated away) renews the keys once
+    and resends once; when the source has nothing newer the 401 stands."""
+
+    requires_request_body = True
+
+    def __init__(self, holder: KeyHolder, *, project_id: str | None, clock: Clock) -> None:
+        self._holder = holder
+        self._project_id = project_id
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"KeyAuth({self._holder!r}, project_id={self._project_id!r})"
+
+    def _sign(self, request: httpx.Request, keys: Keys) -> None:
+        sign_request(
+            request,
+            keys.ak,
+            keys.sk,
+            project_id=self._project_id,
+            security_token=keys.security_token,
+            clock=self._clock,
+        )
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        keys = await self._holder.keys()
+        self._sign(request, keys)
+        response = yield request
+        if response.status_code != 401:
+            return
+        renewed = await self._holder.renew(keys)
+        if renewed is None:
+            return
+        log.info(
+            "credential set %s: keys refused (401); signed again with renewed keys",
+            self._holder.set_name,
+        )
+        self._sign(request, renewed)
         yield request
 
 

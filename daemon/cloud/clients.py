@@ -1,6 +1,7 @@
 """One set of API clients per project: its auth (AK/SK signer or IAM token), its rate gate,
 its endpoints. A project's clients are rebuilt when its definition changes on reload and
-closed at shutdown. It holds no schedules.
+closed at shutdown. It holds no schedules. The keys of each credential set are held once
+(daemon.cloud.credentials), whichever projects use it, built from the set's source.
 """
 
 from __future__ import annotations
@@ -13,11 +14,18 @@ from typing import Any
 import httpx
 
 from daemon import __version__
-from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
+from daemon.cloud.auth import KeyAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
+from daemon.cloud.credentials import KeyHolder, RefreshPolicy, Source
 from daemon.cloud.errors import FencedError
 from daemon.cloud.gate import Learned, Monotonic, RateMemory, RequestGate
 from daemon.cloud.ges import GesClient
+from daemon.cloud.key_sources import (
+    MetadataSource,
+    OidcSource,
+    PodIdentitySource,
+    StaticSource,
+)
 from daemon.cloud.redaction import RedactingTransport
 from daemon.config.models import Config, Project
 from daemon.config.problems import Problem
@@ -34,7 +42,8 @@ def missing_credentials(config: Config, settings: Settings) -> list[Problem]:
             ("projects", i, "credentials"),
             f"credential set {p.credentials!r} is not given",
             f"set GRAPHNAP_CREDENTIALS__{p.credentials.upper()}__AK and __SK (or __USER, __PASSWORD, "
-            f"__DOMAIN), or files {p.credentials}.ak / {p.credentials}.sk in GRAPHNAP_SECRETS_DIR",
+            f"__DOMAIN), or files {p.credentials}.ak / {p.credentials}.sk in GRAPHNAP_SECRETS_DIR, "
+            f"or GRAPHNAP_CREDENTIALS__{p.credentials.upper()}__SOURCE=pod_identity|oidc|metadata",
         )
         for i, p in enumerate(config.projects)
         if settings.credential_set(p.credentials) is None
@@ -65,6 +74,7 @@ class Clients:
         self._defs: dict[str, Project] = {}  # what each project's clients were built from
         self._gates: dict[str, RequestGate] = {}
         self._http: list[httpx.AsyncClient] = []
+        self._holders: dict[tuple[str, str], KeyHolder] = {}  # (set, IAM endpoint for oidc)
 
     def update(self, config: Config) -> None:
         """Build clients for new or changed projects; forget removed ones. The clients
@@ -105,17 +115,7 @@ class Clients:
             raise RuntimeError(f"credential set {project.credentials!r} is not given")
         timeout = httpx.Timeout(self._settings.request_timeout_s)
         auth: httpx.Auth
-        if creds.kind == "aksk":
-            assert creds.ak is not None
-            assert creds.sk is not None
-            auth = AkSkAuth(
-                creds.ak,
-                creds.sk,
-                project_id=project.project_id,
-                security_token=creds.security_token,
-                clock=self._clock,
-            )
-        else:
+        if creds.kind == "password":
             assert creds.user is not None
             assert creds.password is not None
             assert creds.domain is not None
@@ -131,6 +131,8 @@ class Clients:
                 refresh_margin=timedelta(seconds=self._settings.token_refresh_margin_s),
             )
             auth = TokenAuth(provider, project.project_id)
+        else:
+            auth = self.auth_for(project)
         # The pool holds as many connections as the gate lets requests through: requests
         # wait in the gate's queue, which is cheap, not in httpcore's, which is not.
         in_flight = self._settings.project_concurrency
@@ -189,6 +191,55 @@ class Clients:
             rates.learn(key, learned)
 
         return {"learned": rates.get(key), "on_learned": learn}
+
+    def holder(self, project: Project) -> KeyHolder:
+        """The keys of the project's credential set (AK/SK or a temporary source), one
+        holder per set: its refreshes are shared by every project using it."""
+        name = project.credentials.lower()
+        creds = self._settings.credential_set(name)
+        if creds is None or creds.kind == "password":
+            raise RuntimeError(f"credential set {name!r} has no AK/SK source")
+        key = (name, project.iam_endpoint if creds.source == "oidc" else "")
+        if key not in self._holders:
+            policy = RefreshPolicy(
+                margin_s=self._settings.credential_refresh_margin_s,
+                jitter=self._settings.credential_refresh_jitter,
+                retry_s=self._settings.credential_retry_s,
+                check_s=self._settings.secret_check_s,
+            )
+            self._holders[key] = KeyHolder(
+                name,
+                self._source(name, project),
+                clock=self._clock,
+                metrics=self._metrics,
+                policy=policy,
+            )
+        return self._holders[key]
+
+    def auth_for(self, project: Project) -> httpx.Auth:
+        """A signer with the project's keys, for any Huawei API (SMN too)."""
+        return KeyAuth(self.holder(project), project_id=project.project_id, clock=self._clock)
+
+    def _source(self, name: str, project: Project) -> Source:
+        creds = self._settings.credential_set(name)
+        assert creds is not None
+        if creds.source == "static":
+            files = self._settings.secret_files(name)
+            return StaticSource(creds, (files.fingerprint, files.read) if files else None)
+        # Identity calls are short: a pod waits seconds for its keys, not the API timeout.
+        timeout = httpx.Timeout(min(self._settings.request_timeout_s, 10.0))
+        http = self._open(httpx.AsyncClient(timeout=timeout, transport=self._transport()))
+        if creds.source == "pod_identity":
+            assert creds.credentials_uri is not None
+            assert creds.token_file is not None
+            return PodIdentitySource(http, creds.credentials_uri, creds.token_file)
+        if creds.source == "oidc":
+            assert creds.idp_id is not None
+            assert creds.token_file is not None
+            return OidcSource(
+                http, project.iam_endpoint, creds.idp_id, creds.token_file, creds.duration_s
+            )
+        return MetadataSource(http, creds.metadata_url, clock=self._clock)
 
     def _transport(self, limits: httpx.Limits | None = None) -> RedactingTransport:
         """Every client's transport: error answers lose the credentials' values before any

@@ -12,10 +12,22 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from daemon.config.models import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +59,98 @@ def _read_secret(file: Path) -> str:
         ) from None
 
 
+METADATA_URL = "http://169.254.169.254"  # the ECS metadata service: for `metadata` only
+_POD_IDENTITY_ENV = {
+    "credentials_uri": "HC_CONTAINER_CREDENTIALS_FULL_URI",
+    "token_file": "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+}
+_STATIC_FIELDS = ("ak", "sk", "security_token", "user", "password", "domain")
+_SOURCE_FIELDS = {
+    "static": (),
+    "pod_identity": ("credentials_uri", "token_file"),
+    "oidc": ("idp_id", "token_file", "duration_s"),
+    "metadata": ("metadata_url",),
+}
+Source = Literal["static", "pod_identity", "oidc", "metadata"]
+
+
+def _check_metadata_url(url: str) -> str:
+    """The real metadata address, or loopback (the emulator in tests); nothing else, so
+    that a setting cannot send the node's keys request anywhere else."""
+    parsed = urlsplit(url)
+    if url.rstrip("/") == METADATA_URL:
+        return METADATA_URL
+    if parsed.scheme in ("http", "https") and is_loopback_host(parsed.hostname or ""):
+        return url.rstrip("/")
+    raise ValueError(
+        f"metadata_url must be {METADATA_URL} (the default) or a loopback URL for tests"
+    )
+
+
 class CredentialSet(BaseModel):
-    """Either an AK/SK pair (optionally a temporary one with a security token) or an IAM user."""
+    """Where one set's keys come from, chosen explicitly by `source` (never by a chain):
+    static (an AK/SK, optionally with a fixed security token, or an IAM user), pod_identity
+    (CCE Pod Identity), oidc (the projected ServiceAccount token federated at IAM) or
+    metadata (the node's agency)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    source: Source = "static"
     ak: SecretStr | None = None
     sk: SecretStr | None = None
     security_token: SecretStr | None = None
     user: str | None = None
     password: SecretStr | None = None
     domain: str | None = None
+    credentials_uri: str | None = None  # pod_identity; default $HC_CONTAINER_CREDENTIALS_FULL_URI
+    token_file: Path | None = None  # pod_identity (default from env) and oidc: re-read each time
+    idp_id: str | None = None  # oidc: the IAM identity provider
+    duration_s: int = Field(default=21600, ge=900, le=86400)  # oidc: the temporary keys' life
+    metadata_url: Annotated[str, AfterValidator(_check_metadata_url)] = METADATA_URL
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pod_identity_env(cls, data: object) -> object:
+        """pod_identity takes the URI and the token file from the variables CCE sets."""
+        if isinstance(data, dict) and data.get("source") == "pod_identity":
+            for field, env in _POD_IDENTITY_ENV.items():
+                if not data.get(field) and os.environ.get(env):
+                    data = {**data, field: os.environ[env]}
+        return data
 
     @model_validator(mode="after")
     def _one_complete_kind(self) -> Self:
+        given = self.model_fields_set - {"source"}
+        if self.source != "static":
+            extra = sorted(given - set(_SOURCE_FIELDS[self.source]))
+            if extra:
+                raise ValueError(
+                    f"source {self.source} takes no {', '.join(extra)} (its fields: "
+                    f"{', '.join(_SOURCE_FIELDS[self.source]) or 'none'})"
+                )
+            needed = {
+                "pod_identity": ("credentials_uri", "token_file"),
+                "oidc": ("idp_id", "token_file"),
+            }
+            missing = [f for f in needed.get(self.source, ()) if getattr(self, f) is None]
+            if missing and self.source == "pod_identity":
+                raise ValueError(
+                    "source pod_identity needs HC_CONTAINER_CREDENTIALS_FULL_URI and "
+                    "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE (CCE sets them in a pod whose "
+                    "ServiceAccount has a Pod Identity association), or __CREDENTIALS_URI "
+                    "and __TOKEN_FILE"
+                )
+            if missing:
+                raise ValueError(
+                    f"source oidc needs {' and '.join('__' + m.upper() for m in missing)}"
+                )
+            return self
+        extra = sorted(given - set(_STATIC_FIELDS))
+        if extra:
+            raise ValueError(
+                f"{', '.join(extra)} belong to another source: set __SOURCE to pod_identity, "
+                "oidc or metadata"
+            )
         has_aksk = self.ak is not None or self.sk is not None
         has_user = self.user is not None or self.password is not None or self.domain is not None
         if has_aksk and has_user:
@@ -70,11 +160,22 @@ class CredentialSet(BaseModel):
         if has_user and None in (self.user, self.password, self.domain):
             raise ValueError("an IAM user needs user, password and domain (the account name)")
         if not (has_aksk or has_user):
-            raise ValueError("empty: give AK and SK, or user, password and domain")
+            raise ValueError(
+                "empty: give AK and SK, or user, password and domain, or a __SOURCE "
+                "(pod_identity, oidc, metadata)"
+            )
+        for name in ("ak", "sk", "security_token"):
+            value = getattr(self, name)
+            if value is not None and (
+                not value.get_secret_value() or any(c.isspace() for c in value.get_secret_value())
+            ):
+                raise ValueError(f"{name} is empty or has white space inside")
         return self
 
     @property
-    def kind(self) -> Literal["aksk", "password"]:
+    def kind(self) -> Literal["aksk", "password", "temporary"]:
+        if self.source != "static":
+            return "temporary"
         return "aksk" if self.ak is not None else "password"
 
 
@@ -190,6 +291,14 @@ class Settings(BaseSettings):
     credentials: dict[str, CredentialSet] = {}
     notify: dict[str, NotifySecret] = {}  # by channel name
     secrets_dir: Path | None = None
+    credential_env_fields: dict[str, tuple[str, ...]] = {}  # per set: fields from the env
+    # Credential sources (daemon/cloud/credentials.py): refresh temporary keys this long
+    # before expiry (at most half their life), earlier by up to `jitter` of that; retry a
+    # failed refresh after `retry_s`; look at the secret files every `check_s`.
+    credential_refresh_margin_s: float = Field(default=2400.0, ge=0)
+    credential_refresh_jitter: float = Field(default=0.1, ge=0, le=0.5)
+    credential_retry_s: float = Field(default=30.0, gt=0)
+    secret_check_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -216,9 +325,10 @@ class Settings(BaseSettings):
         for channel, fields in notify_files.items():
             notify[channel] = {**fields, **notify.get(channel, {})}  # the environment wins
         given = {str(k).lower(): dict(v) for k, v in (data.get("credentials") or {}).items()}
+        from_env = {name: tuple(sorted(fields)) for name, fields in given.items()}
         for name, fields in from_files.items():
             given[name] = {**fields, **given.get(name, {})}  # the environment wins over files
-        return {**data, "credentials": given, "notify": notify}
+        return {**data, "credentials": given, "notify": notify, "credential_env_fields": from_env}
 
     def secret_values(self) -> list[str]:
         """Every credential value given (keys, tokens, passwords): what error texts from
@@ -245,3 +355,64 @@ class Settings(BaseSettings):
 
     def credential_set(self, name: str) -> CredentialSet | None:
         return self.credentials.get(name.lower()) or self.credentials.get(name)
+
+    def secret_files(self, name: str) -> SecretFiles | None:
+        """The secret files of credential set `name`, to re-read when the kubelet swaps
+        them; None when none of its values came from files."""
+        key = name.lower()
+        creds = self.credentials.get(key)
+        env = set(self.credential_env_fields.get(key, ()))
+        if self.secrets_dir is None or creds is None or creds.source != "static":
+            return None
+        if not (creds.model_fields_set - env - {"source"}):
+            return None
+        return SecretFiles(self.secrets_dir, key, {f: getattr(creds, f) for f in env})
+
+
+class SecretFiles:
+    """One credential set's files in GRAPHNAP_SECRETS_DIR, read again when they change.
+
+    A Kubernetes Secret volume holds `<key> -> ..data/<key>` links and swaps the `..data`
+    link atomically on an update: the fingerprint (the files' real paths, sizes and
+    modification times) changes with it, and with an edit in place too."""
+
+    def __init__(self, directory: Path, name: str, from_env: dict[str, object]) -> None:
+        self._dir, self._name, self._from_env = directory, name, from_env
+
+    def _files(self) -> list[Path]:
+        return [
+            file
+            for file in sorted(self._dir.iterdir())
+            if file.name.rpartition(".")[0].lower() == self._name
+            and file.name.rpartition(".")[2] in _CREDENTIAL_FIELDS
+            and file.is_file()
+        ]
+
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            found = []
+            for file in self._files():
+                info = file.stat()
+                found.append((os.path.realpath(file), info.st_size, info.st_mtime_ns))
+            return tuple(found)
+        except OSError:  # caught mid-swap: the next look sees the new files
+            return ()
+
+    def read(self) -> CredentialSet:
+        """The set as the files say now (the environment's values still win); ValueError
+        naming the set and the fix when the files do not make a complete set."""
+        where = f"credential set {self._name} in {self._dir}"
+        try:
+            fields: dict[str, object] = {
+                file.name.rpartition(".")[2]: _read_secret(file) for file in self._files()
+            }
+        except OSError as exc:
+            raise ValueError(f"{where}: a file cannot be read ({exc.strerror})") from None
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        fields.update({k: v for k, v in self._from_env.items() if v is not None})
+        try:
+            return CredentialSet.model_validate(fields)
+        except ValidationError as exc:
+            reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"{where}: {reasons}") from None

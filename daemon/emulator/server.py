@@ -31,6 +31,7 @@ from daemon.emulator.cloud import (
 )
 from daemon.emulator.cloudeye import DailyTraffic
 from daemon.emulator.gateway import verify_signature
+from daemon.emulator.identity import IDENTITY, AccessKeys, Identity, add_identity_routes
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +182,16 @@ async def _authenticate(request: web.Request, cloud: Cloud) -> None:
             raise _wrong_project(request, "the token's project")
         return
     if "authorization" in headers:
-        verify_signature(
+        ak = verify_signature(
             method=request.method,
             path=request.path,
             query_string=request.query_string,
             headers=headers,
             body=await request.read(),
-            access_keys=cloud.access_keys,
+            access_keys=AccessKeys(cloud.access_keys, request.app[IDENTITY]),
             now=cloud.clock(),
         )
+        request.app[IDENTITY].check_temporary(ak, headers)  # token, signed, not expired
         if headers.get("x-project-id", project_id) != project_id:
             raise _wrong_project(request, "X-Project-Id")
         return
@@ -584,9 +586,10 @@ async def emulator_traffic(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
-def build_app(cloud: Cloud) -> web.Application:
+def build_app(cloud: Cloud, identity: Identity | None = None) -> web.Application:
     app = web.Application(middlewares=[gateway])
     app[CLOUD] = cloud
+    add_identity_routes(app, identity or Identity(cloud))  # pod identity, IAM federation
     prefix = "/v1.0/{project_id}/graphs"
     app.router.add_get(f"{prefix}/jobs", list_jobs, name="list_jobs")
     app.router.add_get(prefix, list_graphs, name="list_graphs")
@@ -613,11 +616,19 @@ def build_app(cloud: Cloud) -> web.Application:
 class EmulatorServer:
     """Runs the emulator on the current event loop; port 0 picks a free port."""
 
-    def __init__(self, cloud: Cloud, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        cloud: Cloud,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        identity: Identity | None = None,
+    ) -> None:
         self.cloud = cloud
+        self.identity = identity or Identity(cloud)
         self._host = host
         self._port = port
-        self._runner = web.AppRunner(build_app(cloud), access_log=None)
+        self._runner = web.AppRunner(build_app(cloud, self.identity), access_log=None)
         self.url = ""
 
     async def start(self) -> str:

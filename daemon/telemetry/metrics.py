@@ -196,6 +196,27 @@ class Metrics:
             "When this replica last took or renewed the lease.",
             registry=registry,
         )
+        # --- credential sources (daemon/cloud/credentials.py) ---
+        self.credential_refreshes = Counter(
+            "graphnap_credential_refresh",
+            "Fetches of a credential set's keys by source and outcome (success, failed, "
+            "invalid: new secret files refused, the keys in use kept).",
+            ["set", "source", "outcome"],
+            registry=registry,
+        )
+        self.credential_expiry = Gauge(
+            "graphnap_credential_expiry_timestamp_seconds",
+            "When a credential set's temporary keys expire.",
+            ["set"],
+            registry=registry,
+        )
+        self.credential_rotations = Counter(
+            "graphnap_credential_rotations",
+            "New static keys taken from swapped secret files, without a restart.",
+            ["set"],
+            registry=registry,
+        )
+        # --- end credential sources ---
         self.build_info = Info("graphnap_build", "Build information.", registry=registry)
         self.build_info.info({"version": __version__})
         # CPU, memory and file descriptors of the daemon itself, for the dashboard.

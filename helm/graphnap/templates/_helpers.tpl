@@ -99,3 +99,8 @@ true
 {{- define "graphnap.kubeTokenDir" -}}
 /var/run/secrets/graphnap-kube
 {{- end }}
+
+{{/* "true" when a credential set uses the oidc source: the projected token is mounted. */}}
+{{- define "graphnap.oidc" -}}
+{{- range $set, $def := .Values.credentials.identity }}{{ if eq $def.source "oidc" }}true{{ end }}{{ end }}
+{{- end }}
