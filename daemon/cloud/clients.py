@@ -16,6 +16,8 @@ from daemon.cloud.auth import AkSkAuth, TokenAuth, TokenProvider
 from daemon.cloud.ces import CesClient
 from daemon.cloud.gate import Monotonic, RequestGate
 from daemon.cloud.ges import GesClient
+from daemon.cloud.ges_service import GesService
+from daemon.cloud.ges_v2 import GesV2Client
 from daemon.cloud.redaction import RedactingTransport
 from daemon.config.models import Config, Project
 from daemon.config.problems import Problem
@@ -53,7 +55,7 @@ class Clients:
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
-        self._ges: dict[str, GesClient] = {}
+        self._ges: dict[str, GesService] = {}
         self._ces: dict[str, CesClient] = {}
         self._defs: dict[str, Project] = {}  # what each project's clients were built from
         self._http: list[httpx.AsyncClient] = []
@@ -84,7 +86,7 @@ class Clients:
             await http.aclose()
         self._http.clear()
 
-    def _build(self, project: Project) -> tuple[GesClient, CesClient]:
+    def _build(self, project: Project) -> tuple[GesService, CesClient]:
         """The project's GES and Cloud Eye clients: one auth, one gate (its rate is the
         project's, whichever service a request goes to)."""
         creds = self._settings.credential_set(project.credentials)
@@ -144,7 +146,8 @@ class Clients:
             monotonic=self._monotonic,
             sleep=asyncio.sleep,  # pacing is real time, as `monotonic` is: not the retries' sleep
         )
-        ges = GesClient(
+        # The project's GES API version: both map into the same domain model.
+        ges = (GesV2Client if project.ges_api == "v2" else GesClient)(
             http,
             project.project_id,
             retry=self._settings.retry,
