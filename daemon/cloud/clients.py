@@ -20,6 +20,8 @@ from daemon.cloud.credentials import KeyHolder, RefreshPolicy, Source
 from daemon.cloud.errors import FencedError
 from daemon.cloud.gate import Learned, Monotonic, RateMemory, RequestGate
 from daemon.cloud.ges import GesClient
+from daemon.cloud.ges_service import GesService
+from daemon.cloud.ges_v2 import GesV2Client
 from daemon.cloud.key_sources import (
     MetadataSource,
     OidcSource,
@@ -69,7 +71,7 @@ class Clients:
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
-        self._ges: dict[str, GesClient] = {}
+        self._ges: dict[str, GesService] = {}
         self._ces: dict[str, CesClient] = {}
         self._defs: dict[str, Project] = {}  # what each project's clients were built from
         self._gates: dict[str, RequestGate] = {}
@@ -107,7 +109,7 @@ class Clients:
             await http.aclose()
         self._http.clear()
 
-    def _build(self, project: Project) -> tuple[GesClient, CesClient]:
+    def _build(self, project: Project) -> tuple[GesService, CesClient]:
         """The project's GES and Cloud Eye clients: one auth, one gate (its rate is the
         project's, whichever service a request goes to)."""
         creds = self._settings.credential_set(project.credentials)
@@ -161,7 +163,8 @@ class Clients:
             **self._learning(project.project_id),
         )
         self._gates[project.name] = gate
-        ges = GesClient(
+        # The project's GES API version: both map into the same domain model.
+        ges = (GesV2Client if project.ges_api == "v2" else GesClient)(
             http,
             project.project_id,
             retry=self._settings.retry,

@@ -310,6 +310,12 @@ class Project(FrozenModel):
         ),
     ]
     endpoints: Endpoints = Endpoints()
+    ges_api: Literal["v1", "v2"] = Field(
+        default="v1",
+        description="The GES management API spoken to this project: v1 (/v1.0, the default) or "
+        "v2 (/v2, for regions and accounts that have only it; it also names the database "
+        "edition, which graphnap then leaves alone).",
+    )
 
     def _default(self, service: str) -> str:
         domain = (

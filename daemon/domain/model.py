@@ -1,6 +1,6 @@
 """The domain as the daemon sees it: graphs, jobs, actions and statuses, and the Protocol of
 cloud operations that the passes, executor and tracker use. No wire format lives here: the
-GES v1 client maps its camelCase answers into these types (a v2 client would do the same).
+GES v1 and v2 clients map their answers (camelCase, snake_case) into these types.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def describe_status(code: int) -> str:
         return f"status {code}"
 
 
+PERSISTENCE = "Persistence"  # v2's product_type of the database edition
+
+
 @dataclass(frozen=True, slots=True)
 class Graph:
     id: str
@@ -91,6 +94,14 @@ class Graph:
     replication: int = 1
     tags: Mapping[str, str] = field(default_factory=dict)
     updated: datetime | None = None  # GES's `updated`; changes at stop and start
+    # v2's product_type ("InMemory", "Persistence"); None where the API does not say (v1)
+    edition: str | None = None
+
+    @property
+    def is_database_edition(self) -> bool:
+        """The database (Persistence) edition: GES refuses to stop it, so graphnap never
+        sends it a stop, nor a start."""
+        return self.edition == PERSISTENCE
 
 
 JobState = Literal["pending", "running", "success", "failed", "partiallyFailed", "unknown"]

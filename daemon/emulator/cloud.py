@@ -33,6 +33,7 @@ Kind = Literal["stop", "start"]
 RUNNING, STOPPED, STOPPING, STARTING = 200, 900, 901, 920
 OFFICE_HOURS = DailyTraffic(1, 11, 6.0)  # some requests 09:00-19:00 in UTC+8, none at night
 JOB_NAMES: dict[Kind, str] = {"stop": "StopGraph", "start": "StartGraph"}  # [UNVERIFIED] real names
+PERSISTENCE = "Persistence"  # v2's product_type of the database edition, which cannot stop
 
 
 class ManualClock:
@@ -144,6 +145,7 @@ class EmuGraph:
     replication: int = 1
     tags: dict[str, str] = field(default_factory=dict)
     status: int = RUNNING
+    edition: str = "InMemory"  # v2's product_type: InMemory or Persistence
     created: datetime = field(default_factory=system_clock)
     updated: datetime = field(default_factory=system_clock)
     job: EmuJob | None = None  # the stop/start job moving the graph, if any
@@ -285,8 +287,10 @@ class Cloud:
         graph_id: str | None = None,
         created: datetime | None = None,
         traffic: Traffic = 0.0,
+        edition: str = "InMemory",
     ) -> EmuGraph:
-        """A graph; `created` in the past gives it a history (running since then) for backtests."""
+        """A graph; `created` in the past gives it a history (running since then) for backtests.
+        `edition` "Persistence" is the database edition, which refuses a stop."""
         now = created or self.clock()
         graph = EmuGraph(
             id=graph_id or self._uuid(),
@@ -300,6 +304,7 @@ class Cloud:
             updated=now,
             history=[(now, status)],
             traffic=traffic,
+            edition=edition,
         )
         self.graphs[project_id][graph.id] = graph
         self._order.pop(project_id, None)
@@ -378,6 +383,14 @@ class Cloud:
     def act(self, project_id: str, graph_id: str, kind: Kind) -> EmuJob:
         graph = self.graph(project_id, graph_id)
         if kind == "stop":
+            if graph.edition == PERSISTENCE:
+                # The docs say only that the database edition "cannot be stopped by calling
+                # this API"; the code is the table's "invalid graph operation". [UNVERIFIED]
+                raise CloudFault(
+                    400,
+                    "GES.7048",
+                    "Invalid graph operation: a Persistence graph cannot be stopped.",
+                )
             if graph.status == STOPPING:
                 raise CloudFault(400, "GES.7003", "The graph is being stopped or has been stopped.")
             if graph.status != RUNNING:

@@ -1,5 +1,5 @@
-"""The emulator's HTTP face: GES v1 management API, Cloud Eye metric queries, IAM tokens, and
-the gateway's checks.
+"""The emulator's HTTP face: GES v1 management API (v2 in daemon.emulator.ges_v2, mounted
+here), Cloud Eye metric queries, IAM tokens, and the gateway's checks.
 
 Routes, field names, status codes and error bodies follow ../shared/ges-api.md, so that
 Huawei's own SDK works against it unchanged. `/_emulator/*` is a control plane for demos
@@ -31,6 +31,7 @@ from daemon.emulator.cloud import (
 )
 from daemon.emulator.cloudeye import DailyTraffic
 from daemon.emulator.gateway import verify_signature
+from daemon.emulator.ges_v2 import build_v2
 from daemon.emulator.identity import IDENTITY, AccessKeys, Identity, add_identity_routes
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,11 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
-def _error(fault: CloudFault, request_id: str) -> web.Response:
-    if fault.source == "ges":
-        body: dict[str, Any] = {"errorCode": fault.code, "errorMessage": fault.message}
+def _error(fault: CloudFault, request_id: str, *, v2: bool = False) -> web.Response:
+    if fault.source == "ges" and v2:  # GES v2 says error_code/error_msg
+        body: dict[str, Any] = {"error_code": fault.code, "error_msg": fault.message}
+    elif fault.source == "ges":
+        body = {"errorCode": fault.code, "errorMessage": fault.message}
     elif fault.source == "ces":
         # Cloud Eye v1's own error shape (api-ces ErrorCode page): the code is nested.
         body = {
@@ -135,7 +138,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if cloud.faults.latency_s and not request.path.startswith("/_emulator"):
             await asyncio.sleep(cloud.faults.latency_s)
-        if request.path.startswith(("/v1.0/", "/V1.0/")):
+        if request.path.startswith(("/v1.0/", "/V1.0/", "/v2/")):
             await _authenticate(request, cloud)
             fault = cloud.fault_for(operation, project_id)
             if fault and fault.source == "ges" and request.path.startswith("/V1.0/"):
@@ -146,7 +149,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise fault
         response = await handler(request)
     except CloudFault as fault:
-        response = _error(fault, request_id)
+        response = _error(fault, request_id, v2=request.path.startswith("/v2/"))
     response.headers["X-Request-Id"] = request_id
     if not request.path.startswith("/_emulator"):
         cloud.log.add(
@@ -598,6 +601,7 @@ def build_app(cloud: Cloud, identity: Identity | None = None) -> web.Application
     app.router.add_get(
         f"{prefix}/{{graph_id}}/jobs/{{job_id}}/status", job_status, name="job_status"
     )
+    app.add_subapp("/v2", build_v2(cloud))
     app.router.add_post(
         "/V1.0/{project_id}/batch-query-metric-data",
         batch_query_metric_data,

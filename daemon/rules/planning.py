@@ -28,6 +28,7 @@ from daemon.rules.holds import applicable_hold, held_reason
 from daemon.rules.idle import Verdict
 
 IN_FLIGHT = "a job for this graph is already in flight"
+DATABASE_EDITION = "database edition (Persistence): GES cannot stop it, so graphnap leaves it alone"
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def _held_back(
     in_flight: Collection[tuple[str, str]],
 ) -> str | None:
     """Why a selected graph is left alone whatever its status, or None."""
+    if graph.is_database_edition:  # never stopped, so never started either
+        return DATABASE_EDITION
     if exclude is not None and selects(exclude, project, graph):
         return "excluded by the rule's exclude"
     tags = graph.tags
@@ -223,11 +226,13 @@ GraphKey = tuple[str, str]  # (project, graph id)
 
 
 def idle_candidates(rule: IdleRule, project: str, graphs: Sequence[Graph]) -> list[Graph]:
-    """The graphs an idle pass asks Cloud Eye about: selected, not excluded, running."""
+    """The graphs an idle pass asks Cloud Eye about: selected, not excluded, running, and
+    of an edition GES can stop."""
     return [
         g
         for g in graphs
         if g.status == GraphStatus.RUNNING
+        and not g.is_database_edition
         and selects(rule.targets, project, g)
         and not (rule.exclude is not None and selects(rule.exclude, project, g))
     ]
