@@ -98,7 +98,9 @@ class DaemonBackend:
 
     async def graphs(self, now: datetime) -> Sequence[GraphView]:
         self._acting()
-        return [self._graph(doc) for doc in self._daemon.graphs()]
+        # The holds once, as the hold book has them; each graph's document names its own.
+        holds = {hold.id: hold_view(hold) for hold in self._daemon.list_holds()}
+        return [self._graph(doc, holds) for doc in self._daemon.graphs()]
 
     async def holds(self, now: datetime) -> Sequence[HoldView]:
         self._acting()
@@ -189,7 +191,7 @@ class DaemonBackend:
         )
 
     @staticmethod
-    def _graph(doc: dict[str, Any]) -> GraphView:
+    def _graph(doc: dict[str, Any], holds: dict[str, HoldView]) -> GraphView:
         actions: list[NextAction] = []
         if planned := doc.get("next_stop"):
             actions.append(
@@ -199,23 +201,11 @@ class DaemonBackend:
             actions.append(
                 NextAction(planned["schedule"], "start", datetime.fromisoformat(planned["at"]))
             )
-        holds = tuple(
-            HoldView(
-                h["id"],
-                doc["project"],
-                ",".join((*h["graphs"].get("ids", ()), *h["graphs"].get("names", ()))),
-                h["keep"],
-                datetime.fromisoformat(h["until"]),
-                h["reason"],
-                h["by"],
-                "config" if h["source"] == "config" else "api",
-            )
-            for h in doc["holds"]
-        )
+        mine = tuple(holds[h["id"]] for h in doc["holds"] if h["id"] in holds)
         last = doc.get("last_outcome")
         said = None
         if last:
             said = f"{last['outcome']} {last['action']} by {last['rule']} at {last['time']}: {last['reason']}"
         return GraphView(
-            doc["project"], doc["id"], doc["name"], doc["status"], tuple(actions), holds, said
+            doc["project"], doc["id"], doc["name"], doc["status"], tuple(actions), mine, said
         )
