@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from daemon.domain.hold import Hold, HoldGraphs, Keep
 from daemon.domain.model import Graph
-from daemon.ops.control import GraphView, HoldRequest, HoldView, NextAction, Refused, WakeView
 from daemon.ops.status import GraphView as GraphDocument
+from daemon.ops.views import GraphView, HoldRequest, HoldView, NextAction, Refused, WakeView
 from daemon.rules.holds import HoldProblem
 from daemon.runtime.holds import ConfigHoldRelease, HoldNotSaved, HoldRefused, UnknownHold
 from daemon.runtime.wake import UnknownGraph, Wake

@@ -19,8 +19,9 @@ from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import EmuGraph
 from daemon.ops.backend import DaemonBackend
-from daemon.ops.control import ControlServer, HoldRequest, HoldView, control_app
+from daemon.ops.control import ControlServer, control_app
 from daemon.ops.tokens import TokenBook
+from daemon.ops.views import HoldRequest, HoldView
 from daemon.runtime.holds import HoldBook
 from tests.app.conftest import SHANGHAI, MakeApp, actions, statuses
 from tests.receivers import Receiver, Scripted, receiver
