@@ -60,7 +60,7 @@ async def _plan_live(settings: Settings, config: Config) -> int:
                     )
             print("\nIf each schedule fired now:")
             _table(["schedule", "project", "graph", "decision", "reason"], rows)
-            holds = app.list_holds()
+            holds = app.people.list_holds()
             print(f"\nHolds in force ({len(holds)}):")
             _table(
                 ["hold", "graphs", "keep", "until", "by", "source", "reason"],

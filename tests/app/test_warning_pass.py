@@ -139,7 +139,7 @@ async def test_the_warning_lists_what_the_firing_would_stop_with_a_postpone_link
     assert app.postpone is not None
     book = app.holds
     control = control_app(
-        DaemonBackend(app), TokenBook.from_dir(write_tokens(tmp_path / "tokens")), app.metrics,
+        DaemonBackend(app.people), TokenBook.from_dir(write_tokens(tmp_path / "tokens")), app.metrics,
         clock=clock, monotonic=lambda: 0.0, postpone=app.postpone,
     )  # fmt: skip
     path = graphs["dev-a"]["postpone_url"].removeprefix(PUBLIC)
