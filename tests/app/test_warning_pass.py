@@ -182,9 +182,11 @@ async def test_a_warning_whose_stop_has_come_is_not_sent_and_one_is_sent_once(
     app = started(make_app, team, slow)
     await app.start(serve=False, watch=False)
     await team.wait_for(1)
-    await app.scheduler.warn("night-stop", FIRE)  # the same fire time again: not sent twice
+    await app.scheduler.warnings.warn(
+        "night-stop", FIRE
+    )  # the same fire time again: not sent twice
     to(clock, FIRE.astimezone(UTC) + timedelta(seconds=1))
-    await app.scheduler.warn("night-stop", FIRE + timedelta(days=-1))  # its stop has come
+    await app.scheduler.warnings.warn("night-stop", FIRE + timedelta(days=-1))  # its stop has come
     assert app.notifier is not None
     await asyncio.wait_for(app.notifier.drained(), 5)
     assert len(team.seen) == 1
