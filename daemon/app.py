@@ -15,7 +15,6 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ from daemon import __version__
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
 from daemon.config.holds import config_holds
-from daemon.config.models import Config, IdleRule, Schedule
+from daemon.config.models import Config, Schedule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.domain.hold import Store
-from daemon.domain.model import Clock, MetricApi, Sleep
+from daemon.domain.model import Clock, Sleep
 from daemon.notify.notifier import Notifier
 from daemon.ops.backend import DaemonBackend
 from daemon.ops.control import ControlServer, control_server
@@ -44,7 +43,7 @@ from daemon.ops.status import Heartbeat, StatusView
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
-from daemon.runtime.inventory import Inventory, Selection
+from daemon.runtime.inventory import Inventory
 from daemon.runtime.kube import kube_client, kube_target
 from daemon.runtime.kubestore import ConfigMapStore
 from daemon.runtime.outcomes import Outcomes
@@ -348,20 +347,6 @@ class App:
         """Fire one schedule now, outside its cron times (`graphnap once`, `plan --live`)."""
         config = self.config
         return await self.passes.fire(config, config.schedule(name), self.clock(), dry_run=dry_run)
-
-    # --- what the command line asks for ----------------------------------------------------
-
-    def inventory_errors(self) -> dict[str, str]:
-        """The projects whose last listing failed, and why (`plan --live`, `once`)."""
-        return self.inventory.errors()
-
-    async def selected_now(self, rule: IdleRule) -> Selection:
-        """The graphs `rule` selects now, from a fresh inventory (`backtest`)."""
-        return await self.inventory.selected(self.config, rule)
-
-    def metric_apis(self) -> Mapping[str, MetricApi]:
-        """Each project's Cloud Eye client as the config stands (`backtest`)."""
-        return self.clients.metric_apis()
 
     async def settle(self) -> None:
         """Until every firing has ended and every job it started has reached its end."""

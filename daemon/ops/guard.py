@@ -40,7 +40,6 @@ def answer(
     return web.json_response(body, status=status, headers=headers, dumps=json.dumps)
 
 
-BACKEND: web.AppKey[ControlBackend] = web.AppKey("backend", ControlBackend)
 CONTROL: web.AppKey[Control] = web.AppKey("control")
 
 
