@@ -1,12 +1,16 @@
 """The start-up catch-up's reckoning: the firing missed while down that runs late within its
-grace, and the firings lost beyond it, known only when the last one is."""
+grace, and the firings lost beyond it, known only when the last one is; the last fire times
+the Store kept, read back."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from daemon.runtime.catchup import missed_firings
+import pytest
+
+from daemon.runtime.catchup import missed_firings, parse_last_fires
 from tests.test_scheduler import schedule
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -32,3 +36,21 @@ def test_firings_lost_while_down_are_listed_when_the_last_one_is_known() -> None
     run, lost = missed_firings(rule, last, friday_late + timedelta(hours=2), timedelta(hours=1))
     assert run is None
     assert [d.day for d in lost] == [25, 26, 27]
+
+
+def test_stored_last_fire_times_are_read_and_unreadable_ones_dropped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    stored = {
+        "night-stop": "2026-11-27T20:00:00+08:00",
+        "naive": "2026-11-27T20:00:00",  # no offset: which 20:00?
+        "garbled": "friday",
+    }
+    assert parse_last_fires(stored) == {
+        "night-stop": datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
+    }
+    assert "stored last fire time of naive is unreadable" in caplog.text
+    assert "stored last fire time of garbled is unreadable" in caplog.text
+    assert parse_last_fires(["not", "an", "object"]) == {}
+    assert "stored last fire times are not an object" in caplog.text
