@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, quote, unquote
 
-from daemon.emulator.cloud import CloudFault
+from daemon.emulator.faults import CloudFault
 
 MAX_SKEW = timedelta(minutes=15)
 _AUTH_RE = re.compile(

@@ -14,7 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.emulator.cloud import JOB_NAMES, Cloud, CloudFault, EmuGraph, EmuJob
+from daemon.emulator.cloud import Cloud
+from daemon.emulator.faults import CloudFault
+from daemon.emulator.graphs import EmuGraph
+from daemon.emulator.jobs import JOB_NAMES, EmuJob
 
 V2_CLOUD: web.AppKey[Cloud] = web.AppKey("v2_cloud", Cloud)
 _TIME = "%Y-%m-%dT%H:%M:%S"

@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.emulator.cloud import Cloud, CloudFault
+from daemon.emulator.cloud import Cloud
+from daemon.emulator.faults import CloudFault
 
 AGENCY_MISSING = "Please configure Cloud Service Agency first"
 _SIGNED_RE = re.compile(r"SignedHeaders=([^,\s]+)")

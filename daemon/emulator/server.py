@@ -20,19 +20,15 @@ from typing import Any
 from aiohttp import web
 
 from daemon.emulator import cloudeye
-from daemon.emulator.cloud import (
-    JOB_NAMES,
-    Cloud,
-    CloudFault,
-    EmuGraph,
-    EmuJob,
-    RequestRecord,
-    ScriptedFault,
-)
+from daemon.emulator.cloud import Cloud
 from daemon.emulator.cloudeye import DailyTraffic
+from daemon.emulator.faults import CloudFault, ScriptedFault
 from daemon.emulator.gateway import verify_signature
 from daemon.emulator.ges_v2 import build_v2
+from daemon.emulator.graphs import EmuGraph
 from daemon.emulator.identity import IDENTITY, AccessKeys, Identity, add_identity_routes
+from daemon.emulator.jobs import JOB_NAMES, EmuJob
+from daemon.emulator.request_log import RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +136,7 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
             await asyncio.sleep(cloud.faults.latency_s)
         if request.path.startswith(("/v1.0/", "/V1.0/", "/v2/")):
             await _authenticate(request, cloud)
-            fault = cloud.fault_for(operation, project_id)
+            fault = cloud.injector.fault_for(operation, project_id)
             if fault and fault.source == "ges" and request.path.startswith("/V1.0/"):
                 # a random or scripted engine fault, answered the way Cloud Eye would
                 code = "ces.0007" if fault.status >= 500 else fault.code
@@ -180,7 +176,7 @@ async def _authenticate(request: web.Request, cloud: Cloud) -> None:
     project_id = request.match_info.get("project_id", "")
     headers = {k.lower(): v for k, v in request.headers.items()}
     if "x-auth-token" in headers:
-        token = cloud.check_token(headers["x-auth-token"])
+        token = cloud.iam.check_token(headers["x-auth-token"])
         if token.project_id != project_id:
             raise _wrong_project(request, "the token's project")
         return
