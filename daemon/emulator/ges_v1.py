@@ -16,7 +16,14 @@ from daemon.emulator.cloud import Cloud
 from daemon.emulator.faults import CloudFault
 from daemon.emulator.graphs import EmuGraph
 from daemon.emulator.jobs import JOB_NAMES, EmuJob
-from daemon.emulator.wire import CLOUD, TIME_FORMAT, date_param, int_param, json_response
+from daemon.emulator.wire import (
+    CLOUD,
+    TIME_FORMAT,
+    date_param,
+    int_param,
+    json_response,
+    known_project,
+)
 
 
 def graph_json(graph: EmuGraph, cloud: Cloud) -> dict[str, Any]:
@@ -66,16 +73,9 @@ def job_json(job: EmuJob, now: datetime) -> dict[str, Any]:
     }
 
 
-def _project(request: web.Request) -> str:
-    project_id = request.match_info["project_id"]
-    if project_id not in request.app[CLOUD].graphs:
-        raise CloudFault(400, "GES.0016", "Resource not found: unknown project id.")
-    return project_id
-
-
 async def list_graphs(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
-    graphs = cloud.list_graphs(_project(request))
+    graphs = cloud.list_graphs(known_project(request))
     offset, limit = int_param(request, "offset", 0), int_param(request, "limit", 10)
     page = graphs[offset : offset + limit]
     return json_response(
@@ -85,13 +85,13 @@ async def list_graphs(request: web.Request) -> web.Response:
 
 async def show_graph(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
-    graph = cloud.graph(_project(request), request.match_info["graph_id"])
+    graph = cloud.graph(known_project(request), request.match_info["graph_id"])
     return json_response({"graph": graph_json(graph, cloud)})
 
 
 async def graph_action(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
-    project_id = _project(request)
+    project_id = known_project(request)
     action = request.query.get("action_id", "")
     if action not in ("stop", "start"):
         raise CloudFault(400, "GES.7048", f"Invalid graph operation: {action or '(none)'}.")
@@ -115,7 +115,9 @@ async def graph_action(request: web.Request) -> web.Response:
 
 async def job_status(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
-    job = cloud.job(_project(request), request.match_info["graph_id"], request.match_info["job_id"])
+    job = cloud.job(
+        known_project(request), request.match_info["graph_id"], request.match_info["job_id"]
+    )
     return json_response(job_json(job, cloud.clock()))
 
 
@@ -125,7 +127,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if status not in (None, "running", "waiting", "success", "failed"):
         raise CloudFault(400, "GES.0001", "Invalid parameter status.")
     jobs = cloud.list_jobs(
-        _project(request),
+        known_project(request),
         status=status,
         graph_name=request.query.get("graph_name"),
         since=date_param(request, "startTime"),

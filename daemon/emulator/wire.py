@@ -1,5 +1,6 @@
-"""What the emulated APIs share on the wire: the application's `Cloud`, compact JSON answers,
-the time format GES writes, and query parameters refused with GES's codes."""
+"""What the emulated APIs share on the wire: the application's `Cloud` (under one key on the
+main app and on GES v2's sub-app), compact JSON answers, the time format GES writes, and the
+project and query parameters refused with GES's codes (the same in v1 and v2)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ def json_response(
     return web.json_response(
         body, status=status, headers=headers, dumps=lambda o: json.dumps(o, separators=(",", ":"))
     )
+
+
+def known_project(request: web.Request) -> str:
+    """The URL's project, which must be one of the cloud's."""
+    project_id = request.match_info["project_id"]
+    if project_id not in request.app[CLOUD].graphs:
+        raise CloudFault(400, "GES.0016", "Resource not found: unknown project id.")
+    return project_id
 
 
 def int_param(request: web.Request, name: str, default: int) -> int:
