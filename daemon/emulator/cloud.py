@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from daemon.emulator import cloudeye
 from daemon.emulator.clock import Clock, Monotonic, Timing, system_clock
@@ -146,8 +146,8 @@ class Cloud(Fleet):
         to_ms: int,
         limit: int,
     ) -> list[tuple[int, float]]:
-        """(timestamp ms, value) as Cloud Eye answers: `from` moved to the window cap and
-        floored to the period; no data for unknown graphs and metrics."""
+        """(timestamp ms, value) as Cloud Eye answers (cloudeye.query); no data for unknown
+        graphs and metrics."""
         self.settle()
         graph = self.graphs.get(project_id, {}).get(graph_id)
         metric = cloudeye.METRICS.get(metric_name)
@@ -156,24 +156,17 @@ class Cloud(Fleet):
         now = self.clock()
         if not graph.history or graph.history[-1][1] != graph.status:
             graph.record(graph.status, now)  # a test set the status directly: known from now
-        cap_ms = int(cloudeye.WINDOW_CAPS[period_s].total_seconds() * 1000)
-        from_ms = max(from_ms, to_ms - cap_ms)
-        step_ms = period_s * 1000
-        from_ms -= from_ms % step_ms
-        ranges = cloudeye.reporting_minutes(
+        return cloudeye.query(
             graph.history,
             graph.gaps,
-            visible_until=now - timedelta(seconds=self.timing.metrics_lag_s),
-        )
-        return cloudeye.series(
-            ranges,
             graph.traffic,
             metric,
             how=how,
             period_s=period_s,
-            start=datetime.fromtimestamp(from_ms / 1000, UTC),
-            end=datetime.fromtimestamp(to_ms / 1000, UTC),
+            from_ms=from_ms,
+            to_ms=to_ms,
             limit=limit,
+            visible_until=now - timedelta(seconds=self.timing.metrics_lag_s),
         )
 
     # --- IAM ------------------------------------------------------------------------------
