@@ -18,7 +18,7 @@ import pytest
 
 from daemon.app import App
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from tests.app.conftest import MakeApp, actions, start, statuses
 
 SEARCH_SECRET = "search-team-secret-0123456789abcdef"

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from daemon.runtime.wake import UnknownGraph
 from tests.app.conftest import SHANGHAI, MakeApp, actions, sample, start, statuses
 from tests.app.test_idle_pass import IDLE_RULE

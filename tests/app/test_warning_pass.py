@@ -17,7 +17,7 @@ import pytest
 from daemon.app import App
 from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from daemon.ops.backend import DaemonBackend
 from daemon.ops.control import ControlServer, control_app
 from daemon.ops.tokens import TokenBook
