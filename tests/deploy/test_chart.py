@@ -211,13 +211,17 @@ def test_prometheus_rule_is_the_rules_file() -> None:
     plain = yaml.safe_load(ALERTS.read_text())["groups"]
     rule = one(render(api=True), "PrometheusRule")
     assert rule["spec"]["groups"] == plain
+    # By default no link (graphnap has no public address): the runbook named as text only.
+    for r in (r for g in rule["spec"]["groups"] for r in g["rules"]):
+        assert "runbook_url" not in r["annotations"], r["alert"]
+        assert r["annotations"]["runbook"] == f"deploy/runbooks.md#{r['alert'].lower()}"
 
     docs = render(
         PRODUCTION,
         api=True,
         sets=[
             "prometheusRule.disabledAlerts={GraphnapApiThrottled}",
-            "prometheusRule.runbookBaseUrl=https://wiki.example.com/graphnap",
+            "prometheusRule.runbookBaseUrl=https://wiki.example.com/graphnap/runbooks/",
             "nameOverride=gnap",
         ],
     )
@@ -230,7 +234,12 @@ def test_prometheus_rule_is_the_rules_file() -> None:
     for r in rules:
         assert r["labels"]["team"] == "data-platform"
         assert r["labels"]["severity"] in {"critical", "warning", "info"}
-        assert r["annotations"]["runbook_url"].startswith("https://wiki.example.com/graphnap#")
+        anchor = r["alert"].lower()
+        # A trailing slash is not doubled into the link; the text annotation stays.
+        assert r["annotations"]["runbook_url"] == (
+            f"https://wiki.example.com/graphnap/runbooks#{anchor}"
+        )
+        assert r["annotations"]["runbook"] == f"deploy/runbooks.md#{anchor}"
         assert 'job="gnap"' in r["expr"]
         assert 'job="graphnap"' not in r["expr"]
 
@@ -310,6 +319,14 @@ def test_schema_and_readme_cover_every_value() -> None:
             node = node["properties"][part]
         assert node.get("description"), f"values.schema.json: {path} has no description"
         assert f"`{path}`" in readme, f"helm/graphnap/README.md does not list {path}"
+        if path.split(".")[0] not in WHOLE_VALUES:  # the table's default is values.yaml's
+            node = values
+            for part in path.split("."):
+                node = node[part]
+            default = json.dumps(node, separators=(", ", ": "))
+            assert f"| `{path}` | `{default}` |" in readme, (
+                f"helm/graphnap/README.md: {path}'s default is not {default}"
+            )
     assert schema.get("additionalProperties") is False
 
 
