@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -361,11 +362,18 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting() -> None:
         assert name.startswith("GRAPHNAP_"), name
         model: type[BaseModel] = Settings
         *parents, leaf = name.removeprefix("GRAPHNAP_").lower().split("__")
+        keyed = False  # the part after a dict field is its key (GRAPHNAP_NOTIFY__<CHANNEL>__URL)
         for part in parents:
+            if keyed:
+                keyed = False
+                continue
             annotation = model.model_fields[part].annotation
+            if typing.get_origin(annotation) is dict:
+                annotation, keyed = typing.get_args(annotation)[1], True
             assert isinstance(annotation, type), name
             assert issubclass(annotation, BaseModel), name
             model = annotation
+        assert not keyed, f"{name} names a key but no field under it"
         assert leaf in model.model_fields, (
             f"{name} is not a field of daemon.config.settings.Settings"
         )
