@@ -22,9 +22,10 @@ from daemon.telemetry.metrics import Metrics
 
 
 def test_connections_are_split_into_as_few_small_shards_as_hold_them() -> None:
-    assert shard_sizes(64) == [8] * 8
-    assert shard_sizes(100) == [8] * 13
-    assert shard_sizes(10) == [5, 5]
+    assert shard_sizes(64) == [4] * 16
+    assert shard_sizes(100) == [4] * 25
+    assert shard_sizes(10) == [4, 4, 4]
+    assert shard_sizes(6) == [3, 3]
     assert shard_sizes(1) == [1]
 
 
@@ -54,7 +55,7 @@ async def until(predicate: object, rounds: int = 100) -> None:
 
 async def test_no_shard_is_given_more_requests_than_its_connections() -> None:
     held = Held(3)
-    shards = Shards([held.transport(i) for i in range(3)], size=4)
+    shards = Shards(held.transport, 3, size=4)
     client = httpx.AsyncClient(base_url="http://api.test", transport=shards)
     calls = [asyncio.create_task(client.get(f"/r{i}")) for i in range(12)]
     await until(lambda: sum(shards.busy) == 12)
@@ -69,7 +70,7 @@ async def test_no_shard_is_given_more_requests_than_its_connections() -> None:
 
 async def test_only_when_every_shard_is_full_does_a_request_wait_in_the_least_busy() -> None:
     held = Held(2)
-    shards = Shards([held.transport(i) for i in range(2)], size=2)
+    shards = Shards(held.transport, 2, size=2)
     client = httpx.AsyncClient(base_url="http://api.test", transport=shards)
     calls = [asyncio.create_task(client.get(f"/r{i}")) for i in range(5)]
     await until(lambda: sum(shards.busy) == 5)
@@ -82,11 +83,12 @@ async def test_only_when_every_shard_is_full_does_a_request_wait_in_the_least_bu
 async def test_a_quiet_client_keeps_to_its_first_shard() -> None:
     held = Held(4)
     held.release.set()
-    shards = Shards([held.transport(i) for i in range(4)], size=8)
+    shards = Shards(held.transport, 4, size=8)
     client = httpx.AsyncClient(base_url="http://api.test", transport=shards)
     for i in range(5):
         await client.get(f"/r{i}")
     assert [len(s) for s in held.seen] == [5, 0, 0, 0]
+    assert shards.built == 1  # the others were never needed, so never made
     await client.aclose()
 
 
@@ -94,7 +96,7 @@ async def test_a_request_that_fails_gives_its_place_back() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    shards = Shards([httpx.MockTransport(refuse)], size=1)
+    shards = Shards(lambda _: httpx.MockTransport(refuse), 1, size=1)
     client = httpx.AsyncClient(base_url="http://api.test", transport=shards)
     for _ in range(3):
         with pytest.raises(httpx.ConnectError):
@@ -104,7 +106,9 @@ async def test_a_request_that_fails_gives_its_place_back() -> None:
 
 
 async def test_the_answer_is_read_before_its_place_is_given_back() -> None:
-    shards = Shards([httpx.MockTransport(lambda r: httpx.Response(200, content=b"x" * 10))], 1)
+    shards = Shards(
+        lambda _: httpx.MockTransport(lambda r: httpx.Response(200, content=b"x" * 10)), 1, 1
+    )
     response = await shards.handle_async_request(httpx.Request("GET", "http://api.test/"))
     assert response.is_closed  # its connection is back in its pool
     assert response.content == b"x" * 10

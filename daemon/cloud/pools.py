@@ -13,37 +13,41 @@ keeps using its first pool only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import httpx
 
-SHARD_CONNECTIONS = 8  # small enough that httpcore's walk is cheap, big enough to be few
+SHARD_CONNECTIONS = 4  # small enough that httpcore's walk is cheap, big enough to be few
 
 
 def shard_sizes(connections: int, per_shard: int = SHARD_CONNECTIONS) -> list[int]:
     """How `connections` are split: as few shards as hold them at `per_shard` each at most,
-    all of one size (64 -> 8 of 8; 100 -> 13 of 8: a shard's size is only a bound)."""
+    all of one size (64 -> 16 of 4; 10 -> 3 of 4: a shard's size is only a bound)."""
     count = max(1, math.ceil(connections / per_shard))
     size = math.ceil(connections / count)
     return [size] * count
 
 
 class Shards(httpx.AsyncBaseTransport):
-    """Requests spread over small pools (`shards`, each an httpx transport), the first
-    with room taking the next request; `size` is how many requests a shard is given at
-    once, its pool's connections. Only when every shard is full (more requests in flight
-    than connections in all: no gate in front) does one wait in the least busy shard.
+    """Requests spread over `count` small pools, the first with room taking the next
+    request; `size` is how many requests a shard is given at once, its pool's connections.
+    Only when every shard is full (more requests in flight than connections in all: no
+    gate in front) does one wait in the least busy shard. A shard's transport is made by
+    `make(index)` when it is first needed: a quiet project never builds the others.
 
     Each answer's body is read here, inside the shard's count, so that its connection is
     back in its pool before the shard takes another request (every caller reads whole
     answers anyway: they are small JSON documents)."""
 
-    def __init__(self, shards: Sequence[httpx.AsyncBaseTransport], size: int) -> None:
-        if not shards or size < 1:
+    def __init__(
+        self, make: Callable[[int], httpx.AsyncBaseTransport], count: int, size: int
+    ) -> None:
+        if count < 1 or size < 1:
             raise ValueError("at least one shard of at least one connection")
-        self._shards = list(shards)
+        self._make = make
+        self._shards: list[httpx.AsyncBaseTransport | None] = [None] * count
         self._size = size
-        self._busy = [0] * len(self._shards)
+        self._busy = [0] * count
         self.most_busy = (
             0  # the most requests any shard had at once: never above size in a gated client
         )
@@ -55,7 +59,7 @@ class Shards(httpx.AsyncBaseTransport):
         """Shards holding `connections` in all, each built by `shard` with its limits."""
         sizes = shard_sizes(connections)
         limits = httpx.Limits(max_connections=sizes[0], max_keepalive_connections=sizes[0])
-        return cls([shard(limits) for _ in sizes], sizes[0])
+        return cls(lambda _: shard(limits), len(sizes), sizes[0])
 
     @property
     def size(self) -> int:
@@ -67,13 +71,21 @@ class Shards(httpx.AsyncBaseTransport):
         """Requests in flight in each shard now."""
         return tuple(self._busy)
 
+    @property
+    def built(self) -> int:
+        """How many shards have been needed so far."""
+        return sum(s is not None for s in self._shards)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         i = self._pick()
+        shard = self._shards[i]
+        if shard is None:
+            shard = self._shards[i] = self._make(i)
         busy = self._busy
         busy[i] += 1
         self.most_busy = max(self.most_busy, busy[i])
         try:
-            response = await self._shards[i].handle_async_request(request)
+            response = await shard.handle_async_request(request)
             try:
                 await response.aread()
             except BaseException:
@@ -92,4 +104,5 @@ class Shards(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         for shard in self._shards:
-            await shard.aclose()
+            if shard is not None:
+                await shard.aclose()
