@@ -81,6 +81,8 @@ class Clients:
         self._http: list[httpx.AsyncClient] = []
         self._holders: dict[tuple[str, str], KeyHolder] = {}  # (set, IAM endpoint for oidc)
         self._tls: ssl.SSLContext | None = None
+        # Requests in flight, every project together (each gate takes a place at its turn).
+        self._in_flight = asyncio.Semaphore(settings.max_concurrency)
 
     def update(self, config: Config) -> None:
         """Build clients for new or changed projects; forget removed ones. The clients
@@ -173,6 +175,7 @@ class Clients:
             ceiling_per_s=self._settings.project_rate_per_s,
             monotonic=self._monotonic,
             sleep=asyncio.sleep,  # pacing is real time, as `monotonic` is: not the retries' sleep
+            shared=self._in_flight,
             **self._learning(project.project_id),
         )
         self._gates[project.name] = gate
