@@ -148,3 +148,45 @@ async def test_behind_the_gate_no_pool_ever_holds_more_requests_than_connections
     assert pool.size * len(pool.busy) >= 12  # room for all the gate lets through
     assert pool.most_busy == pool.size  # the pools were full: the bound was reached...
     assert sum(pool.busy) == 0  # ...never exceeded, and every place given back
+
+
+async def test_a_proxy_named_in_the_environment_is_still_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pools skip the inner client only where no proxy is named: with HTTP_PROXY set,
+    requests go to the proxy, as a plain httpx client would send them."""
+    from aiohttp import web
+
+    from tests.loopback import serve
+
+    asked: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        asked.append(str(request.url))
+        return web.json_response({"graphCount": 0, "graphs": []})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    async with serve(app) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        settings = Settings(credentials={"lab": {"ak": DEMO_AK, "sk": DEMO_SK}})  # type: ignore[dict-item]
+        config = parse_config(
+            f"projects:\n  - {{name: lab, region: cn-north-4, project_id: {DEMO_PROJECT_ID},"
+            " credentials: lab, endpoints: {ges: 'http://ges.invalid'}}\n"
+        )
+        clients = Clients(
+            settings,
+            Metrics(CollectorRegistry()),
+            clock=lambda: datetime.now(UTC),
+            monotonic=asyncio.get_running_loop().time,
+            sleep=asyncio.sleep,
+        )
+        clients.update(config)
+        try:
+            assert await clients.graph_apis()["lab"].list_graphs() == []
+        finally:
+            await clients.close()
+    assert len(asked) == 1
+    assert "ges.invalid" in asked[0]  # the proxy was asked for the endpoint's URL
