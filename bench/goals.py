@@ -153,6 +153,10 @@ class Emulator:
             self._proc.send_signal(signal.SIGTERM)
             await asyncio.to_thread(self._proc.wait, 10)
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     async def reset(self) -> None:
         assert self.control is not None
         (await self.control.post("/_emulator/reset")).raise_for_status()
@@ -394,14 +398,41 @@ async def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[flo
     return time.monotonic() - started, out
 
 
-async def last_stop_after_launch(emulator: Emulator, argv: list[str], env: dict[str, str]) -> float:
-    """Seconds from exec to the emulator's answer to the last accepted stop (of 500)."""
+@dataclass
+class Launch:
+    """One process run against the emulator, from exec: where its time went."""
+
+    last_stop_s: float  # the emulator's answer to the last accepted stop (of 500)
+    first_request_s: float  # process start: imports, config, clients, until a request arrives
+    first_stop_s: float  # the listing and planning end here
+    emulator_cpu_ms: float  # the emulator's own CPU per request it served (it shares the cores)
+
+    def phases(self) -> str:
+        return (
+            f"start {self.first_request_s:.2f} s, listing {self.first_stop_s - self.first_request_s:.2f} s, "
+            f"stops {self.last_stop_s - self.first_stop_s:.2f} s; emulator {self.emulator_cpu_ms:.2f} ms CPU a request"
+        )
+
+
+async def last_stop_after_launch(
+    emulator: Emulator, argv: list[str], env: dict[str, str]
+) -> Launch:
+    """From exec to the emulator's answer to the last accepted stop (of 500), in phases."""
     await emulator.reset()
+    assert emulator.pid is not None
+    cpu_before = proc_stat(emulator.pid)[0]
     started = time.monotonic()
     await timed(argv, env)
-    stops = [r for r in await emulator.requests() if r[1] == "graph_action" and r[2] == 200]
+    cpu_s = proc_stat(emulator.pid)[0] - cpu_before
+    rows = [r for r in await emulator.requests() if r[5] >= started]
+    stops = [r for r in rows if r[1] == "graph_action" and r[2] == 200]
     assert len(stops) == 500, len(stops)
-    return max(r[6] for r in stops) - started
+    return Launch(
+        max(r[6] for r in stops) - started,
+        min(r[5] for r in rows) - started,
+        min(r[5] for r in stops) - started,
+        cpu_s / len(rows) * 1000,
+    )
 
 
 async def versus_sdk(run: Run, tmp: Path) -> None:
@@ -409,28 +440,32 @@ async def versus_sdk(run: Run, tmp: Path) -> None:
     async with Emulator(projects=1, graphs=500, latency=LATENCY_S, pending=1, stop=8) as emulator:
         config = tmp / "once.yaml"
         config.write_text(config_text(emulator.url, 1, [STOP_ALL]))
-        sdk_s = await last_stop_after_launch(
+        sdk = await last_stop_after_launch(
             emulator,
             [PYTHON, str(HERE / "sdk_loop.py"), emulator.url, project_id(0), AK, SK, "--no-follow"],
             {},
         )
+        sdk_s = sdk.last_stop_s
         state = tmp / "once-state.json"
         for old in (state, state.with_name(state.name + ".rates")):
             old.unlink(missing_ok=True)
         once = [GRAPHNAP, "once", "stop-all", "--config", str(config)]
         env = {**ENV, "GRAPHNAP_STATE_FILE": str(state)}
-        first_s = await last_stop_after_launch(emulator, once, env)
-        second_s = await last_stop_after_launch(emulator, once, env)
-    for what, took, goal in (
-        ("defaults, nothing learned", first_s, 10),
-        ("second run (the learned rate)", second_s, 20),
+        first = await last_stop_after_launch(emulator, once, env)
+        second = await last_stop_after_launch(emulator, once, env)
+    print(f"      the SDK loop: {sdk.phases()}")
+    for what, launch, goal in (
+        ("defaults, nothing learned", first, 10),
+        ("second run (the learned rate)", second, 20),
     ):
+        took = launch.last_stop_s
         speedup = sdk_s / took
         run.add(
             f"graphnap once vs the SDK loop, exec to last stop accepted ({what})",
             f">= {goal}x",
             f"{speedup:.1f}x ({took:.2f} s vs {sdk_s:.1f} s)",
             speedup >= goal,
+            launch.phases(),
         )
 
 

@@ -222,3 +222,55 @@ async def test_requests_already_waiting_go_at_the_rate_of_the_moment() -> None:
     await asyncio.gather(*(request() for _ in range(5)))
     # the gap after the second was set before the rate grew; the next ones at 100/s
     assert fake.sent == pytest.approx([0.0, 0.1, 0.2, 0.21, 0.22])
+
+
+async def test_requests_waiting_for_a_slow_projects_pace_hold_no_shared_place() -> None:
+    """Four places for all projects: the slow project, paced at 1/s with eight waiting,
+    holds its request in flight and the one whose turn it is; the other two places are
+    the fast project's, whatever the slow one has queued."""
+    shared = asyncio.Semaphore(4)
+    never = asyncio.Event()
+    slow = RequestGate(
+        64,
+        initial_rate_per_s=1,
+        ceiling_per_s=1,
+        monotonic=lambda: 0.0,
+        sleep=lambda s: never.wait(),
+        shared=shared,
+    )  # type: ignore[arg-type]
+    fast_time = FakeTime()
+    fast = RequestGate(
+        64,
+        initial_rate_per_s=1000,
+        ceiling_per_s=1000,
+        monotonic=fast_time.monotonic,
+        sleep=fast_time.sleep,
+        shared=shared,
+    )
+    release = asyncio.Event()
+    inside = {"slow": 0, "fast": 0}
+
+    async def request(gate: RequestGate, name: str) -> None:
+        async with gate:
+            inside[name] += 1
+            await release.wait()
+
+    tasks = [asyncio.ensure_future(request(slow, "slow")) for _ in range(9)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    tasks += [asyncio.ensure_future(request(fast, "fast")) for _ in range(5)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert inside == {"slow": 1, "fast": 2}
+    assert shared.locked()  # all four taken: 1 + its turn, and the fast project's 2
+    release.set()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert inside["fast"] == 5  # the fast project went on as places came back
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for _ in range(4):  # every place given back, the cancelled waits' too
+        assert not shared.locked()
+        await shared.acquire()
+    assert shared.locked()

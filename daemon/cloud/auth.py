@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, unquote
@@ -35,8 +36,15 @@ def _encode(text: str) -> str:
     return quote(text, safe="~")
 
 
+# A path of unreserved characters only (ids are letters, digits and dashes) is its own
+# canonical form: nothing to decode or re-encode, on every request.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
 def canonical_uri(path: str) -> str:
     """Each segment re-encoded with only unreserved characters left; always a trailing '/'."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path if path.endswith("/") else path + "/"
     uri = "/".join(_encode(segment) for segment in unquote(path).split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
@@ -73,8 +81,10 @@ def sign_request(
     """Sign `request` in place as Huawei's SDK does. The URL's query is rewritten in
     canonical form, as the SDK sends it, so the gateway sees exactly what was signed; a
     security token is set before signing, so it is inside SignedHeaders."""
-    query = canonical_query(parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True))
-    request.url = request.url.copy_with(query=query.encode("ascii") or None)
+    sent = request.url.query.decode("ascii")
+    query = canonical_query(parse_qsl(sent, keep_blank_values=True))
+    if query != sent:  # daemon.cloud.transport sends it canonical already: no new URL
+        request.url = request.url.copy_with(query=query.encode("ascii") or None)
     request.headers["X-Sdk-Date"] = clock().strftime(DATE_FORMAT)  # anew for a retry
     if project_id and "X-Project-Id" not in request.headers:
         request.headers["X-Project-Id"] = project_id

@@ -158,7 +158,15 @@ class AdaptiveRate:
 
 class RequestGate:
     """At most `max_in_flight` requests at once, spaced at the adaptive rate; what the
-    rate learns goes to `on_learned` (kept for the next gate of the project)."""
+    rate learns goes to `on_learned` (kept for the next gate of the project).
+
+    `shared` bounds the requests in flight of every gate given it (all projects together:
+    GRAPHNAP_MAX_CONCURRENCY). A request takes its place there only when it is its turn to
+    go, so the requests queued for a slow project's pace hold no place another project
+    could use: each project holds what it has in flight, plus the one whose turn it is.
+    (Taken before the pace, a place was held for the whole wait: every project then got
+    the same number of turns, and projects allowed 50/s went at the pace of those
+    allowed 20/s.)"""
 
     def __init__(
         self,
@@ -170,8 +178,10 @@ class RequestGate:
         sleep: Sleep,
         learned: Learned | None = None,
         on_learned: Callable[[Learned], None] | None = None,
+        shared: asyncio.Semaphore | None = None,
     ) -> None:
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._shared = shared
         self._turn = asyncio.Lock()
         self.rate = AdaptiveRate.resume(learned, initial=initial_rate_per_s, ceiling=ceiling_per_s)
         self._monotonic = monotonic
@@ -188,14 +198,23 @@ class RequestGate:
             # Retry-After that came) applies to the very next request, not after a queue
             # of requests all spaced at the rate they arrived at.
             async with self._turn:
-                while (now := self._monotonic()) < self._next_at:
-                    await self._sleep(self._next_at - now)
+                if self._shared is not None:
+                    await self._shared.acquire()
+                try:
+                    while (now := self._monotonic()) < self._next_at:
+                        await self._sleep(self._next_at - now)
+                except BaseException:
+                    if self._shared is not None:
+                        self._shared.release()
+                    raise
                 self._next_at = now + 1 / self.rate.rate
         except BaseException:
             self._slots.release()
             raise
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._shared is not None:
+            self._shared.release()
         self._slots.release()
 
     def observe(self, status: int, retry_after_s: float | None) -> None:

@@ -69,16 +69,24 @@ class RedactingTransport(httpx.AsyncBaseTransport):
     whoever builds the HTTP clients (daemon.cloud.clients, from the settings' credential sets),
     so no module holds them; ApiError itself redacts what looks like a credential.
 
-    Requests go through `inner`, a plain client, so httpx's defaults stay: proxies and CA
-    files from the environment, pool limits, TLS verification."""
+    Requests go through `inner`: a plain client, so httpx's defaults stay (proxies and CA
+    files from the environment, pool limits, TLS verification), or, where the environment
+    names no proxy, the transport such a client would use (one client layer less a request)."""
 
-    def __init__(self, secrets: Iterable[str], inner: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        secrets: Iterable[str],
+        inner: httpx.AsyncClient | httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         # Longest first, so a secret that contains another goes whole.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._inner = inner or httpx.AsyncClient()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.send(request, stream=True)
+        if isinstance(self._inner, httpx.AsyncClient):
+            response = await self._inner.send(request, stream=True)
+        else:
+            response = await self._inner.handle_async_request(request)
         if response.status_code < 400:
             return response
         try:

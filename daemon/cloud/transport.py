@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from daemon.cloud.auth import canonical_query
 from daemon.cloud.errors import ApiError, InvalidIdError, InvalidResponseError
 from daemon.cloud.failures import retry_after, transport_error
 from daemon.cloud.gate import Gate, OpenGate
@@ -147,9 +148,11 @@ class JsonApi:
         self, operation: str, method: str, path: str, params: Mapping[str, str] | None, json: object
     ) -> httpx.Response:
         """One HTTP exchange, observed for metrics; failures without an answer are mapped."""
+        if params:  # in the signer's canonical form, so the signer need not rebuild the URL
+            path = f"{path}?{canonical_query(params.items())}"
         started = time.perf_counter()
         try:
-            response = await self._http.request(method, path, params=params, json=json)
+            response = await self._http.request(method, path, json=json)
         except ApiError as exc:  # raised by the auth flow (IAM token fetch)
             self._observe(self._service, operation, exc.code, time.perf_counter() - started)
             raise

@@ -37,8 +37,13 @@ class Result:
 
 class Executor:
     """Projects are served side by side: each gets its own workers (at most
-    `project_concurrency`, the most its gate lets through anyway), so a slow or throttled
-    project holds only its own share of the `max_concurrency` actions in flight."""
+    `project_concurrency`, the most its gate lets through anyway, and never more than
+    `max_concurrency`), so a slow or throttled project holds only its own workers.
+
+    The bound on requests in flight of all projects together is the gates' (one shared
+    place per request sent, taken at its turn: daemon.cloud.gate), not held here: an
+    action waiting for its project's pace must not hold a place another project could
+    send a request with."""
 
     def __init__(
         self,
@@ -50,8 +55,7 @@ class Executor:
     ) -> None:
         self._tracker = tracker
         self._outcomes = outcomes
-        self._slots = asyncio.Semaphore(max_concurrency)
-        self._per_project = project_concurrency
+        self._per_project = min(project_concurrency, max_concurrency)
 
     async def execute(
         self,
@@ -135,11 +139,10 @@ class Executor:
         """One request, and GES's answer as the tracker reads it. "Already there or on its
         way" and an answer we could not read are answers too: GES may have acted."""
         try:
-            async with self._slots:
-                if d.action == "stop":
-                    job_id = await api.stop_graph(d.graph_id)
-                else:
-                    job_id = await api.start_graph(d.graph_id, backup_id)
+            if d.action == "stop":
+                job_id = await api.stop_graph(d.graph_id)
+            else:
+                job_id = await api.start_graph(d.graph_id, backup_id)
         except AlreadyDoneError as exc:
             return Reply("already", said=f"GES says {exc.code}: {exc.message}", code=exc.code)
         except InvalidResponseError as exc:
