@@ -15,9 +15,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +25,37 @@ from daemon import __version__
 from daemon.cloud.clients import Clients, missing_credentials
 from daemon.cloud.gate import Monotonic
 from daemon.config.holds import config_holds
-from daemon.config.models import Config, IdleRule, Schedule
+from daemon.config.models import Config, Schedule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
-from daemon.domain.hold import Hold, HoldGraphs, Keep, Store
-from daemon.domain.model import Clock, Graph, MetricApi, Sleep
+from daemon.domain.hold import Store
+from daemon.domain.model import Clock, Sleep
 from daemon.notify.notifier import Notifier
 from daemon.ops.backend import DaemonBackend
 from daemon.ops.control import ControlServer, control_server
 from daemon.ops.leader import LeaderElector, LeaderStatus, build_elector
 from daemon.ops.notices import Notices
+from daemon.ops.people import People
 from daemon.ops.postpone import Postpone
 from daemon.ops.reload import ConfigSource
 from daemon.ops.server import OpsServer, StatusSource
-from daemon.ops.status import GraphView, Heartbeat, StatusView, graph_views
+from daemon.ops.status import Heartbeat, StatusView
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
-from daemon.runtime.inventory import Inventory, Selection
+from daemon.runtime.inventory import Inventory
 from daemon.runtime.kube import kube_client, kube_target
 from daemon.runtime.kubestore import ConfigMapStore
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
+from daemon.runtime.periodic import PeriodicPasses
 from daemon.runtime.rates import LearnedRates
 from daemon.runtime.scheduler import Scheduler
 from daemon.runtime.store import FileStore
 from daemon.runtime.tracker import Tracker
-from daemon.runtime.wake import UnknownGraph, Wake, Waker
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-DEFERRAL_CHECK_S = 60.0  # how often deferred stops are looked at (each has its check_every)
 
 
 def utc_now() -> datetime:
@@ -137,7 +134,6 @@ class App:
         self.outcomes.subscribe(self.inventory.note_outcome)
         self.deferrals = Deferrals(self.metrics, self.store)
         self.holds = HoldBook(self.store, metrics=self.metrics)
-        self.waker = Waker(self.inventory, self.executor, self.holds)
         self.passes = Passes(
             self.clients.graph_apis,
             self.clients.metric_apis,
@@ -159,6 +155,27 @@ class App:
             default_grace=timedelta(seconds=settings.misfire_grace_s),
             store=self.store,
             warning=self._warn_before_stop,
+        )
+        # What people ask for (the control API, `graphnap demo`): holds and wakes.
+        self.people = People(
+            lambda: self.source.config,
+            self.inventory,
+            self.executor,
+            self.holds,
+            self.outcomes,
+            self.clients.graph_apis,
+            leader=self.leader,
+            clock=clock,
+            dry_run=settings.dry_run,
+            job_timeout=job_timeout,
+        )
+        self.periodic = PeriodicPasses(
+            self.scheduler,
+            self.passes,
+            self.inventory,
+            lambda: self.source.config,
+            inventory_interval_s=settings.inventory_interval_s,
+            reconcile_interval_s=settings.reconcile_interval_s,
         )
         self.heartbeat = Heartbeat()
         self.status = StatusView(
@@ -235,7 +252,7 @@ class App:
             # People's holds and wakes, on a listener of its own (off without token files).
             self.control = control_server(
                 self.settings,
-                DaemonBackend(self),
+                DaemonBackend(self.people),
                 self.metrics,
                 clock=self.clock,
                 monotonic=self._monotonic,
@@ -270,12 +287,7 @@ class App:
         await self.notices.start()
         config = self.config  # a reload may have come while GES was being listed
         if schedule:
-            self.scheduler.every(
-                "inventory", self.settings.inventory_interval_s, self._inventory_pass
-            )
-            self.scheduler.every("windows", self.settings.reconcile_interval_s, self._window_pass)
-            self.scheduler.every("deferrals", DEFERRAL_CHECK_S, self._deferral_pass)
-            self._schedule_idle_passes(config)
+            self.periodic.start(config)
             await self.scheduler.load()
             self.scheduler.start(config)
             self._scheduling = True
@@ -299,31 +311,6 @@ class App:
         if in_flight:
             log.info("%d jobs still running in GES; the next start picks them up", in_flight)
 
-    async def _inventory_pass(self) -> None:
-        await self.inventory.refresh(self.config)
-
-    async def _window_pass(self) -> None:
-        await self.passes.keep_windows(self.config)
-
-    async def _deferral_pass(self) -> None:
-        await self.passes.deferred(self.config)
-
-    async def _idle_pass(self, name: str) -> None:
-        rule = next((r for r in self.config.idle_rules if r.name == name), None)
-        if rule is not None:  # else removed by a reload since
-            await self.passes.idle(self.config, rule)
-
-    def _schedule_idle_passes(self, config: Config) -> None:
-        """One periodic pass per idle rule, every `check_every`; in step with reloads."""
-        wanted = {f"idle:{rule.name}": rule for rule in config.idle_rules}
-        for name in self.scheduler.periodic() - set(wanted):
-            if name.startswith("idle:"):
-                self.scheduler.forget(name)
-        for name, rule in wanted.items():
-            self.scheduler.every(
-                name, rule.check_every.total_seconds(), partial(self._idle_pass, rule.name)
-            )
-
     def _config_changed(self, config: Config) -> None:
         self.metrics.declare(
             [p.name for p in config.projects],
@@ -335,7 +322,7 @@ class App:
         self.notices.reload(config)
         if self._scheduling:
             self.scheduler.apply(config)
-            self._schedule_idle_passes(config)
+            self.periodic.apply(config)
 
     def _apply_config_holds(self, config: Config) -> None:
         self.holds.set_config(
@@ -360,80 +347,6 @@ class App:
         """Fire one schedule now, outside its cron times (`graphnap once`, `plan --live`)."""
         config = self.config
         return await self.passes.fire(config, config.schedule(name), self.clock(), dry_run=dry_run)
-
-    # --- what people ask for (the control API's operations) ----------------------------------
-
-    async def create_hold(
-        self, graphs: HoldGraphs, *, keep: Keep, until: datetime, reason: str, by: str
-    ) -> Hold:
-        """Make a hold now. UnknownGraph for a project not in the config; HoldRefused (its
-        `problems`: a 400) for one the rules refuse; HoldNotSaved (503) when the Store
-        would not keep it."""
-        if all(p.name != graphs.project for p in self.config.projects):
-            raise UnknownGraph()
-        return await self.holds.create(
-            graphs, keep=keep, until=until, reason=reason, by=by, now=self.clock()
-        )
-
-    def list_holds(self) -> list[Hold]:
-        """Every hold in force now, config ones included, the first to end first."""
-        return self.holds.holds(self.clock())
-
-    async def release_hold(self, hold_id: str, *, by: str) -> Hold:
-        """End a hold now: UnknownHold (404), ConfigHoldRelease (409), HoldNotSaved (503)."""
-        return await self.holds.release(hold_id, by=by, now=self.clock())
-
-    async def wake(
-        self, project: str, graph: str, *, hold_for: timedelta, by: str, reason: str = "woken"
-    ) -> Wake:
-        """Start a stopped graph (id or name) now and hold it running for `hold_for`; a graph
-        already running just gets the hold. `await wake.wait()` for the start job's end.
-        UnknownGraph, HoldRefused, HoldNotSaved: nothing started."""
-        return await self.waker.wake(
-            self.config,
-            self.clients.graph_apis(),
-            project,
-            graph,
-            hold_for=hold_for,
-            by=by,
-            reason=reason,
-            now=self.clock(),
-            dry_run=self.settings.dry_run,
-            job_timeout=timedelta(seconds=self.settings.job_timeout_s),
-        )
-
-    def graphs(self, is_in_scope: Callable[[str, Graph], bool] | None = None) -> list[GraphView]:
-        """The managed graphs as last listed (no GES call), each with its status, the next
-        stop and start of the schedules that select it, the holds on it and its last
-        outcome; `is_in_scope` (a token's projects and globs) filters them."""
-        return graph_views(
-            self.config,
-            self.inventory.projects,
-            self.holds,
-            self.outcomes,
-            self.clock(),
-            is_in_scope,
-        )
-
-    def not_acting(self) -> str | None:
-        """Why this replica does not act now, or None: a follower (or a leader that is no
-        longer sure it leads) answers people's requests with this."""
-        if self.leader is None or self.leader.is_open():
-            return None
-        leader = self.leader.leader or "no replica (an election is under way)"
-        return f"this replica ({self.leader.identity}) does not lead; {leader} does"
-
-    def inventory_errors(self) -> dict[str, str]:
-        """The projects whose last listing failed, and why (`plan --live`, `once`)."""
-        return self.inventory.errors()
-
-    async def selected_now(self, rule: IdleRule) -> Selection:
-        """The graphs `rule` selects now, from a fresh inventory (`backtest`)."""
-        return await self.inventory.selected(self.config, rule)
-
-    def metric_apis(self) -> Mapping[str, MetricApi]:
-        """Each project's Cloud Eye client as the config stands (`backtest`)."""
-        return self.clients.metric_apis()
 
     async def settle(self) -> None:
         """Until every firing has ended and every job it started has reached its end."""

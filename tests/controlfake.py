@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
-from daemon.ops.control import GraphView, HoldRequest, HoldView, Refused, WakeView
+from daemon.ops.views import GraphView, HoldRequest, HoldView, Refused, WakeView
 
 
 class FakeBackend:

@@ -12,7 +12,7 @@ import pytest
 from daemon.domain.hold import Hold, HoldGraphs, Keep
 from daemon.domain.model import Graph
 from daemon.ops.backend import NOT_FOUND, DaemonBackend
-from daemon.ops.control import HoldRequest, Refused
+from daemon.ops.views import HoldRequest, Refused
 from daemon.rules.holds import HoldProblem
 from daemon.runtime.holds import ConfigHoldRelease, HoldNotSaved, HoldRefused, UnknownHold
 from daemon.runtime.wake import UnknownGraph, Wake

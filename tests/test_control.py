@@ -15,15 +15,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.config.settings import Settings
-from daemon.ops.control import (
-    ControlServer,
-    GraphView,
-    Limits,
-    NextAction,
-    control_app,
-    control_server,
-)
+from daemon.ops.control import ControlServer, control_app, control_server
+from daemon.ops.limits import Limits
 from daemon.ops.tokens import TokenBook
+from daemon.ops.views import GraphView, NextAction
 from daemon.telemetry.metrics import Metrics
 from tests.controlfake import FakeBackend
 

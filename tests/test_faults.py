@@ -20,7 +20,8 @@ from prometheus_client import generate_latest
 from daemon.app import App
 from daemon.config.settings import Settings
 from daemon.emulator import Cloud, ManualClock, Timing
-from daemon.emulator.cloud import DEMO_AK, DEMO_SK, EmuGraph
+from daemon.emulator.cloud import DEMO_AK, DEMO_SK
+from daemon.emulator.graphs import EmuGraph
 from daemon.runtime.passes import Report
 from tests.app.conftest import CONFIG, SHANGHAI, START, sample
 from tests.conftest import PROJECT

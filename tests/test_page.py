@@ -19,8 +19,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.ops.control import ControlServer, HoldRequest, control_app
+from daemon.ops.control import ControlServer, control_app
 from daemon.ops.tokens import TokenBook
+from daemon.ops.views import HoldRequest
 from daemon.telemetry.metrics import Metrics
 from tests.controlfake import FakeBackend
 from tests.test_control import GRAPHS, NOW, SEARCH, SEARCH_SECRET, write_tokens

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.config.models import Config, Schedule
 from daemon.emulator import ManualClock
-from daemon.runtime.scheduler import Scheduler, missed_firings
+from daemon.runtime.scheduler import Scheduler
 from daemon.runtime.store import FileStore
 from daemon.telemetry.metrics import Metrics
 from tests.conftest import sample
@@ -34,28 +34,6 @@ def schedule(**fields: object) -> Schedule:
         "targets": {"projects": ["p"]},
     }
     return Schedule.model_validate({**base, **fields})
-
-
-def test_the_latest_missed_firing_runs_within_its_grace_and_unknown_ones_are_not_counted() -> None:
-    rule = schedule()
-    late = datetime(2026, 11, 27, 20, 40, tzinfo=SHANGHAI)
-    friday = datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
-    assert missed_firings(rule, None, late, timedelta(hours=1)) == (friday, [])
-    # beyond the grace, and without a record of the last firing: not run, not counted
-    assert missed_firings(rule, None, late, timedelta(minutes=30)) == (None, [])
-    assert missed_firings(rule, friday, late, timedelta(hours=1)) == (None, [])  # it did run
-
-
-def test_firings_lost_while_down_are_listed_when_the_last_one_is_known() -> None:
-    rule = schedule()  # 20:00 Mon-Fri
-    last = datetime(2026, 11, 24, 20, 0, tzinfo=SHANGHAI)  # Tuesday
-    friday_late = datetime(2026, 11, 27, 20, 10, tzinfo=SHANGHAI)
-    run, lost = missed_firings(rule, last, friday_late, timedelta(hours=1))
-    assert run == datetime(2026, 11, 27, 20, 0, tzinfo=SHANGHAI)
-    assert [d.day for d in lost] == [25, 26]  # Wednesday and Thursday
-    run, lost = missed_firings(rule, last, friday_late + timedelta(hours=2), timedelta(hours=1))
-    assert run is None
-    assert [d.day for d in lost] == [25, 26, 27]
 
 
 CONFIG_BASE = {

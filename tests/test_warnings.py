@@ -184,7 +184,7 @@ async def test_at_start_a_warning_inside_its_lead_is_sent_and_one_after_its_stop
     calls = Warned()
     scheduler, _ = scheduler_at(datetime(2026, 11, 27, 20, 1, tzinfo=SHANGHAI), calls)
     scheduler.start(config_of(warned()))  # the stop has come: no warning for it
-    await scheduler.warn("rule", FIRE)
+    await scheduler.warnings.warn("rule", FIRE)
     assert calls.fire_times == []
     await scheduler.stop(0)
 
@@ -196,9 +196,9 @@ async def test_a_reload_giving_a_lead_warns_of_the_stop_just_ahead_once() -> Non
     assert calls.fire_times == []
     scheduler.apply(config_of(warned()))
     await asyncio.wait_for(calls.called.wait(), 5)
-    await scheduler.warn("rule", FIRE)  # the APScheduler job, had it come too: not twice
+    await scheduler.warnings.warn("rule", FIRE)  # the APScheduler job, had it come too: not twice
     assert calls.fire_times == [FIRE]
     scheduler.apply(config_of(schedule()))  # the lead removed: no more warnings
-    await scheduler.warn("rule", FIRE + timedelta(days=3))
+    await scheduler.warnings.warn("rule", FIRE + timedelta(days=3))
     assert calls.fire_times == [FIRE]
     await scheduler.stop(0)

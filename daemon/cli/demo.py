@@ -138,7 +138,7 @@ async def _hold_and_wake(app: App) -> None:
         await asyncio.sleep(0.2)
     else:
         return
-    hold = await app.create_hold(
+    hold = await app.people.create_hold(
         HoldGraphs("demo", names=("dev-on-call",)),
         keep="running",
         until=(app.clock() + timedelta(hours=1)).replace(microsecond=0),
@@ -146,7 +146,7 @@ async def _hold_and_wake(app: App) -> None:
         by="demo",
     )
     print(f"demo: hold {hold.id} keeps dev-on-call running for an hour", flush=True)
-    wake = await app.wake(
+    wake = await app.people.wake(
         "demo", "batch-nightly", hold_for=timedelta(minutes=30), by="demo", reason="batch job"
     )
     print(

@@ -60,7 +60,7 @@ async def _plan_live(settings: Settings, config: Config) -> int:
                     )
             print("\nIf each schedule fired now:")
             _table(["schedule", "project", "graph", "decision", "reason"], rows)
-            holds = app.list_holds()
+            holds = app.people.list_holds()
             print(f"\nHolds in force ({len(holds)}):")
             _table(
                 ["hold", "graphs", "keep", "until", "by", "source", "reason"],
@@ -77,7 +77,7 @@ async def _plan_live(settings: Settings, config: Config) -> int:
                     for h in holds
                 ],
             )
-            failed = app.inventory_errors()
+            failed = app.inventory.errors()
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
@@ -104,7 +104,7 @@ async def _once(settings: Settings, name: str, dry_run: bool) -> int:
                 return EXIT_USAGE
             report = await app.fire(name, dry_run=dry_run)
             outcomes = await asyncio.gather(*(r.job for r in report.results if r.job is not None))
-            listed = app.inventory_errors()
+            listed = app.inventory.errors()
             errors = {p: listed.get(p, "inventory failed") for p in report.failed_projects}
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
@@ -148,12 +148,12 @@ async def _backtest(settings: Settings, name: str, days: float) -> int:
                 print(f"unknown idle rule {name!r}; known: {known}", file=sys.stderr)
                 return EXIT_USAGE
             rule = rules[name]
-            selection = await app.selected_now(rule)
+            selection = await app.inventory.selected(app.config, rule)
             report = await backtest(
                 rule.name,
                 idle_criteria(rule),
                 selection.graphs,
-                app.metric_apis(),
+                app.clients.metric_apis(),
                 now=selection.now,
                 days=days,
                 check_every=rule.check_every,

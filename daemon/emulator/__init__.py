@@ -4,7 +4,9 @@ It stands on its own: it imports nothing of the daemon code it fakes, so the dae
 client and Huawei's SDK are both checked against an independent implementation.
 """
 
-from daemon.emulator.cloud import Cloud, CloudFault, Faults, ManualClock, ScriptedFault, Timing
+from daemon.emulator.clock import ManualClock, Timing
+from daemon.emulator.cloud import Cloud
+from daemon.emulator.faults import CloudFault, Faults, ScriptedFault
 from daemon.emulator.server import EmulatorServer, build_app
 
 __all__ = [

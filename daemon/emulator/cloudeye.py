@@ -167,3 +167,35 @@ def series(
             points.append((bucket * 60_000, aggregate(values, how)))
         bucket += step
     return points
+
+
+def query(
+    history: Sequence[tuple[datetime, int]],
+    gaps: Iterable[tuple[datetime, datetime]],
+    traffic: Traffic,
+    metric: Metric,
+    *,
+    how: str,
+    period_s: int,
+    from_ms: int,
+    to_ms: int,
+    limit: int,
+    visible_until: datetime,
+) -> list[tuple[int, float]]:
+    """(timestamp ms, value) as CES answers a query of one graph's metric: `from` moved to
+    the period's window cap (a longer window silently loses its start) and floored to the
+    period, minutes published up to `visible_until`."""
+    cap_ms = int(WINDOW_CAPS[period_s].total_seconds() * 1000)
+    from_ms = max(from_ms, to_ms - cap_ms)
+    step_ms = period_s * 1000
+    from_ms -= from_ms % step_ms
+    return series(
+        reporting_minutes(history, gaps, visible_until=visible_until),
+        traffic,
+        metric,
+        how=how,
+        period_s=period_s,
+        start=datetime.fromtimestamp(from_ms / 1000, UTC),
+        end=datetime.fromtimestamp(to_ms / 1000, UTC),
+        limit=limit,
+    )

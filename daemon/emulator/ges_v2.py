@@ -2,27 +2,33 @@
 `error_code`/`error_msg`) over the same in-memory cloud as v1: list, show, stop, start, job
 status and the Task Center, with the field names of Huawei's v2 SDK models.
 
-Mounted by daemon.emulator.server under its gateway (auth, faults, the request log), which
-renders errors of /v2 paths in v2's shape.
+Mounted at /v2 by daemon.emulator.server, behind daemon.emulator.gateway (auth, faults, the
+request log), which renders errors of /v2 paths in v2's shape. The paging, date and project
+checks are v1's (daemon.emulator.wire).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from daemon.emulator.cloud import JOB_NAMES, Cloud, CloudFault, EmuGraph, EmuJob
+from daemon.emulator.cloud import Cloud
+from daemon.emulator.faults import CloudFault
+from daemon.emulator.graphs import EmuGraph
+from daemon.emulator.jobs import JOB_NAMES, EmuJob
+from daemon.emulator.wire import (
+    CLOUD,
+    TIME_FORMAT,
+    date_param,
+    int_param,
+    json_response,
+    known_project,
+)
 
-V2_CLOUD: web.AppKey[Cloud] = web.AppKey("v2_cloud", Cloud)
-_TIME = "%Y-%m-%dT%H:%M:%S"
 _JOB_FILTERS = (None, "running", "waiting", "success", "failed", "partiallyFailed")
-
-
-def _json(body: object) -> web.Response:
-    return web.json_response(body, dumps=lambda o: json.dumps(o, separators=(",", ":")))
 
 
 def graph_json(graph: EmuGraph, cloud: Cloud) -> dict[str, Any]:
@@ -41,8 +47,8 @@ def graph_json(graph: EmuGraph, cloud: Cloud) -> dict[str, Any]:
         "az_code": f"{cloud.region}a",
         "data_store_version": "2.3.18",
         "arch": "x86_64",
-        "created": graph.created.strftime(_TIME),
-        "updated": graph.updated.strftime(_TIME),
+        "created": graph.created.strftime(TIME_FORMAT),
+        "updated": graph.updated.strftime(TIME_FORMAT),
         "private_ip": "192.168.0.10",
         "public_ip": "",
         "traffic_ip_list": [],
@@ -72,39 +78,11 @@ def job_json(job: EmuJob, now: datetime) -> dict[str, Any]:
         "job_type": "GraphManagement",
         "job_name": JOB_NAMES[job.kind],
         "related_graph": job.graph_name,
-        "begin_time": job.created.strftime(_TIME),
-        "end_time": job.end_at.strftime(_TIME) if status in ("success", "failed") else None,
+        "begin_time": job.created.strftime(TIME_FORMAT),
+        "end_time": job.end_at.strftime(TIME_FORMAT) if status in ("success", "failed") else None,
         "fail_reason": job.fail_reason if status == "failed" else None,
         "job_progress": 100.0 if status == "success" else 0.0,
     }
-
-
-def _project(request: web.Request) -> str:
-    project_id = request.match_info["project_id"]
-    if project_id not in request.app[V2_CLOUD].graphs:
-        raise CloudFault(400, "GES.0016", "Resource not found: unknown project id.")
-    return project_id
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return default
-    if not raw.isdigit():
-        raise CloudFault(400, "GES.0001", f"Invalid parameter {name}.")
-    return int(raw)
-
-
-def _date_param(request: web.Request, name: str) -> date | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise CloudFault(
-            400, "GES.0001", f"Invalid parameter {name}: expected yyyy-MM-dd."
-        ) from None
 
 
 async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -122,57 +100,61 @@ async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
 
 
 async def list_graphs(request: web.Request) -> web.Response:
-    cloud = request.app[V2_CLOUD]
-    graphs = cloud.list_graphs(_project(request))
-    offset, limit = _int_param(request, "offset", 0), _int_param(request, "limit", 10)
+    cloud = request.app[CLOUD]
+    graphs = cloud.list_graphs(known_project(request))
+    offset, limit = int_param(request, "offset", 0), int_param(request, "limit", 10)
     page = graphs[offset : offset + limit]
-    return _json({"graph_count": len(graphs), "graphs": [graph_json(g, cloud) for g in page]})
+    return json_response(
+        {"graph_count": len(graphs), "graphs": [graph_json(g, cloud) for g in page]}
+    )
 
 
 async def show_graph(request: web.Request) -> web.Response:
-    cloud = request.app[V2_CLOUD]
-    graph = cloud.graph(_project(request), request.match_info["graph_id"])
-    return _json({"graph": graph_json(graph, cloud)})
+    cloud = request.app[CLOUD]
+    graph = cloud.graph(known_project(request), request.match_info["graph_id"])
+    return json_response({"graph": graph_json(graph, cloud)})
 
 
 async def stop_graph(request: web.Request) -> web.Response:
-    cloud = request.app[V2_CLOUD]
-    project_id = _project(request)
+    cloud = request.app[CLOUD]
+    project_id = known_project(request)
     await _body(request, set())
     job = cloud.act(project_id, request.match_info["graph_id"], "stop")
-    return _json({"job_id": job.id})
+    return json_response({"job_id": job.id})
 
 
 async def start_graph(request: web.Request) -> web.Response:
-    cloud = request.app[V2_CLOUD]
-    project_id = _project(request)
+    cloud = request.app[CLOUD]
+    project_id = known_project(request)
     if (await _body(request, {"graph_backup_id"})).get("graph_backup_id"):
         raise CloudFault(400, "GES.7024", "The backup does not exist.")
     job = cloud.act(project_id, request.match_info["graph_id"], "start")
-    return _json({"job_id": job.id})
+    return json_response({"job_id": job.id})
 
 
 async def job_status(request: web.Request) -> web.Response:
-    cloud = request.app[V2_CLOUD]
-    job = cloud.job(_project(request), request.match_info["graph_id"], request.match_info["job_id"])
-    return _json(job_json(job, cloud.clock()))
+    cloud = request.app[CLOUD]
+    job = cloud.job(
+        known_project(request), request.match_info["graph_id"], request.match_info["job_id"]
+    )
+    return json_response(job_json(job, cloud.clock()))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    cloud = request.app[V2_CLOUD]
+    cloud = request.app[CLOUD]
     status = request.query.get("status")
     if status not in _JOB_FILTERS:
         raise CloudFault(400, "GES.0001", "Invalid parameter status.")
     jobs = cloud.list_jobs(
-        _project(request),
+        known_project(request),
         status=status,
         graph_name=request.query.get("graph_name"),
-        since=_date_param(request, "start_time"),
-        until=_date_param(request, "end_time"),
+        since=date_param(request, "start_time"),
+        until=date_param(request, "end_time"),
     )
-    offset, limit = _int_param(request, "offset", 0), _int_param(request, "limit", 10)
+    offset, limit = int_param(request, "offset", 0), int_param(request, "limit", 10)
     now = cloud.clock()
-    return _json(
+    return json_response(
         {
             "job_count": len(jobs),
             "job_list": [job_json(j, now) for j in jobs[offset : offset + limit]],
@@ -185,7 +167,7 @@ def build_v2(cloud: Cloud) -> web.Application:
     operation is the same (faults and counts then apply to both), stop_graph/start_graph
     for v2's own action paths."""
     app = web.Application()
-    app[V2_CLOUD] = cloud
+    app[CLOUD] = cloud
     prefix = "/{project_id}/graphs"
     app.router.add_get(f"{prefix}/jobs", list_jobs, name="list_jobs")
     app.router.add_get(prefix, list_graphs, name="list_graphs")

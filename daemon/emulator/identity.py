@@ -1,5 +1,5 @@
-"""The emulated identity services: CCE Pod Identity, IAM OIDC federation (id-token, then
-temporary keys), and the ECS metadata service on a loopback port of its own. The gateway
+"""The emulated identity services: IAM password tokens, CCE Pod Identity, IAM OIDC federation
+(id-token, then temporary keys), and the ECS metadata service on a loopback port of its own. The gateway
 takes a temporary key only with its security token, signed, and only until it expires.
 
 Shapes follow ../shared/cloud-identity-and-v2.md section A, so that Huawei's own SDK
@@ -20,7 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.emulator.cloud import Cloud, CloudFault
+from daemon.emulator.cloud import Cloud
+from daemon.emulator.faults import CloudFault
+from daemon.emulator.wire import CLOUD, json_response
 
 AGENCY_MISSING = "Please configure Cloud Service Agency first"
 _SIGNED_RE = re.compile(r"SignedHeaders=([^,\s]+)")
@@ -139,6 +141,33 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
     return web.json_response(body, status=status, headers=headers, dumps=json.dumps)
 
 
+# --- IAM password tokens ------------------------------------------------------------------
+
+
+async def create_token(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    try:
+        auth = (await request.json())["auth"]
+        user = auth["identity"]["password"]["user"]
+        project = auth["scope"]["project"]
+        project_id = project.get("id") or project.get("name")
+        token = cloud.issue_token(
+            user["domain"]["name"], user["name"], user["password"], project_id
+        )
+    except (ValueError, KeyError, TypeError):
+        raise CloudFault(400, "IAM.0011", "Request parameter error.", source="iam") from None
+    body = {
+        "token": {
+            "expires_at": token.expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "issued_at": cloud.clock().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "methods": ["password"],
+            "project": {"id": token.project_id, "name": cloud.region},
+            "user": {"name": token.user},
+        }
+    }
+    return json_response(body, 201, headers={"X-Subject-Token": token.value})
+
+
 # --- CCE Pod Identity ----------------------------------------------------------------------
 
 IDENTITY: web.AppKey[Identity] = web.AppKey("identity", Identity)
@@ -230,8 +259,10 @@ async def create_temporary_access_key(request: web.Request) -> web.Response:
 
 
 def add_identity_routes(app: web.Application, identity: Identity) -> None:
-    """The pod identity endpoint and IAM's federation calls, on the main emulator."""
+    """IAM's password tokens, the pod identity endpoint and IAM's federation calls, on the
+    main emulator."""
     app[IDENTITY] = identity
+    app.router.add_post("/v3/auth/tokens", create_token, name="create_token")
     app.router.add_post("/v1/credentials", pod_identity_credentials, name="pod_identity")
     app.router.add_post(
         "/v3.0/OS-AUTH/id-token/tokens", create_token_with_id_token, name="create_token_oidc"

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.emulator.cloud import CloudFault
+from daemon.emulator.faults import CloudFault
 from daemon.emulator.gateway import verify_signature
 
 SUBJECT_LIMIT = 512

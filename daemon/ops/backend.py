@@ -1,6 +1,7 @@
 """The control API's backend over the running daemon: the API's views and requests turned
-into the App's operations (its graphs, its hold book, its wakes), and the runtime's errors
-into answers a person reads. Scopes are the API's; what only the daemon knows is checked here.
+into people's operations (`People`: its graphs, its hold book, its wakes), and the runtime's
+errors into answers a person reads. Scopes are the API's; what only the daemon knows is
+checked here.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any, Protocol
 
 from daemon.domain.hold import Hold, HoldGraphs, Keep
 from daemon.domain.model import Graph
-from daemon.ops.control import GraphView, HoldRequest, HoldView, NextAction, Refused, WakeView
 from daemon.ops.status import GraphView as GraphDocument
+from daemon.ops.views import GraphView, HoldRequest, HoldView, NextAction, Refused, WakeView
 from daemon.rules.holds import HoldProblem
 from daemon.runtime.holds import ConfigHoldRelease, HoldNotSaved, HoldRefused, UnknownHold
 from daemon.runtime.wake import UnknownGraph, Wake
@@ -28,7 +29,7 @@ WAKES_KEPT = 200  # the latest wakes `wait_wake` can still answer for
 
 
 class Daemon(Protocol):
-    """What the backend needs of the App (daemon.app.App has these)."""
+    """What the backend needs of the daemon (daemon.ops.people.People has these)."""
 
     def not_acting(self) -> str | None:
         """Why this replica does not act now (a follower), or None when it does."""
@@ -81,8 +82,8 @@ class _Woken:
 
 
 class DaemonBackend:
-    """ControlBackend over the App. `now` from the API is not used to decide: the App reads
-    its own clock, the one every pass plans with."""
+    """ControlBackend over the daemon's People. `now` from the API is not used to decide:
+    People read the daemon's own clock, the one every pass plans with."""
 
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon

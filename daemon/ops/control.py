@@ -1,7 +1,8 @@
 """The control API: holds and wakes over HTTP on a listener of its own, and its page.
 
-It owns authentication (bearer tokens with scopes), limits (body size, requests per token),
-the JSON shapes and the error vocabulary; what a hold *does* is the backend's business.
+It owns the endpoints: what each one takes (bodies parsed and bounded), what a token may see
+of the graphs and holds, and the JSON it answers. Tokens, rates and errors are the guard's
+(`guard`), the views are `views`, and what a hold *does* is the backend's business.
 """
 
 from __future__ import annotations
@@ -9,166 +10,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
 from daemon.config.models import parse_duration
 from daemon.config.settings import Settings
 from daemon.ops import page
+from daemon.ops.guard import CONTROL, TOKEN, Control, Problem, answer, guard, security_headers
+from daemon.ops.limits import Limits, TokenBuckets
+from daemon.ops.postpone import Postpone
 from daemon.ops.tokens import Scope, Token, TokenBook, check_glob, has_wildcard
+from daemon.ops.views import ControlBackend, GraphView, HoldRequest, HoldView, Refused
 from daemon.telemetry.metrics import Metrics
-
-if TYPE_CHECKING:  # the postpone pages build on this module; they are mounted, not imported
-    from daemon.ops.postpone import Postpone
 
 log = logging.getLogger(__name__)
 
-Keep = Literal["running", "stopped"]
-WakeState = Literal["starting", "running", "failed"]
 MAX_REASON_CHARS = 200
 MAX_WAIT_S = 60.0
 
 
-# --- the views the backend hands over, and what it is asked -------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class NextAction:
-    """When a schedule will next stop or start this graph (None: not within its horizon)."""
-
-    rule: str
-    action: Literal["stop", "start"]
-    at: datetime | None
-
-
-@dataclasses.dataclass(frozen=True)
-class HoldView:
-    id: str
-    project: str
-    graph: str  # a graph id, a name or a name glob, as the hold was made
-    keep: Keep
-    until: datetime
-    reason: str
-    by: str  # "token <name>" or "config"
-    source: Literal["api", "config"]
-
-
-@dataclasses.dataclass(frozen=True)
-class GraphView:
-    project: str
-    id: str
-    name: str
-    status: str  # running, stopped, stopping, starting, busy, faulty, ...
-    next_actions: tuple[NextAction, ...] = ()
-    holds: tuple[HoldView, ...] = ()
-    last_outcome: str | None = None  # e.g. "stopped by weeknight-stop at 20:00 +08:00"
-
-
-@dataclasses.dataclass(frozen=True)
-class HoldRequest:
-    project: str
-    graph: str  # an id or name of a graph the token may touch, or a glob inside its scope
-    keep: Keep
-    until: datetime
-    reason: str
-
-
-@dataclasses.dataclass(frozen=True)
-class WakeView:
-    id: str
-    project: str
-    graph_id: str
-    name: str
-    state: WakeState  # starting: the start job is being followed; running; failed
-    hold: HoldView
-    message: str = ""  # what went wrong, for `failed`
-
-
-class Refused(Exception):
-    """The backend will not do it; `message` is shown to the person who asked."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class ControlBackend(Protocol):
-    """What the control API needs of the daemon: its graphs, its hold book, its starts.
-
-    The API checks tokens and scopes and filters what it shows; the backend checks what only
-    it knows (the longest hold allowed, whether a glob names any graph) by raising Refused.
-    """
-
-    async def graphs(self, now: datetime) -> Sequence[GraphView]: ...
-
-    async def holds(self, now: datetime) -> Sequence[HoldView]: ...
-
-    async def create_hold(self, request: HoldRequest, *, by: str, now: datetime) -> HoldView: ...
-
-    async def release_hold(self, hold_id: str, *, by: str, now: datetime) -> HoldView: ...
-
-    async def wake(
-        self, project: str, graph_id: str, *, for_: timedelta, by: str, now: datetime
-    ) -> WakeView: ...
-
-    async def wait_wake(self, wake_id: str, *, timeout_s: float) -> WakeView:
-        """The wake's state once it is no longer `starting`, or after `timeout_s`.
-        Refused(404) for an id it does not know."""
-        ...
-
-
-# --- limits ------------------------------------------------------------------------------
-
-
-class TokenBuckets:
-    """Requests per key (a token's name): `burst` at once, refilled at `rate_per_s`."""
-
-    def __init__(self, rate_per_s: float, burst: int, monotonic: Callable[[], float]) -> None:
-        self._rate = rate_per_s
-        self._burst = float(burst)
-        self._monotonic = monotonic
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
-
-    def take(self, key: str) -> float:
-        """0 when the request may go ahead; else the seconds until it may."""
-        now = self._monotonic()
-        tokens, at = self._buckets.get(key, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - at) * self._rate)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            return 0.0
-        self._buckets[key] = (tokens, now)
-        return (1 - tokens) / self._rate
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    max_body_bytes: int = 16 * 1024
-    rate_per_s: float = 1.0
-    burst: int = 30
-    # Wrong or missing tokens, all callers together: slows guessing without locking out
-    # the people who hold a good token (their requests never draw from this bucket).
-    unauthenticated_rate_per_s: float = 1.0
-    unauthenticated_burst: int = 20
-
-
 # --- errors ------------------------------------------------------------------------------
-
-
-class Problem(Exception):
-    """A 4xx answer: status, the outcome label it is counted under, and a message."""
-
-    def __init__(
-        self, status: int, outcome: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.outcome, self.message = status, outcome, message
-        self.headers = headers or {}
 
 
 def _not_visible(token: Token, what: str) -> Problem:
@@ -198,129 +62,7 @@ def to_json(view: Any) -> Any:
     return _plain(dataclasses.asdict(view))
 
 
-def _answer(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response(body, status=status, headers=headers, dumps=json.dumps)
-
-
-# --- the application ---------------------------------------------------------------------
-
-BACKEND: web.AppKey[ControlBackend] = web.AppKey("backend", ControlBackend)
-CONTROL: web.AppKey[Control] = web.AppKey("control")
-
-
-@dataclasses.dataclass
-class Control:
-    backend: ControlBackend
-    tokens: TokenBook
-    metrics: Metrics
-    clock: Callable[[], datetime]
-    limits: Limits
-    buckets: TokenBuckets
-    anonymous: TokenBuckets
-
-
-TOKEN: web.RequestKey[Token] = web.RequestKey("token", Token)
-# How a handler that answers its own error pages (the postpone pages) has it counted.
-OUTCOME: web.RequestKey[str] = web.RequestKey("outcome", str)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Cache-Control": "no-store",
-    "Server": "graphnap",
-}
-
-
-# The postpone pages have no script and one form posting to themselves.
-POSTPONE_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-
-
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(SECURITY_HEADERS)
-    if request.path.startswith("/postpone/"):
-        response.headers["Content-Security-Policy"] = POSTPONE_CSP
-
-
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
-def _authenticate(request: web.Request, control: Control) -> Token:
-    presented = _bearer(request)
-    token = control.tokens.authenticate(presented) if presented else None
-    if token is not None:
-        return token
-    wait_s = control.anonymous.take("-")
-    if wait_s:
-        raise _too_many(wait_s, "too many requests without a valid token")
-    message = (
-        "this token is not accepted: check GRAPHNAP_CONTROL_TOKEN or --token-file"
-        if presented
-        else "give a token: an `Authorization: Bearer <token>` header"
-    )
-    raise Problem(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="graphnap"'})
-
-
-def _too_many(wait_s: float, message: str) -> Problem:
-    seconds = max(1, math.ceil(wait_s))
-    return Problem(
-        429, "rate_limited", f"{message}; retry in {seconds}s", {"Retry-After": str(seconds)}
-    )
-
-
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticates, rate-limits, turns every failure into a JSON answer and counts it."""
-    control = request.app[CONTROL]
-    route = request.match_info.route.name
-    op = route or "unknown"
-    try:
-        if route is not None and not route.startswith("public_"):
-            token = _authenticate(request, control)
-            request[TOKEN] = token
-            wait_s = control.buckets.take(token.name)
-            if wait_s:
-                raise _too_many(wait_s, f"token {token.name} made too many requests")
-        response = await handler(request)
-        outcome = request.get(OUTCOME, "ok")
-    except Problem as problem:
-        response = _answer(problem.status, {"error": problem.message}, problem.headers)
-        outcome = problem.outcome
-    except Refused as refused:
-        response = _answer(refused.status, {"error": refused.message})
-        outcome = "refused"
-    except web.HTTPException as exc:  # aiohttp's own: no such path, wrong method, too big
-        status = exc.status
-        message = {
-            404: "no such endpoint; see /api/v1 for the list",
-            405: f"{request.method} is not allowed here",
-            413: f"the body is larger than {control.limits.max_body_bytes} bytes",
-        }.get(status, exc.reason)
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        response = _answer(status, {"error": message}, headers)
-        outcome = {404: "not_found", 405: "invalid", 413: "too_large"}.get(status, "invalid")
-    except Exception:
-        log.exception("control API request failed", extra={"action": op})
-        response = _answer(500, {"error": "internal error; the daemon's log says more"})
-        outcome = "error"
-    control.metrics.control_requests.labels(op if route else "unknown", outcome).inc()
-    return response
+# --- requests ----------------------------------------------------------------------------
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -401,13 +143,13 @@ def _hold_visible(hold: HoldView, scope: Scope, graphs: Sequence[GraphView]) -> 
 
 
 async def api_index(request: web.Request) -> web.Response:
-    return _answer(200, {"endpoints": ENDPOINTS})
+    return answer(200, {"endpoints": ENDPOINTS})
 
 
 async def list_graphs(request: web.Request) -> web.Response:
     control, token = request.app[CONTROL], request[TOKEN]
     graphs = _visible(await control.backend.graphs(control.clock()), token.scope)
-    return _answer(200, {"graphs": [to_json(g) for g in graphs]})
+    return answer(200, {"graphs": [to_json(g) for g in graphs]})
 
 
 async def _visible_holds(control: Control, token: Token) -> list[HoldView]:
@@ -418,7 +160,7 @@ async def _visible_holds(control: Control, token: Token) -> list[HoldView]:
 
 async def list_holds(request: web.Request) -> web.Response:
     holds = await _visible_holds(request.app[CONTROL], request[TOKEN])
-    return _answer(200, {"holds": [to_json(h) for h in holds]})
+    return answer(200, {"holds": [to_json(h) for h in holds]})
 
 
 async def create_hold(request: web.Request) -> web.Response:
@@ -450,7 +192,7 @@ async def create_hold(request: web.Request) -> web.Response:
         extra={"project": hold.project, "graph": hold.graph, "action": "hold", "reason": hold.reason,
                "token": token.name, "hold_id": hold.id},
     )  # fmt: skip
-    return _answer(201, {"hold": to_json(hold)})
+    return answer(201, {"hold": to_json(hold)})
 
 
 async def release_hold(request: web.Request) -> web.Response:
@@ -467,7 +209,7 @@ async def release_hold(request: web.Request) -> web.Response:
         extra={"project": hold.project, "graph": hold.graph, "action": "release",
                "token": token.name, "hold_id": hold.id},
     )  # fmt: skip
-    return _answer(200, {"hold": to_json(hold)})
+    return answer(200, {"hold": to_json(hold)})
 
 
 async def wake(request: web.Request) -> web.Response:
@@ -493,7 +235,7 @@ async def wake(request: web.Request) -> web.Response:
         extra={"project": project, "graph_id": graph.id, "graph": graph.name, "action": "wake",
                "token": token.name, "hold_id": view.hold.id},
     )  # fmt: skip
-    return _answer(202, {"wake": to_json(view)})
+    return answer(202, {"wake": to_json(view)})
 
 
 async def wake_status(request: web.Request) -> web.Response:
@@ -513,7 +255,7 @@ async def wake_status(request: web.Request) -> web.Response:
         raise
     if not token.scope.allows(view.project, view.name):
         raise _not_visible(token, f"wake {wake_id[:64]}")
-    return _answer(200, {"wake": to_json(view)})
+    return answer(200, {"wake": to_json(view)})
 
 
 async def graphs_fragment(request: web.Request) -> web.Response:
@@ -652,16 +394,4 @@ def control_server(
     return ControlServer(app, settings.control_host, settings.control_port)
 
 
-__all__ = [
-    "ControlBackend",
-    "ControlServer",
-    "GraphView",
-    "HoldRequest",
-    "HoldView",
-    "Limits",
-    "NextAction",
-    "Refused",
-    "WakeView",
-    "control_app",
-    "control_server",
-]
+__all__ = ["ControlServer", "control_app", "control_server"]

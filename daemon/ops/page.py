@@ -11,10 +11,8 @@ from datetime import datetime, timedelta
 from functools import cache
 from html import escape
 from importlib.resources import files
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the views are the control API's; the page only renders them
-    from daemon.ops.control import GraphView, HoldView
+from daemon.ops.views import GraphView, HoldView
 
 ASSETS = {"page.js": "application/javascript", "page.css": "text/css"}
 KEEP_FOR = ("1h", "3h")

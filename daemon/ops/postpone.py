@@ -24,7 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from daemon.domain.hold import SectionName, Store, StoreError
-from daemon.ops.control import CONTROL, OUTCOME, HoldRequest, Refused, TokenBuckets
+from daemon.ops.guard import CONTROL, OUTCOME
+from daemon.ops.limits import TokenBuckets
+from daemon.ops.views import HoldRequest, Refused
 
 log = logging.getLogger(__name__)
 

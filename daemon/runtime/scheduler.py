@@ -12,10 +12,9 @@ and knows nothing of GES.
   too, and a firing is recorded in its `last_fire` section only once it has finished, so one
   cut short is run again.
 - A stop schedule with `notify.before` gets a warning job beside its firing, at fire time
-  minus the lead. A warning runs once per fire time and only while its stop is ahead: one
-  that comes late (a start-up, a reload, a busy loop) is still sent before the stop, one
-  whose stop has come is not.
-Misfires are counted in one place, `_misfire`.
+  minus the lead, on the same APScheduler (`warnings.WarningJobs`: once per fire time, only
+  while its stop is ahead).
+Misfires are counted in one place, `_misfire`; what was missed while down is `catchup`'s.
 """
 
 from __future__ import annotations
@@ -32,10 +31,11 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.config.models import Config, Schedule
-from daemon.domain.cron import cron_trigger, is_dst_repeat, next_fire, previous_fire
+from daemon.domain.cron import cron_trigger, is_dst_repeat
 from daemon.domain.hold import Store, StoreError
 from daemon.domain.model import Clock
-from daemon.runtime.warnings import TICK, Ahead, lead_of
+from daemon.runtime.catchup import missed_firings, parse_last_fires
+from daemon.runtime.warnings import WARNING_JOB, Warn, WarningJobs
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 # (config, schedule, its scheduled fire time, the end of its misfire grace)
 Firing = Callable[[Config, Schedule, datetime, datetime], Awaitable[object]]
 Periodic = Callable[[], Awaitable[None]]
-# (config, schedule, the fire time of the stop it warns of)
-Warn = Callable[[Config, Schedule, datetime], Awaitable[object]]
 
 
 class Scheduler:
@@ -80,9 +78,10 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True})
         self._aps.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         self._pass_running: set[str] = set()  # one run of a periodic pass at a time
-        self._warning = warning
-        self._warned: dict[str, datetime] = {}  # the fire time each schedule was last warned of
-        self._leads: dict[str, tuple[str, str, timedelta]] = {}  # what each warning job is from
+        # The warnings before stops: jobs of their own on the same APScheduler.
+        self.warnings = WarningJobs(
+            self._aps, _submitted, warning, clock=clock, spawn=self._spawn_pass
+        )
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -98,7 +97,7 @@ class Scheduler:
                 "last fire times unreadable, so misfires while down are not counted: %s", exc
             )
             return
-        self._done = _parse_last_fires(section.value if section else {})
+        self._done = parse_last_fires(section.value if section else {})
         self._scheduled = dict(self._done)
 
     def start(self, config: Config) -> None:
@@ -107,7 +106,7 @@ class Scheduler:
         self._aps.start()
         self._publish_next_fire_times()
         self._catch_up(config, self._clock())
-        self._catch_up_warnings(config, self._clock())
+        self.warnings.catch_up(self._clock())
 
     def apply(self, config: Config) -> None:
         """Make the cron jobs match the config: add, replace, remove. A firing that is
@@ -137,7 +136,7 @@ class Scheduler:
         self._config = config
         wanted = {s.name: (s.cron, s.timezone, self._grace(s)) for s in config.schedules}
         for job in self._aps.get_jobs():
-            if not job.id.startswith((_PERIODIC, _WARNING)) and job.id not in wanted:
+            if not job.id.startswith((_PERIODIC, WARNING_JOB)) and job.id not in wanted:
                 job.remove()
                 self._triggers.pop(job.id, None)
                 log.info("schedule removed", extra={"rule": job.id})
@@ -155,7 +154,7 @@ class Scheduler:
                 replace_existing=True,
                 misfire_grace_time=None,  # lateness is judged in _run, with the schedule's grace
             )
-        self._apply_warnings(config)
+        self.warnings.apply(config)  # in the same batch: one wakeup for both
 
     def every(self, name: str, interval_s: float, func: Periodic) -> None:
         """A periodic pass (inventory, windows) on the same scheduler; at stop it is
@@ -213,7 +212,7 @@ class Scheduler:
         return {
             job.id: getattr(job, "next_run_time", None)  # unset until the scheduler runs
             for job in self._aps.get_jobs()
-            if not job.id.startswith((_PERIODIC, _WARNING))
+            if not job.id.startswith((_PERIODIC, WARNING_JOB))
         }
 
     def last_fire_times(self) -> Mapping[str, datetime]:
@@ -322,14 +321,8 @@ class Scheduler:
 
     def _on_submitted(self, event: JobSubmissionEvent) -> None:
         """A job came due: start its work for its scheduled run time."""
-        if event.job_id.startswith(_WARNING):
-            name = event.job_id.removeprefix(_WARNING)
-            lead = self._leads.get(name)
-            if lead is not None:
-                trigger = cron_trigger(lead[0], lead[1])
-                fire_at = next_fire(trigger, event.scheduled_run_times[-1] + lead[2] - TICK)
-                if fire_at is not None:
-                    self._spawn_pass(self.warn(name, fire_at))
+        if event.job_id.startswith(WARNING_JOB):
+            self.warnings.due(event.job_id.removeprefix(WARNING_JOB), event.scheduled_run_times[-1])
         elif event.job_id.startswith(_PERIODIC):
             name = event.job_id.removeprefix(_PERIODIC)
             if name in self._passes and name not in self._pass_running:
@@ -345,71 +338,6 @@ class Scheduler:
             log.exception("%s pass crashed", name)
         finally:
             self._pass_running.discard(name)
-
-    # --- warnings before stops ----------------------------------------------------------------
-
-    async def warn(self, name: str, fire_at: datetime) -> None:
-        """Warn of schedule `name`'s stop at `fire_at`: once per fire time, and only while
-        the stop is still ahead. The daemon survives any failure inside it."""
-        config = self._config
-        schedule = next((s for s in config.schedules if s.name == name), None) if config else None
-        if self._warning is None or config is None or schedule is None or lead_of(schedule) is None:
-            return
-        if self._clock() >= fire_at:
-            log.info(
-                "warning of the stop at %s not sent: that stop has come",
-                fire_at.isoformat(),
-                extra={"rule": name},
-            )
-            return
-        if self._warned.get(name) == fire_at:
-            return
-        self._warned[name] = fire_at
-        try:
-            await self._warning(config, schedule, fire_at)
-        except Exception:
-            log.exception("warning crashed", extra={"rule": name})
-
-    def _apply_warnings(self, config: Config) -> None:
-        """One warning job per stop schedule with a lead, in step with the config."""
-        wanted = {
-            s.name: (s.cron, s.timezone, lead)
-            for s in config.schedules
-            if (lead := lead_of(s)) is not None and self._warning is not None
-        }
-        for name in set(self._leads) - set(wanted):
-            del self._leads[name]
-            if self._aps.get_job(_WARNING + name) is not None:
-                self._aps.remove_job(_WARNING + name)
-        added = []
-        for name, made_of in wanted.items():
-            if self._leads.get(name) == made_of:
-                continue
-            self._leads[name] = made_of
-            added.append(name)
-            cron, timezone, ahead = made_of
-            self._aps.add_job(
-                _submitted,
-                Ahead(cron_trigger(cron, timezone), ahead),
-                id=_WARNING + name,
-                name=f"warning {name}",
-                replace_existing=True,
-                misfire_grace_time=None,  # judged in warn(): sent while the stop is ahead
-            )
-        if self._aps.running and added:  # a reload: the stop just ahead may be inside its lead
-            self._catch_up_warnings(config, self._clock(), only=added)
-
-    def _catch_up_warnings(
-        self, config: Config, now: datetime, only: list[str] | None = None
-    ) -> None:
-        """The warnings whose time came while graphnap was not watching (down, or the lead
-        given by a reload) and whose stop is still ahead: sent now, late but in time."""
-        for name, (cron, timezone, lead) in self._leads.items():
-            if only is not None and name not in only:
-                continue
-            fire_at = next_fire(cron_trigger(cron, timezone), now)
-            if fire_at is not None and fire_at - lead <= now:
-                self._spawn_pass(self.warn(name, fire_at))
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         return _track(work, self._tasks)
@@ -431,57 +359,9 @@ def _track(work: Awaitable[None], tasks: set[asyncio.Task[None]]) -> asyncio.Tas
     return task
 
 
-_PERIODIC = "pass:"  # the job id prefix of periodic passes; the rest are schedules
-_WARNING = "warn:"  # ... and of the warnings before stops
+# The job id prefix of periodic passes; the rest, warnings (WARNING_JOB) aside, are schedules.
+_PERIODIC = "pass:"
 
 
 async def _submitted() -> None:
     """APScheduler's job: nothing; the submission event starts the work (_on_submitted)."""
-
-
-def missed_firings(
-    schedule: Schedule,
-    last_fired: datetime | None,
-    now: datetime,
-    grace: timedelta,
-    limit: int = 1000,
-) -> tuple[datetime | None, list[datetime]]:
-    """At start-up: (the firing to run late, the firings lost) since `last_fired`.
-
-    The latest scheduled firing runs late if it is at most `grace` old. Without a record of
-    the last firing (no state file) nothing can be called lost: graphnap may simply not
-    have been deployed then.
-    """
-    trigger = cron_trigger(schedule.cron, schedule.timezone)
-    latest = previous_fire(trigger, now)
-    if latest is None or (last_fired is not None and latest <= last_fired):
-        return None, []
-    run = latest if now - latest <= grace else None
-    lost: list[datetime] = []
-    if last_fired is not None:
-        fire = next_fire(trigger, last_fired)
-        while fire is not None and fire < latest and len(lost) < limit:
-            lost.append(fire)
-            fire = next_fire(trigger, fire)
-        if run is None:
-            lost.append(latest)
-    return run, lost
-
-
-def _parse_last_fires(value: object) -> dict[str, datetime]:
-    """{rule: ISO time}, as written by _save (and by graphnap before the Store); an entry
-    that does not parse is dropped with a warning: it only feeds misfire counting."""
-    if not isinstance(value, dict):
-        log.warning("stored last fire times are not an object; ignored")
-        return {}
-    found: dict[str, datetime] = {}
-    for rule, when in value.items():
-        try:
-            parsed = datetime.fromisoformat(str(when))
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.tzinfo is None:
-            log.warning("stored last fire time of %s is unreadable; ignored", str(rule)[:63])
-            continue
-        found[str(rule)] = parsed
-    return found

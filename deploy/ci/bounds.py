@@ -174,6 +174,32 @@ class Bounds:
             f" + two scrapes {self.scraped_s():g}s"
         )
 
+    def notification(self, outcome: str) -> tuple[float, str]:
+        """Two messages of one outcome counted apart, the later one after now (an increase
+        Prometheus can see: a channel's series appears with its first message). Messages are
+        the summaries of schedules that act (jobs or dry runs, not always-deferred ones):
+        the second next firing, its inventory, its jobs (a summary waits for them, up to
+        summary_max_wait), settle and the digest's tick, a delivery behind the one in
+        flight (every attempt timing out, with backoff), then two scrapes."""
+        n = self.config.notifications
+        acting = [s for s in self.config.schedules if s.defer_while_in_use is None]
+        first = self.now + timedelta(seconds=self.until_next(acting))
+        until = self.until_next(acting, after=first)
+        jobs = min(max(self.job_timeout_s(s) for s in acting), n.summary_max_wait)
+        d = n.delivery
+        timeout = max(c.timeout for c in n.channels.values())
+        deliver = d.attempts * timeout + (d.attempts - 1) * d.backoff_max_s
+        tick = 1.0  # daemon.notify.notifier.TICK_S
+        total = until + self.request_s() + jobs + n.settle + tick + 2 * deliver + self.scraped_s()
+        return total, (
+            f"second next firing of {'/'.join(s.name for s in acting)} in {until:.0f}s"
+            f" + its inventory with every retry {self.request_s():.0f}s + its jobs (job timeout"
+            f" or summary_max_wait) {jobs:g}s + settle {n.settle:g}s + tick {tick:g}s"
+            f" + two deliveries ({d.attempts} attempts of {timeout:g}s, backoff"
+            f" {d.backoff_max_s:g}s) {2 * deliver:g}s + two scrapes {self.scraped_s():g}s"
+            f" (for {outcome})"
+        )
+
     def scrapes(self) -> tuple[float, str]:
         total = 3 * self.scrape_s
         return total, f"two more scrapes, every {self.scrape_s:g}s, and one for the phase"
@@ -198,6 +224,8 @@ def bound(config: Path, env_list: Path, event: str, emulator_start: float | None
         "firing-scraped": b.any_firing,
         "reload-scraped": b.reload,
         "scrapes": b.scrapes,
+        "notification-sent": lambda: b.notification("sent"),
+        "notification-failed": lambda: b.notification("failed"),
         "drain": b.drain,
     }
     if event in ("idle-verdict", "deferral"):

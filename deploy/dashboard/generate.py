@@ -685,6 +685,7 @@ def build() -> dict[str, object]:
             )
         )
     )
+    board = notifications_row(board, ids)
     built = json.loads(json.dumps(board.build(), cls=JSONEncoder))
     # The SDK's AnnotationQuery has no setters for the Prometheus annotation options yet.
     for annotation in built["annotations"]["list"]:
@@ -774,6 +775,87 @@ def leader_election_row(board, ids: Ids):
 
 
 # --- end of leader election ----------------------------------------------------------------
+
+
+# --- notifications (issue 15) --------------------------------------------------------------
+
+
+def notifications_row(board, ids: Ids):
+    """What graphnap told people, per channel and message kind: delivered, given up after
+    the retries (GraphnapNotificationsFailing), dropped unsent, and what waits in each
+    channel's outbox. The series appear with a channel's first message."""
+    board = board.with_row(dashboard.Row("Notifications").id(ids()))
+    return (
+        board.with_panel(
+            ts(
+                ids,
+                "Notifications sent",
+                "Messages per interval a channel's receiver accepted, by channel and kind "
+                "(warning before a stop, summary after a firing, failure, deferral, idle_stop, "
+                "hold, test); deduplicated: a warning already sent or queued, not sent again.",
+                "short",
+                query(
+                    f'sum by (channel, kind, outcome) (increase(graphnap_notifications_total{{{SEL}, outcome=~"sent|deduplicated"}}[$__rate_interval])) > 0',
+                    "{{channel}} {{kind}} {{outcome}}",
+                ),
+                bars=True,
+                stacked=True,
+                span=12,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Notifications failed",
+                "Messages per interval given up after every retry (or routed to a channel whose "
+                "secrets are missing), by channel and kind. Any in 30 minutes fires "
+                "GraphnapNotificationsFailing; the log line `notification not delivered` has the "
+                "receiver's answer. Stops and starts go on regardless.",
+                "short",
+                query(
+                    f'sum by (channel, kind) (increase(graphnap_notifications_total{{{SEL}, outcome="failed"}}[$__rate_interval])) > 0',
+                    "{{channel}} {{kind}}",
+                ),
+                bars=True,
+                span=12,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Notifications dropped",
+                "Messages per interval dropped unsent, by channel and kind: the oldest in a "
+                "full outbox (a receiver slower than the messages for long; "
+                "notifications.delivery.queue bounds it) or, kind reload, what a channel "
+                "removed from the config still held.",
+                "short",
+                query(
+                    f"sum by (channel, kind) (increase(graphnap_notifications_dropped_total{{{SEL}}}[$__rate_interval])) > 0",
+                    "{{channel}} {{kind}}",
+                ),
+                bars=True,
+                span=12,
+            )
+        )
+        .with_panel(
+            ts(
+                ids,
+                "Outbox queue",
+                "Messages waiting in each channel's outbox, not counting the one being "
+                "delivered. Near 0 normally; a line that stays up is a slow or failing "
+                "receiver, and at notifications.delivery.queue the oldest are dropped.",
+                "none",
+                query(
+                    f"max by (channel) (graphnap_notification_queue{{{SEL}}})",
+                    "{{channel}}",
+                ),
+                span=12,
+            )
+        )
+    )
+
+
+# --- end of notifications -------------------------------------------------------------------
 
 
 def label_variable(name: str, label: str, expr: str, description: str):

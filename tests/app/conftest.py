@@ -19,7 +19,8 @@ from daemon.app import App
 from daemon.config.settings import Settings
 from daemon.domain.model import Sleep
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER, EmuGraph
+from daemon.emulator.cloud import DEMO_AK, DEMO_DOMAIN, DEMO_PASSWORD, DEMO_SK, DEMO_USER
+from daemon.emulator.graphs import EmuGraph
 from tests.conftest import PROJECT
 from tests.conftest import sample as registry_sample
 

@@ -18,7 +18,7 @@ import pytest
 
 from daemon.app import App
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from tests.app.conftest import MakeApp, actions, start, statuses
 
 SEARCH_SECRET = "search-team-secret-0123456789abcdef"
@@ -82,7 +82,7 @@ async def test_a_hold_made_over_http_is_honoured_by_the_next_firing_with_its_rea
     ]
     released = await client.delete(f"/api/v1/holds/{hold_id}")
     assert released.status_code == 200, released.text
-    assert app.list_holds() == []
+    assert app.people.list_holds() == []
 
 
 async def test_no_token_is_401_and_outside_the_scope_is_403_saying_nothing_of_existence(
@@ -102,7 +102,7 @@ async def test_no_token_is_401_and_outside_the_scope_is_403_saying_nothing_of_ex
     )
     woken = await client.post("/api/v1/wakes", json={"project": "lab", "graph": "prod-x"})
     assert woken.status_code == 403
-    assert app.list_holds() == []
+    assert app.people.list_holds() == []
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ async def test_bad_input_gets_a_4xx_with_a_message_and_changes_nothing(
     answer = await client.post("/api/v1/holds", json=request)
     assert answer.status_code == status, answer.text
     assert said in answer.json()["error"]
-    assert app.list_holds() == []
+    assert app.people.list_holds() == []
 
 
 async def test_a_huge_body_is_refused_before_it_is_read(
@@ -140,7 +140,7 @@ async def test_a_huge_body_is_refused_before_it_is_read(
         headers={"Content-Type": "application/json"},
     )
     assert answer.status_code == 413
-    assert app.list_holds() == []
+    assert app.people.list_holds() == []
 
 
 async def test_api_holds_survive_a_restart(
@@ -192,7 +192,7 @@ async def test_wake_wait_returns_when_the_graph_runs_and_fails_when_its_start_fa
     assert code == 0, out
     assert statuses(cloud)["dev-stopped"] == 200
     assert actions(app, "succeeded", rule="wake", action="start") == 1
-    assert [h.graphs.ids for h in app.list_holds()] == [(lab["dev-stopped"].id,)]
+    assert [h.graphs.ids for h in app.people.list_holds()] == [(lab["dev-stopped"].id,)]
 
     cloud.faults.failing_jobs = 1
     lab["dev-stopped"].status = 900  # stopped again, by hand
@@ -200,4 +200,4 @@ async def test_wake_wait_returns_when_the_graph_runs_and_fails_when_its_start_fa
     code, out = await wake_cli(app.control.url, "lab/dev-stopped")
     assert code == 1, out
     assert actions(app, "failed", rule="wake", action="start") == 1
-    assert timedelta(0) < app.list_holds()[0].until - app.clock()
+    assert timedelta(0) < app.people.list_holds()[0].until - app.clock()

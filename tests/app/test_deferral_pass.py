@@ -10,7 +10,7 @@ import pytest
 
 from daemon.app import App
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from tests.app.conftest import MakeApp, sample, start, statuses
 from tests.conftest import PROJECT
 

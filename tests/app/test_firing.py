@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from tests.app.conftest import (
     SHANGHAI,
     MakeApp,

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from daemon.runtime.wake import UnknownGraph
 from tests.app.conftest import SHANGHAI, MakeApp, actions, sample, start, statuses
 from tests.app.test_idle_pass import IDLE_RULE
@@ -38,7 +38,7 @@ async def test_a_hold_is_honoured_by_firing_window_and_idle_pass_until_it_ends(
 ) -> None:
     config_file.write_text(config_file.read_text() + IDLE_RULE)
     app = await start(make_app())
-    hold = await app.create_hold(
+    hold = await app.people.create_hold(
         HoldGraphs("lab", names=("dev-a",)),
         keep="running",
         until=datetime(2026, 11, 27, 23, 0, tzinfo=SHANGHAI),
@@ -75,7 +75,7 @@ async def test_a_hold_is_honoured_by_firing_window_and_idle_pass_until_it_ends(
         await app.settle()
     assert statuses(cloud)["dev-a"] == 900  # back under its rules: the window re-stopped it
     assert f"hold {hold.id} ended" in caplog.text
-    assert app.list_holds() == []
+    assert app.people.list_holds() == []
     assert sample(app, "graphnap_holds", project="lab", keep="running") == 0
 
 
@@ -83,7 +83,7 @@ async def test_keep_stopped_skips_the_morning_start(
     make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
 ) -> None:
     app = await start(make_app())
-    await app.create_hold(
+    await app.people.create_hold(
         HoldGraphs("lab", ids=(lab["dev-stopped"].id,)),
         keep="stopped",
         until=datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI),
@@ -104,7 +104,7 @@ async def test_api_holds_survive_a_restart_on_the_same_state_file(
 ) -> None:
     state = tmp_path / "state.json"
     first = await start(make_app(state_file=state))
-    hold = await first.create_hold(
+    hold = await first.people.create_hold(
         HoldGraphs("lab", names=("dev-a",)),
         keep="running",
         until=datetime(2026, 11, 27, 23, 0, tzinfo=SHANGHAI),
@@ -114,7 +114,7 @@ async def test_api_holds_survive_a_restart_on_the_same_state_file(
     await first.shutdown()
 
     second = await start(make_app(state_file=state))
-    assert second.list_holds() == [hold]
+    assert second.people.list_holds() == [hold]
     clock.advance(2 * 3600)
     report = await second.fire("night-stop")
     await second.settle()
@@ -136,7 +136,7 @@ async def test_a_wake_starts_a_stopped_graph_follows_its_job_and_holds_it_runnin
 ) -> None:
     app = await start(make_app())
     woken_at = clock()
-    wake = await app.wake("lab", "dev-stopped", hold_for=timedelta(hours=3), by="pipeline")
+    wake = await app.people.wake("lab", "dev-stopped", hold_for=timedelta(hours=3), by="pipeline")
     assert wake.outcome == "requested"
     assert await wake.wait() is True
     assert statuses(cloud)["dev-stopped"] == 200
@@ -148,7 +148,9 @@ async def test_a_wake_starts_a_stopped_graph_follows_its_job_and_holds_it_runnin
     reasons = {r.decision.graph_name: r.reason for r in report.results}
     assert reasons["dev-stopped"] == "held running until 13:00 +00:00 by pipeline: woken"
 
-    again = await app.wake("lab", lab["prod-x"].id, hold_for=timedelta(hours=1), by="pipeline")
+    again = await app.people.wake(
+        "lab", lab["prod-x"].id, hold_for=timedelta(hours=1), by="pipeline"
+    )
     assert (again.outcome, again.reason) == (None, "already running; held")
     assert await again.wait() is True
 
@@ -158,7 +160,7 @@ async def test_a_failing_start_job_of_a_wake_is_reported_failed(
 ) -> None:
     app = await start(make_app())
     cloud.faults.failing_jobs = 1
-    wake = await app.wake("lab", "dev-stopped", hold_for=timedelta(hours=1), by="pipeline")
+    wake = await app.people.wake("lab", "dev-stopped", hold_for=timedelta(hours=1), by="pipeline")
     assert await wake.wait() is False
     assert actions(app, "failed", rule="wake", action="start") == 1
 
@@ -167,14 +169,14 @@ async def test_a_wake_through_a_keep_stopped_hold_wins(
     make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
 ) -> None:
     app = await start(make_app())
-    await app.create_hold(
+    await app.people.create_hold(
         HoldGraphs("lab", names=("dev-stopped",)),
         keep="stopped",
         until=datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI),
         reason="on leave",
         by="alice",
     )
-    wake = await app.wake("lab", "dev-stopped", hold_for=timedelta(hours=1), by="bob")
+    wake = await app.people.wake("lab", "dev-stopped", hold_for=timedelta(hours=1), by="bob")
     assert await wake.wait() is True
     assert statuses(cloud)["dev-stopped"] == 200
 
@@ -184,11 +186,11 @@ async def test_an_unknown_graph_or_project_is_one_error_that_says_neither(
 ) -> None:
     app = await start(make_app())
     with pytest.raises(UnknownGraph) as graph:
-        await app.wake("lab", "nope", hold_for=timedelta(hours=1), by="x")
+        await app.people.wake("lab", "nope", hold_for=timedelta(hours=1), by="x")
     with pytest.raises(UnknownGraph) as project:
-        await app.wake("other", "dev-a", hold_for=timedelta(hours=1), by="x")
+        await app.people.wake("other", "dev-a", hold_for=timedelta(hours=1), by="x")
     assert str(graph.value) == str(project.value)
-    assert app.list_holds() == []
+    assert app.people.list_holds() == []
     assert cloud.count("graph_action") == 0
 
 
@@ -199,7 +201,7 @@ async def test_a_hold_made_while_a_firing_lists_the_graphs_is_honoured_by_that_f
 
     async def sleep(seconds: float) -> None:  # the listing's retry after a 429
         if not made:
-            hold = await app.create_hold(
+            hold = await app.people.create_hold(
                 HoldGraphs("lab", names=("dev-a",)),
                 keep="running",
                 until=datetime(2026, 11, 27, 23, 0, tzinfo=SHANGHAI),

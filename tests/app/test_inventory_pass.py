@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from tests.app.conftest import MakeApp, actions, never, sample, start
 
 

@@ -14,7 +14,8 @@ from daemon.config.models import Config
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import DEMO_AK, DEMO_SK, EmuGraph
+from daemon.emulator.cloud import DEMO_AK, DEMO_SK
+from daemon.emulator.graphs import EmuGraph
 from tests.app.conftest import MakeApp, never, sample, start
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from daemon.emulator import Cloud, ManualClock, Timing
-from daemon.emulator.cloud import DEMO_AK, DEMO_SK, EmuGraph
+from daemon.emulator.cloud import DEMO_AK, DEMO_SK
+from daemon.emulator.graphs import EmuGraph
 from daemon.rules.planning import DATABASE_EDITION
 from tests.app.conftest import MakeApp, sample, start, statuses
 from tests.conftest import PROJECT

@@ -17,10 +17,11 @@ import pytest
 from daemon.app import App
 from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from daemon.ops.backend import DaemonBackend
-from daemon.ops.control import ControlServer, HoldRequest, HoldView, control_app
+from daemon.ops.control import ControlServer, control_app
 from daemon.ops.tokens import TokenBook
+from daemon.ops.views import HoldRequest, HoldView
 from daemon.runtime.holds import HoldBook
 from tests.app.conftest import SHANGHAI, MakeApp, actions, statuses
 from tests.receivers import Receiver, Scripted, receiver
@@ -138,7 +139,7 @@ async def test_the_warning_lists_what_the_firing_would_stop_with_a_postpone_link
     assert app.postpone is not None
     book = app.holds
     control = control_app(
-        DaemonBackend(app), TokenBook.from_dir(write_tokens(tmp_path / "tokens")), app.metrics,
+        DaemonBackend(app.people), TokenBook.from_dir(write_tokens(tmp_path / "tokens")), app.metrics,
         clock=clock, monotonic=lambda: 0.0, postpone=app.postpone,
     )  # fmt: skip
     path = graphs["dev-a"]["postpone_url"].removeprefix(PUBLIC)
@@ -181,9 +182,11 @@ async def test_a_warning_whose_stop_has_come_is_not_sent_and_one_is_sent_once(
     app = started(make_app, team, slow)
     await app.start(serve=False, watch=False)
     await team.wait_for(1)
-    await app.scheduler.warn("night-stop", FIRE)  # the same fire time again: not sent twice
+    await app.scheduler.warnings.warn(
+        "night-stop", FIRE
+    )  # the same fire time again: not sent twice
     to(clock, FIRE.astimezone(UTC) + timedelta(seconds=1))
-    await app.scheduler.warn("night-stop", FIRE + timedelta(days=-1))  # its stop has come
+    await app.scheduler.warnings.warn("night-stop", FIRE + timedelta(days=-1))  # its stop has come
     assert app.notifier is not None
     await asyncio.wait_for(app.notifier.drained(), 5)
     assert len(team.seen) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from tests.app.conftest import (
     MakeApp,
     actions,
@@ -58,7 +58,7 @@ async def test_a_start_by_hand_inside_the_window_is_held_for_manual_start_hold(
     assert statuses(cloud)["dev-a"] == 200
     said = reasons(caplog, "skipped")["dev-a"]
     assert said == "started by hand at 22:10; held until 00:10"
-    (hold,) = app.list_holds()
+    (hold,) = app.people.list_holds()
     assert (hold.source, hold.keep, hold.by) == ("auto", "running", "schedule night-stop")
 
     clock.advance(3600)  # 23:15: still held
@@ -68,7 +68,7 @@ async def test_a_start_by_hand_inside_the_window_is_held_for_manual_start_hold(
     await app.passes.keep_windows(app.config)
     await app.settle()
     assert statuses(cloud)["dev-a"] == 900
-    assert app.list_holds() == []
+    assert app.people.list_holds() == []
 
 
 async def test_a_platform_restart_after_7_days_stopped_is_stopped_again_at_once(
@@ -98,7 +98,7 @@ async def test_a_platform_restart_after_7_days_stopped_is_stopped_again_at_once(
     assert statuses(cloud)["test-c"] == 900
     said = reasons(caplog, "requested")["test-c"]
     assert "the platform's 7-day restart; stopped again" in said
-    assert second.list_holds() == []
+    assert second.people.list_holds() == []
 
 
 async def test_with_manual_start_hold_0_the_window_restops_graphs_that_come_back(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -211,13 +212,17 @@ def test_prometheus_rule_is_the_rules_file() -> None:
     plain = yaml.safe_load(ALERTS.read_text())["groups"]
     rule = one(render(api=True), "PrometheusRule")
     assert rule["spec"]["groups"] == plain
+    # By default no link (graphnap has no public address): the runbook named as text only.
+    for r in (r for g in rule["spec"]["groups"] for r in g["rules"]):
+        assert "runbook_url" not in r["annotations"], r["alert"]
+        assert r["annotations"]["runbook"] == f"deploy/runbooks.md#{r['alert'].lower()}"
 
     docs = render(
         PRODUCTION,
         api=True,
         sets=[
             "prometheusRule.disabledAlerts={GraphnapApiThrottled}",
-            "prometheusRule.runbookBaseUrl=https://wiki.example.com/graphnap",
+            "prometheusRule.runbookBaseUrl=https://wiki.example.com/graphnap/runbooks/",
             "nameOverride=gnap",
         ],
     )
@@ -230,7 +235,12 @@ def test_prometheus_rule_is_the_rules_file() -> None:
     for r in rules:
         assert r["labels"]["team"] == "data-platform"
         assert r["labels"]["severity"] in {"critical", "warning", "info"}
-        assert r["annotations"]["runbook_url"].startswith("https://wiki.example.com/graphnap#")
+        anchor = r["alert"].lower()
+        # A trailing slash is not doubled into the link; the text annotation stays.
+        assert r["annotations"]["runbook_url"] == (
+            f"https://wiki.example.com/graphnap/runbooks#{anchor}"
+        )
+        assert r["annotations"]["runbook"] == f"deploy/runbooks.md#{anchor}"
         assert 'job="gnap"' in r["expr"]
         assert 'job="graphnap"' not in r["expr"]
 
@@ -310,6 +320,14 @@ def test_schema_and_readme_cover_every_value() -> None:
             node = node["properties"][part]
         assert node.get("description"), f"values.schema.json: {path} has no description"
         assert f"`{path}`" in readme, f"helm/graphnap/README.md does not list {path}"
+        if path.split(".")[0] not in WHOLE_VALUES:  # the table's default is values.yaml's
+            node = values
+            for part in path.split("."):
+                node = node[part]
+            default = json.dumps(node, separators=(", ", ": "))
+            assert f"| `{path}` | `{default}` |" in readme, (
+                f"helm/graphnap/README.md: {path}'s default is not {default}"
+            )
     assert schema.get("additionalProperties") is False
 
 
@@ -344,11 +362,18 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting() -> None:
         assert name.startswith("GRAPHNAP_"), name
         model: type[BaseModel] = Settings
         *parents, leaf = name.removeprefix("GRAPHNAP_").lower().split("__")
+        keyed = False  # the part after a dict field is its key (GRAPHNAP_NOTIFY__<CHANNEL>__URL)
         for part in parents:
+            if keyed:
+                keyed = False
+                continue
             annotation = model.model_fields[part].annotation
+            if typing.get_origin(annotation) is dict:
+                annotation, keyed = typing.get_args(annotation)[1], True
             assert isinstance(annotation, type), name
             assert issubclass(annotation, BaseModel), name
             model = annotation
+        assert not keyed, f"{name} names a key but no field under it"
         assert leaf in model.model_fields, (
             f"{name} is not a field of daemon.config.settings.Settings"
         )

@@ -116,10 +116,10 @@ def test_the_panels_the_issue_lists(dashboard: dict) -> None:
 
 
 def test_idle_rules_and_daemon_rows(dashboard: dict) -> None:
-    """The last two rows: idle verdicts and deferrals, then the process and inventory age,
+    """Idle verdicts and deferrals, then the process and inventory age (then notifications),
     each panel on the metric it is about (no placeholder left)."""
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
-    assert rows[-2:] == ["Idle rules and deferrals", "Daemon and inventory"]
+    assert rows[-3:-1] == ["Idle rules and deferrals", "Daemon and inventory"]
     assert all(p["type"] != "text" for p in panels(dashboard))
     wanted = {
         "Idle verdicts by rule": "graphnap_idle_verdicts_total",
@@ -180,3 +180,45 @@ def test_the_leader_panels_mark_the_flapping_threshold() -> None:
     (panel,) = [p for p in panels(dashboard) if p["title"] == "Leadership transitions"]
     assert f"more than {threshold} in 15 minutes" in panel["description"]
     assert "[15m]" in rule["expr"]
+
+
+# --- notifications (issue 15) ---------------------------------------------------------------
+
+
+def test_the_notifications_row_reads_every_notification_metric(dashboard: dict) -> None:
+    """The last row: each panel on its metric and outcome, and no notification metric the
+    daemon exports left off the dashboard."""
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[-1] == "Notifications"
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    wanted = {
+        "Notifications sent": ("graphnap_notifications_total", 'outcome=~"sent|deduplicated"'),
+        "Notifications failed": ("graphnap_notifications_total", 'outcome="failed"'),
+        "Notifications dropped": ("graphnap_notifications_dropped_total", ""),
+        "Outbox queue": ("graphnap_notification_queue", ""),
+    }
+    read: set[str] = set()
+    for title, (metric, matcher) in wanted.items():
+        exprs = [t["expr"] for t in by_title[title]["targets"]]
+        used = set().union(*(metric_names(substitute(e)) for e in exprs))
+        assert metric in used, f"{title!r} does not read {metric}"
+        assert all(matcher in e for e in exprs), f"{title!r} lacks {matcher}"
+        read |= used
+    exported = {
+        n
+        for n in exported_names()
+        if n.startswith("graphnap_notification") and not n.endswith("_created")
+    }
+    assert exported, "the daemon exports no notification metric: renamed?"
+    assert exported <= read, f"notification metrics on no panel: {exported - read}"
+
+
+def test_the_failed_panel_names_its_alert(dashboard: dict) -> None:
+    """The alert and the panel count the same thing: failed messages, by channel."""
+    (rule,) = [r for r in alert_rules() if r["alert"] == "GraphnapNotificationsFailing"]
+    assert 'outcome="failed"' in rule["expr"]
+    assert "(namespace, channel)" in rule["expr"]
+    (panel,) = [p for p in panels(dashboard) if p["title"] == "Notifications failed"]
+    assert "GraphnapNotificationsFailing" in panel["description"]
+    assert "30 minutes" in panel["description"]
+    assert "[30m]" in rule["expr"]

@@ -31,6 +31,8 @@ NEEDS_AN_EVENT = {
     "Missed firings": "a firing missed by more than its misfire_grace",
     "Failures by reason": "a failed stop/start inside the window (the emulator fails some jobs at random)",
     "Time since last lease renewal": "leader election (the CI pod is one replica without it)",
+    "Notifications dropped": "an outbox over its queue: likely with the CI config's queue of 1 "
+    "and ci_hang holding each message 10 s, but only when messages come in a burst",
 }
 # Every firing since the daemon started is inside these windows.
 WINDOWS = {"$__rate_interval": "5m", "$__range": "10m"}
@@ -122,6 +124,17 @@ def test_alert_rules_load_and_evaluate(prometheus: str) -> None:
         "GraphnapIdleRuleNotChecking",
     }
     assert active & quiet == set()
+
+
+def test_notifications_failing_fires_for_the_failing_channel_only(prometheus: str) -> None:
+    """The CI config's ci_hang never answers in time and ci_hook takes everything: the
+    alert, on the daemon's real series, names ci_hang alone, with the labels it routes on."""
+    groups = api(prometheus, "rules")["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r["name"] == "GraphnapNotificationsFailing"]
+    firing = [a["labels"] for a in rule["alerts"] if a["state"] == "firing"]
+    assert [(a["channel"], a["namespace"], a["severity"]) for a in firing] == [
+        ("ci_hang", "graphnap-ci", "warning")
+    ], rule["alerts"]
 
 
 def test_panel_titles_are_known(dashboard: dict[str, Any]) -> None:
