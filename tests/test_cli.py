@@ -321,6 +321,38 @@ def test_help_imports_neither_the_daemon_nor_the_emulator(argv: list[str]) -> No
     assert sorted(m for m in imported if m.startswith(heavy)) == []
 
 
+def test_the_daemon_loads_lightkube_and_holidays_only_when_its_config_needs_them(
+    tmp_path: Path,
+) -> None:
+    """`graphnap run` imports the daemon and reads its config before the first GES request
+    leaves: without leader election or a ConfigMap store it needs no Kubernetes client
+    (lightkube, 160 ms of imports), and without a country calendar none of the holidays
+    package's ~280 country modules (a quarter of a second at the first config check)."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "projects:\n  - {name: lab, region: cn-north-4, project_id: "
+        '"0123456789abcdef0123456789abcdef", credentials: lab}\n'
+        "calendars:\n  office: {dates: [2026-12-24]}\n"
+        "schedules:\n  - {name: night, action: stop, cron: '0 20 * * *', timezone: UTC,"
+        " targets: {tags: {env: dev}}, skip_on: [office]}\n"
+    )
+    code = (
+        "import sys; from pathlib import Path; import daemon.cli.run; "
+        "from daemon.config.loader import load_config; "
+        f"load_config(Path({str(config)!r})); "
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    result = subprocess.run(  # noqa: S603 (our own interpreter on our own module)
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    top = set(eval(result.stdout))  # noqa: S307 (our own process's printed list)
+    assert {"daemon", "apscheduler", "httpx"} <= top  # the daemon is really loaded
+    assert top.isdisjoint({"lightkube", "holidays"})
+
+
 async def test_plan_live_shows_a_held_graph_with_its_reason_and_the_holds(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 

@@ -382,3 +382,48 @@ async def test_a_page_shifted_by_a_deletion_repeats_one_graph_and_is_taken_once(
     # No error and no graph twice; g-3 slid into a page already read: offset paging cannot
     # see it until the next listing (the next pass).
     assert [g.id for g in graphs] == ["g-0", "g-1", "g-2", "g-4", "g-5", "g-6", "g-7", "g-8"]
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ([{"key": "env", "value": "dev"}, {"key": "team"}], {"env": "dev", "team": ""}),
+        (["env=dev", "owner=a=b", "bare"], {"env": "dev", "owner": "a=b", "bare": ""}),
+        ([{"key": "env", "value": "dev"}, "team=t1"], {"env": "dev", "team": "t1"}),
+        (None, {}),
+        ([], {}),
+    ],
+)
+async def test_tags_are_read_in_every_shape_v1_sends(
+    tags: object, expected: dict[str, str]
+) -> None:
+    """{"key", "value"} objects, "k=v" strings, a mix, null: one dict of tags."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        graph = {**graph_json(0), "tags": tags}
+        return httpx.Response(200, json={"graphCount": 1, "graphs": [graph]})
+
+    (graph,) = await client(handler).list_graphs()
+    assert graph.tags == expected
+
+
+@pytest.mark.parametrize("tags", [{"env": "dev"}, [{"value": "dev"}], [7]])
+async def test_tags_of_another_shape_refuse_the_page(tags: object) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        graph = {**graph_json(0), "tags": tags}
+        return httpx.Response(200, json={"graphCount": 1, "graphs": [graph]})
+
+    with pytest.raises(InvalidResponseError):
+        await client(handler).list_graphs()
+
+
+async def test_a_field_graphnap_does_not_read_never_refuses_a_page() -> None:
+    """Only the fields graphnap reads are validated: GES's `created`, `createdBy`,
+    `sys_tags` and the like may come in any shape."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        graph = {**graph_json(0), "created": 17, "createdBy": None, "sys_tags": "none"}
+        return httpx.Response(200, json={"graphCount": 1, "graphs": [graph]})
+
+    (graph,) = await client(handler).list_graphs()
+    assert (graph.id, graph.tags) == ("g-0", {"env": "dev"})

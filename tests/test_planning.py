@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,10 +12,12 @@ from daemon.config.models import ActiveHours, Calendar, IdleRule, OptOutTags, Sc
 from daemon.domain.model import Graph
 from daemon.rules.idle import Verdict, VerdictKind
 from daemon.rules.planning import (
+    ManagedIndex,
     defer_in_use,
     holiday_reason,
     idle_candidates,
     is_active,
+    is_managed,
     plan,
     plan_idle,
     selects,
@@ -287,3 +290,77 @@ def test_a_firing_skipped_for_a_holiday_opens_no_keep_stopped_window() -> None:
     assert window_end(rule, friday_night, calendars) is None
     thursday_night = datetime(2026, 11, 26, 22, 0, tzinfo=SHANGHAI)
     assert window_end(rule, thursday_night, calendars) is not None
+
+
+def _random_selector(rng: random.Random) -> dict[str, object]:
+    """Some of: projects, ids, name globs, tags (a value or '*'); possibly none."""
+    out: dict[str, object] = {}
+    if rng.random() < 0.3:
+        out["projects"] = rng.sample(["p", "q", "r"], rng.randint(1, 2))
+    if rng.random() < 0.2:
+        out["ids"] = [f"id{rng.randrange(40):03d}" for _ in range(rng.randint(1, 3))]
+    if rng.random() < 0.3:
+        out["names"] = rng.sample(["g-1*", "*-keep", "g-?2*", "g-0007"], rng.randint(1, 2))
+    if rng.random() < 0.7:
+        keys = rng.sample(["env", "team", "tier"], rng.randint(1, 2))
+        out["tags"] = {k: rng.choice(["*", "a", "b", "c"]) for k in keys}
+    return out or {"projects": ["p"]}
+
+
+def test_the_managed_index_answers_as_the_check_against_every_schedule() -> None:
+    """The index is only a shortcut: on random fleets and random stop and start schedules
+    (ids, globs, tag values, '*', excludes, projects) it calls the same graphs managed."""
+    answers: set[bool] = set()
+    for seed in range(40):
+        answers |= _same_managed_set(random.Random(seed))
+    assert answers == {True, False}  # the fleets put both answers to the test
+
+
+def _same_managed_set(rng: random.Random) -> set[bool]:
+    schedules = [
+        schedule(
+            action=rng.choice(["stop", "start"]),
+            name=f"s{k}",
+            targets=_random_selector(rng),
+            exclude=_random_selector(rng) if rng.random() < 0.3 else None,
+        )
+        for k in range(rng.randint(0, 30))
+    ]
+    fleet = [
+        (
+            rng.choice(["p", "q", "r"]),
+            graph(
+                f"g-{rng.randrange(40):04d}" + rng.choice(["", "-keep"]),
+                gid=f"id{i:03d}",
+                **{
+                    k: rng.choice("abc")
+                    for k in rng.sample(["env", "team", "tier"], rng.randint(0, 3))
+                },
+            ),
+        )
+        for i in range(200)
+    ]
+    index = ManagedIndex(schedules)
+    brute = [is_managed(schedules, project, g) for project, g in fleet]
+    assert [index.is_managed(project, g) for project, g in fleet] == brute
+    return set(brute)
+
+
+def test_the_managed_index_files_a_schedule_by_ids_tags_or_nothing() -> None:
+    """A schedule selecting by id, by a tag value or by a tag key alone is found through
+    that; one selecting by project or name only is checked for every graph."""
+    rules = [
+        schedule(name="by-id", targets={"ids": ["id-a"]}),
+        schedule(name="by-tag", targets={"tags": {"env": "dev", "team": "*"}}),
+        schedule(name="by-key", targets={"tags": {"tier": "*"}}),
+        schedule(name="by-name", targets={"names": ["n-*"], "projects": ["p"]}),
+        schedule(name="start", action="start", targets={"projects": ["p"]}),
+    ]
+    index = ManagedIndex(rules)
+    assert index.is_managed("p", graph("x", gid="id-a"))
+    assert index.is_managed("p", graph("x", env="dev", team="t"))
+    assert not index.is_managed("p", graph("x", env="dev"))  # team is wanted too
+    assert index.is_managed("q", graph("x", tier="1"))
+    assert index.is_managed("p", graph("n-1"))
+    assert not index.is_managed("q", graph("n-1"))
+    assert not index.is_managed("p", graph("x"))  # only the start schedule selects it

@@ -296,3 +296,33 @@ async def test_apscheduler_hands_a_due_job_over_with_its_latest_scheduled_time(
         hold.set()
         await scheduler.stop(grace_s=1)
     assert misfires(metrics) == 0
+
+
+async def test_a_signal_right_after_a_thousand_schedule_reload_is_not_lost(
+    firings: Firings, metrics: Metrics
+) -> None:
+    """asyncio learns of a signal through the loop's self-pipe, the pipe every
+    `call_soon_threadsafe` writes to. A reload that woke APScheduler once per job filled it,
+    and a SIGTERM then was lost: the daemon did not exit (seen in bench/goals.py's lean
+    part). The signal here comes in the same step as the reload, before the loop runs."""
+    import signal
+
+    now = datetime.now(UTC)
+    scheduler = make(firings, metrics, ManualClock(now))
+    scheduler.start(config_of(schedule(cron="0 3 1 1 *", timezone="UTC")))
+    loop = asyncio.get_running_loop()
+    delivered = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, delivered.set)
+    try:
+        many = [
+            schedule(name=f"s{k:04d}", cron=f"{k % 60} {k % 24} 1 1 *", timezone="UTC")
+            for k in range(1000)
+        ]
+        scheduler.apply(config_of(*many))
+        signal.raise_signal(signal.SIGUSR1)
+        await asyncio.wait_for(delivered.wait(), timeout=10)  # a guard, not a budget
+        assert len(scheduler.next_fire_times()) == 1000
+        assert all(t is not None for t in scheduler.next_fire_times().values())
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+        await scheduler.stop(grace_s=1)

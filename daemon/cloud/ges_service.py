@@ -49,17 +49,25 @@ MAX_LIST_ITEMS = 100_000
 NOT_FOUND_CODES = frozenset({"GES.7000", "GES.7007", "GES.7054"})
 
 
-def parse_tags(value: object) -> object:
-    """Tags come as [{"key", "value"}] (v1 types them loosely); accept "k=v" strings too."""
-    if not isinstance(value, list):
-        return [] if value is None else value
-    out: list[object] = []
-    for item in value:
-        if isinstance(item, str):
-            key, _, val = item.partition("=")
-            out.append({"key": key, "value": val})
+class Tag(WireModel):
+    key: str
+    value: str = ""
+
+
+WireTags = list[Tag | str] | None
+"""Tags as they come: [{"key", "value"}] (v1 types them loosely: "k=v" strings too) or null.
+Validated by pydantic itself, not a Python callback per graph: a 50,000-graph listing is
+50,000 of them."""
+
+
+def tag_map(tags: WireTags) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for tag in tags or ():
+        if isinstance(tag, str):
+            key, _, value = tag.partition("=")
+            out[key] = value
         else:
-            out.append(item)
+            out[tag.key] = tag.value
     return out
 
 

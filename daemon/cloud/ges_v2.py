@@ -6,10 +6,6 @@ error mapping are shared with v1 in daemon.cloud.ges_service.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator
-
 from daemon.cloud.ges_service import (
     GesService,
     GesWire,
@@ -18,18 +14,14 @@ from daemon.cloud.ges_service import (
     JobAnswer,
     JobIdAnswer,
     JobListAnswer,
+    WireTags,
     job_state,
-    parse_tags,
     parse_time,
     status_code,
+    tag_map,
 )
 from daemon.cloud.transport import WireModel
 from daemon.domain.model import Action, Graph, Job
-
-
-class Tag(WireModel):
-    key: str
-    value: str = ""
 
 
 class WireGraph(WireModel):
@@ -40,14 +32,10 @@ class WireGraph(WireModel):
     status: str
     graph_size_type_index: str = ""
     replication: int = 1
-    created: str | None = None
     updated: str | None = None
-    data_store_version: str | None = None
-    region_code: str | None = None
-    created_by: str | None = None
     product_type: str | None = None  # InMemory | Persistence (the database edition)
-    tags: Annotated[list[Tag], BeforeValidator(parse_tags)] = []
-    sys_tags: list[Any] = []
+    tags: WireTags = None
+    # Only the fields graphnap reads, as v1's (daemon.cloud.ges).
 
     def to_model(self) -> Graph:
         return Graph(
@@ -56,7 +44,7 @@ class WireGraph(WireModel):
             status=status_code(self.status),
             size_index=self.graph_size_type_index,
             replication=self.replication,
-            tags={tag.key: tag.value for tag in self.tags},
+            tags=tag_map(self.tags),
             updated=parse_time(self.updated),
             edition=self.product_type or None,
         )

@@ -17,7 +17,6 @@ from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -364,6 +363,8 @@ class Calendar(FrozenModel):
 
 @cache
 def _country_holidays(country: str, subdivision: str | None, year: int) -> Mapping[date, str]:
+    import holidays  # 70 ms of imports, for configs with a country calendar only
+
     found: Mapping[date, str] = holidays.country_holidays(country, subdiv=subdivision, years=year)
     return found
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-import holidays
-
 from daemon.config.models import Config, IdleRule, Schedule, named
 from daemon.config.problems import MAX_PROBLEMS_SHOWN, Loc, Problem, format_loc
 
@@ -140,7 +138,14 @@ def _calendars(config: Config, *, already: int) -> list[Problem]:
     """`already`: problems found before; "did you mean" costs difflib time, so it is only
     offered while the problems are fewer than those shown."""
     problems: list[Problem] = []
-    supported = holidays.list_supported_countries()
+    if all(c.country is None for c in config.calendars.values()):
+        supported: dict[str, list[str]] = {}  # nothing to look up: no country loaded
+    else:
+        # Listing the supported countries imports every one of holidays' ~280 country
+        # modules (a quarter of a second): only for a config that names a country.
+        import holidays
+
+        supported = holidays.list_supported_countries()
     for name, calendar in config.calendars.items():
         here = ("calendars", name)
         if calendar.country is None and not calendar.dates:

@@ -361,6 +361,8 @@ class _Builder:
         return parts
 
     def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        if node.tag == _STR_TAG:  # what SafeConstructor makes of it, without its machinery
+            return node.value  # (a 1,000-schedule file is 7,000 scalars, most of them text)
         try:
             return self._loader.construct_object(node, deep=True)
         except Exception as exc:  # 2026-02-30, an int past Python's digit limit, a bad float
@@ -389,6 +391,7 @@ _STANDARD_TAGS = frozenset(
     f"tag:yaml.org,2002:{kind}"
     for kind in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
 )
+_STR_TAG = "tag:yaml.org,2002:str"
 _KINDS = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:int": "integer"}
 # Digits, signs and date punctuation only: a value of this shape is never a secret.
 _TYPED_VALUE_RE = re.compile(r"[0-9:.+\-_ TtZz]*")

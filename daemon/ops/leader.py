@@ -14,12 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
-
-from lightkube import AsyncClient
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.coordination_v1 import Lease
+from typing import TYPE_CHECKING, Any
 
 from daemon.config.settings import LeaderSettings
 from daemon.domain.model import Clock, Sleep
@@ -33,6 +28,9 @@ from daemon.runtime.kube import (
     micro_time,
 )
 from daemon.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:  # lightkube is imported by the methods: only a daemon using it loads it
+    from lightkube import AsyncClient
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,9 @@ class LeaseLock:
         await self._client.close()  # type: ignore[no-untyped-call]
 
     async def get(self) -> Record:
+        from lightkube.models.coordination_v1 import LeaseSpec
+        from lightkube.resources.coordination_v1 import Lease
+
         try:
             lease = await self._client.get(Lease, self.name, namespace=self.namespace)
         except Exception as exc:
@@ -86,6 +87,10 @@ class LeaseLock:
 
     async def put(self, record: Record, version: str | None) -> str:
         """Create (no version) or replace with `version`; the new resourceVersion."""
+        from lightkube.models.coordination_v1 import LeaseSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.coordination_v1 import Lease
+
         lease = Lease(
             metadata=ObjectMeta(name=self.name, namespace=self.namespace, resourceVersion=version),
             spec=LeaseSpec(

@@ -220,6 +220,51 @@ def is_managed(schedules: Sequence[Schedule], project: str, graph: Graph) -> boo
     )
 
 
+class ManagedIndex:
+    """`is_managed` for many graphs against many schedules: each stop schedule is filed
+    under one thing a graph must have for its targets to match (an id, else a tag value,
+    else a tag key), so a graph is checked in full only against the schedules filed under
+    what it has (and those that select by project or name alone). The answer is
+    `is_managed`'s; only the work differs (10,000 graphs x 200 schedules: 2 million
+    selector checks brute force, ~50,000 here with the bench's team tags)."""
+
+    def __init__(self, schedules: Sequence[Schedule]) -> None:
+        self._by_id: dict[str, list[Schedule]] = {}
+        self._by_tag: dict[tuple[str, str], list[Schedule]] = {}
+        self._by_key: dict[str, list[Schedule]] = {}
+        self._everywhere: list[Schedule] = []  # by project or name alone: checked for all
+        for s in schedules:
+            if s.action != "stop":
+                continue
+            targets = s.targets
+            valued = [(k, v) for k, v in targets.tags.items() if v != "*"]
+            if targets.ids:
+                for graph_id in set(targets.ids):
+                    self._by_id.setdefault(graph_id, []).append(s)
+            elif valued:
+                self._by_tag.setdefault(valued[0], []).append(s)
+            elif targets.tags:
+                self._by_key.setdefault(next(iter(targets.tags)), []).append(s)
+            else:
+                self._everywhere.append(s)
+
+    def is_managed(self, project: str, graph: Graph) -> bool:
+        return any(
+            selects(s.targets, project, graph)
+            and not (s.exclude is not None and selects(s.exclude, project, graph))
+            for s in self._candidates(graph)
+        )
+
+    def _candidates(self, graph: Graph) -> list[Schedule]:
+        found = list(self._everywhere)
+        found.extend(self._by_id.get(graph.id, ()))
+        if self._by_tag or self._by_key:
+            for key, value in graph.tags.items():
+                found.extend(self._by_tag.get((key, value), ()))
+                found.extend(self._by_key.get(key, ()))
+        return found
+
+
 # --- idle rules and deferral -------------------------------------------------------------
 
 GraphKey = tuple[str, str]  # (project, graph id)

@@ -19,7 +19,7 @@ from daemon.cloud.errors import ApiError
 from daemon.config.models import Config, IdleRule
 from daemon.domain.hold import Store, StoreError
 from daemon.domain.model import Clock, Graph, GraphApi, GraphStatus
-from daemon.rules.planning import is_managed, selects, target_projects
+from daemon.rules.planning import ManagedIndex, selects, target_projects
 from daemon.runtime.outcomes import Outcome
 from daemon.runtime.tracker import Tracker
 from daemon.telemetry.metrics import Metrics
@@ -84,6 +84,7 @@ class Inventory:
         self._projects: dict[str, ProjectState] = {}
         self._resumed: set[str] = set()  # projects whose Task Center has been read
         self._managed_for: Config | None = None
+        self._index = ManagedIndex(())
         self._managed: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], bool] = {}
         self._store = store
         self._stopped: dict[tuple[str, str], datetime] = {}  # known stopped since
@@ -285,14 +286,15 @@ class Inventory:
         slices of graphs judged (the first pass after a start or a reload judges them all)."""
         if self._managed_for is not config:
             self._managed_for, self._managed = config, {}
-        cache = self._managed  # this config's, should a reload come between two slices
+            self._index = ManagedIndex(config.schedules)
+        cache, index = self._managed, self._index  # this config's, should a reload come
         priced = []
         judged = 0
         for g in graphs:
             key = (project, g.id, g.name, tuple(sorted(g.tags.items())))
             managed = cache.get(key)
             if managed is None:
-                managed = cache[key] = is_managed(config.schedules, project, g)
+                managed = cache[key] = index.is_managed(project, g)
                 judged += 1
                 if judged % JUDGED_PER_SLICE == 0:
                     await asyncio.sleep(0)

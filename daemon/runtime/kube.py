@@ -10,10 +10,12 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from lightkube import ApiError, AsyncClient, KubeConfig
-from lightkube.config.models import Cluster, User
+
+if TYPE_CHECKING:  # lightkube (160 ms of imports) is loaded only by a daemon that uses it
+    from lightkube import AsyncClient
 
 from daemon.config.settings import SERVICE_ACCOUNT_DIR, LeaderSettings
 
@@ -107,6 +109,9 @@ def kube_target(settings: LeaderSettings) -> KubeTarget:
 def kube_client(target: KubeTarget, *, timeout_s: float) -> AsyncClient:
     """A lightkube client on its own httpx transport: TLS verified against the cluster CA
     (plain http only on a URL that says so), the token re-read as it rotates."""
+    from lightkube import AsyncClient, KubeConfig
+    from lightkube.config.models import Cluster, User
+
     verify: ssl.SSLContext | bool = True
     if target.base_url.startswith("https://") and target.ca_file is not None:
         verify = ssl.create_default_context(cafile=str(target.ca_file))
@@ -129,6 +134,8 @@ def kube_client(target: KubeTarget, *, timeout_s: float) -> AsyncClient:
 
 def kube_error(exc: Exception, what: str) -> KubeError:
     """Our error for a lightkube/httpx one: status code and the server's reason, cut."""
+    from lightkube import ApiError
+
     if isinstance(exc, ApiError):
         status = exc.status
         code, reason = status.code or exc.response.status_code, status.reason or ""

@@ -9,11 +9,7 @@ the fence is closed: a paused leader's ConfigMap writes would otherwise still su
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from lightkube import AsyncClient
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap
+from typing import TYPE_CHECKING, Any
 
 from daemon.domain.fence import Fence, OpenFence
 from daemon.domain.hold import (
@@ -25,6 +21,9 @@ from daemon.domain.hold import (
     StoreError,
 )
 from daemon.runtime.kube import KubeAlreadyExists, KubeConflict, KubeNotFound, kube_error
+
+if TYPE_CHECKING:  # lightkube is imported by the methods: only a daemon using it loads it
+    from lightkube import AsyncClient
 
 FORMAT = "graphnap-store/1"
 LIMIT_BYTES = 768 * 1024  # the API server's limit is 1 MiB for the whole object
@@ -85,6 +84,8 @@ class ConfigMapStore:
     # --- the ConfigMap ---
 
     async def _refresh(self) -> None:
+        from lightkube.resources.core_v1 import ConfigMap
+
         try:
             found = await self._client.get(ConfigMap, self.name, namespace=self.namespace)
         except Exception as exc:
@@ -98,6 +99,9 @@ class ConfigMapStore:
         self._read = True
 
     async def _put(self, data: dict[str, str]) -> str:
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ConfigMap
+
         cm = ConfigMap(
             metadata=ObjectMeta(
                 name=self.name,

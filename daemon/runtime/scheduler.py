@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.config.models import Config, Schedule
@@ -109,6 +111,28 @@ class Scheduler:
     def apply(self, config: Config) -> None:
         """Make the cron jobs match the config: add, replace, remove. A firing that is
         running keeps the config it started with."""
+        with self._one_wakeup():
+            self._apply(config)
+        self._publish_next_fire_times()
+
+    @contextmanager
+    def _one_wakeup(self) -> Iterator[None]:
+        """A batch of job changes wakes APScheduler once, not once per job. Every add or
+        modify on a running AsyncIOScheduler wakes it through `call_soon_threadsafe`, one
+        byte into the loop's self-pipe each; a 1,000-schedule reload filled that pipe, and a
+        SIGTERM coming before the loop drained it was lost (asyncio learns of signals
+        through the same pipe): the daemon did not exit. Paused, APScheduler queues no
+        wakeup; resuming wakes it once, and it then looks at every job."""
+        if self._aps.state != STATE_RUNNING:
+            yield
+            return
+        self._aps.pause()
+        try:
+            yield
+        finally:
+            self._aps.resume()
+
+    def _apply(self, config: Config) -> None:
         self._config = config
         wanted = {s.name: (s.cron, s.timezone, self._grace(s)) for s in config.schedules}
         for job in self._aps.get_jobs():
@@ -130,8 +154,7 @@ class Scheduler:
                 replace_existing=True,
                 misfire_grace_time=None,  # lateness is judged in _run, with the schedule's grace
             )
-        self.warnings.apply(config)
-        self._publish_next_fire_times()
+        self.warnings.apply(config)  # in the same batch: one wakeup for both
 
     def every(self, name: str, interval_s: float, func: Periodic) -> None:
         """A periodic pass (inventory, windows) on the same scheduler; at stop it is
