@@ -18,6 +18,7 @@ from lightkube.resources.core_v1 import ConfigMap
 from daemon.domain.fence import Fence, OpenFence
 from daemon.domain.hold import (
     SECTION_NAMES,
+    STORE_FORMAT,
     Section,
     SectionName,
     StoreConflict,
@@ -26,7 +27,6 @@ from daemon.domain.hold import (
 )
 from daemon.runtime.kube import KubeAlreadyExists, KubeConflict, KubeNotFound, kube_error
 
-FORMAT = "graphnap-store/1"
 LIMIT_BYTES = 768 * 1024  # the API server's limit is 1 MiB for the whole object
 ATTEMPTS = 5  # of a write that meets 409s: each is another writer's success
 
@@ -120,7 +120,7 @@ class ConfigMapStore:
         return (written.metadata.resourceVersion if written.metadata else None) or ""
 
     def _data(self, sections: dict[SectionName, Section], name: SectionName) -> dict[str, str]:
-        data = {"format": FORMAT}
+        data = {"format": STORE_FORMAT}
         for section, entry in sorted(sections.items()):
             try:
                 data[f"{section}.json"] = json.dumps(
@@ -141,8 +141,8 @@ class ConfigMapStore:
         return data
 
     def _parse(self, data: dict[str, str]) -> dict[SectionName, Section]:
-        if data and data.get("format") != FORMAT:
-            raise self._damaged(f'not a graphnap store (no "format": "{FORMAT}")')
+        if data and data.get("format") != STORE_FORMAT:
+            raise self._damaged(f'not a graphnap store (no "format": "{STORE_FORMAT}")')
         found: dict[SectionName, Section] = {}
         for key, text in data.items():
             if key == "format":
