@@ -80,6 +80,47 @@ async def test_one_cloud_behind_both_versions(
     assert job["status"] == "success"
 
 
+@pytest.mark.parametrize(
+    ("v1_action", "v2_path"),
+    [("stop", "stop"), ("start", "start")],
+)
+async def test_v1_and_v2_refuse_the_same_bodies_and_page_alike(
+    cloud: Cloud, http_aksk: httpx.AsyncClient, v1_action: str, v2_path: str
+) -> None:
+    for name in ("a", "b", "c"):
+        cloud.add_graph(PROJECT, f"dev-{name}", status=200 if v1_action == "stop" else 900)
+    v1 = f"/v1.0/{PROJECT}/graphs"
+    v2 = f"/v2/{PROJECT}/graphs"
+    paged = {"offset": "1", "limit": "1"}
+    one_v1 = (await http_aksk.get(v1, params=paged)).json()
+    one_v2 = (await http_aksk.get(v2, params=paged)).json()
+    assert (one_v1["graphCount"], one_v2["graph_count"]) == (3, 3)
+    assert [g["name"] for g in one_v1["graphs"]] == [g["name"] for g in one_v2["graphs"]]
+    assert len(one_v1["graphs"]) == 1
+    bad_limit = await http_aksk.get(v2, params={"limit": "x"})
+    assert bad_limit.json()["error_code"] == "GES.0001"
+
+    graph_id = one_v1["graphs"][0]["id"]
+    for body, code in [
+        (b"not json", "GES.7016"),
+        (b"[]", "GES.7016"),
+        (b'{"other": 1}', "GES.7016"),
+    ]:
+        old = await http_aksk.post(
+            f"{v1}/{graph_id}/action", params={"action_id": v1_action}, content=body
+        )
+        new = await http_aksk.post(f"{v2}/{graph_id}/{v2_path}", content=body)
+        assert (old.status_code, old.json()["errorCode"]) == (400, code)
+        assert (new.status_code, new.json()["error_code"]) == (400, code)
+    backup = b'{"graph_backup_id": "b-1"}'
+    old = await http_aksk.post(
+        f"{v1}/{graph_id}/action", params={"action_id": v1_action}, content=backup
+    )
+    new = await http_aksk.post(f"{v2}/{graph_id}/{v2_path}", content=backup)
+    want = "GES.7016" if v1_action == "stop" else "GES.7024"  # a stop takes no field at all
+    assert (old.json()["errorCode"], new.json()["error_code"]) == (want, want)
+
+
 # --- Huawei's own v2 SDK, unchanged, against the emulator ------------------------------------
 
 

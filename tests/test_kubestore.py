@@ -53,6 +53,7 @@ async def test_what_the_old_leader_wrote_the_new_one_reads(
     stored = api.configmap("ops", "graphnap-state")
     assert stored is not None
     assert set(stored["data"]) == {"format", "last_fire.json", "holds.json"}
+    assert stored["data"]["format"] == "graphnap-store/1"  # the state file's marker too
 
 
 async def test_a_write_that_meets_a_conflict_is_merged_not_lost(

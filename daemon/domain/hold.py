@@ -76,6 +76,11 @@ SECTION_NAMES: tuple[SectionName, ...] = (
 )
 
 
+# What every Store's content says it is (the state file's "format", the ConfigMap's
+# `format` key): one marker, so a store without it is not graphnap's and is never overwritten.
+STORE_FORMAT = "graphnap-store/1"
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     value: object  # what json.loads gives: the owner parses it at this edge

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+# The emulator (daemon/emulator/cloudeye.py) keeps its own copy of these limits on purpose:
+# it fakes Cloud Eye and imports nothing of the daemon.
 MAX_METRICS = 500  # per batch request (SDK 3.1.219; older docs say 10)
 MAX_POINTS = 3000  # per answer, all metrics together; CES drops the rest silently
 # period (s) -> the longest window CES answers for it (ges-api.md §5.2). 60 is missing from

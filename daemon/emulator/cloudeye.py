@@ -14,6 +14,9 @@ from datetime import UTC, datetime, timedelta
 NAMESPACE = "SYS.GES"
 DIMENSION = "instance_id"
 FILTERS = ("average", "max", "min", "sum", "variance")
+# CES's limits below stand again in daemon/domain/periods.py, by design: the emulator imports
+# nothing of the daemon it fakes (import-linter), so a limit the daemon gets wrong meets
+# Cloud Eye's own here instead of agreeing with itself. Change both from ges-api.md §5.2.
 # period (s) -> the longest window CES answers for it; a longer one silently loses its start.
 # ges-api.md §5.2; 60 is not in the table [UNVERIFIED]: treated like raw data.
 WINDOW_CAPS: dict[int, timedelta] = {

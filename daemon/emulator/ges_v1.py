@@ -6,7 +6,6 @@ the Task Center. Routes, field names, status codes and error bodies follow
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -20,9 +19,10 @@ from daemon.emulator.wire import (
     CLOUD,
     TIME_FORMAT,
     date_param,
-    int_param,
+    json_body,
     json_response,
     known_project,
+    page,
 )
 
 
@@ -76,10 +76,8 @@ def job_json(job: EmuJob, now: datetime) -> dict[str, Any]:
 async def list_graphs(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     graphs = cloud.list_graphs(known_project(request))
-    offset, limit = int_param(request, "offset", 0), int_param(request, "limit", 10)
-    page = graphs[offset : offset + limit]
     return json_response(
-        {"graphCount": len(graphs), "graphs": [graph_json(g, cloud) for g in page]}
+        {"graphCount": len(graphs), "graphs": [graph_json(g, cloud) for g in page(request, graphs)]}
     )
 
 
@@ -95,20 +93,10 @@ async def graph_action(request: web.Request) -> web.Response:
     action = request.query.get("action_id", "")
     if action not in ("stop", "start"):
         raise CloudFault(400, "GES.7048", f"Invalid graph operation: {action or '(none)'}.")
-    raw = await request.read()
-    if raw:
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise CloudFault(400, "GES.7016", "Invalid request body.") from None
-        if (
-            not isinstance(body, dict)
-            or (action == "stop" and body)
-            or set(body) - {"graph_backup_id"}
-        ):
-            raise CloudFault(400, "GES.7016", "Invalid request body.")
-        if body.get("graph_backup_id"):
-            raise CloudFault(400, "GES.7024", "The backup does not exist.")
+    # stop takes no field (an empty object at most), start only graph_backup_id
+    body = await json_body(request, set() if action == "stop" else {"graph_backup_id"})
+    if body.get("graph_backup_id"):
+        raise CloudFault(400, "GES.7024", "The backup does not exist.")
     job = cloud.act(project_id, request.match_info["graph_id"], action)  # type: ignore[arg-type]
     return json_response({"jobId": job.id})
 
@@ -133,12 +121,12 @@ async def list_jobs(request: web.Request) -> web.Response:
         since=date_param(request, "startTime"),
         until=date_param(request, "endTime"),
     )
-    offset, limit = int_param(request, "offset", 0), int_param(request, "limit", 10)
+    listed = page(request, jobs)
     now = cloud.clock()
     return json_response(
         {
             "jobCount": len(jobs),
-            "jobList": [job_json(j, now) for j in jobs[offset : offset + limit]],
+            "jobList": [job_json(j, now) for j in listed],
         }
     )
 

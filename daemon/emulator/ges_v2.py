@@ -3,13 +3,12 @@
 status and the Task Center, with the field names of Huawei's v2 SDK models.
 
 Mounted at /v2 by daemon.emulator.server, behind daemon.emulator.gateway (auth, faults, the
-request log), which renders errors of /v2 paths in v2's shape. The paging, date and project
-checks are v1's (daemon.emulator.wire).
+request log), which renders errors of /v2 paths in v2's shape. The paging, date, body and
+project checks are v1's (daemon.emulator.wire).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +22,10 @@ from daemon.emulator.wire import (
     CLOUD,
     TIME_FORMAT,
     date_param,
-    int_param,
+    json_body,
     json_response,
     known_project,
+    page,
 )
 
 _JOB_FILTERS = (None, "running", "waiting", "success", "failed", "partiallyFailed")
@@ -85,27 +85,14 @@ def job_json(job: EmuJob, now: datetime) -> dict[str, Any]:
     }
 
 
-async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    """The JSON body, if any (the SDK sends none on stop; the docs' example sends {})."""
-    raw = await request.read()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise CloudFault(400, "GES.7016", "Invalid request body.") from None
-    if not isinstance(body, dict) or set(body) - allowed:
-        raise CloudFault(400, "GES.7016", "Invalid request body.")
-    return body
-
-
 async def list_graphs(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     graphs = cloud.list_graphs(known_project(request))
-    offset, limit = int_param(request, "offset", 0), int_param(request, "limit", 10)
-    page = graphs[offset : offset + limit]
     return json_response(
-        {"graph_count": len(graphs), "graphs": [graph_json(g, cloud) for g in page]}
+        {
+            "graph_count": len(graphs),
+            "graphs": [graph_json(g, cloud) for g in page(request, graphs)],
+        }
     )
 
 
@@ -118,7 +105,7 @@ async def show_graph(request: web.Request) -> web.Response:
 async def stop_graph(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     project_id = known_project(request)
-    await _body(request, set())
+    await json_body(request, set())
     job = cloud.act(project_id, request.match_info["graph_id"], "stop")
     return json_response({"job_id": job.id})
 
@@ -126,7 +113,7 @@ async def stop_graph(request: web.Request) -> web.Response:
 async def start_graph(request: web.Request) -> web.Response:
     cloud = request.app[CLOUD]
     project_id = known_project(request)
-    if (await _body(request, {"graph_backup_id"})).get("graph_backup_id"):
+    if (await json_body(request, {"graph_backup_id"})).get("graph_backup_id"):
         raise CloudFault(400, "GES.7024", "The backup does not exist.")
     job = cloud.act(project_id, request.match_info["graph_id"], "start")
     return json_response({"job_id": job.id})
@@ -152,12 +139,12 @@ async def list_jobs(request: web.Request) -> web.Response:
         since=date_param(request, "start_time"),
         until=date_param(request, "end_time"),
     )
-    offset, limit = int_param(request, "offset", 0), int_param(request, "limit", 10)
+    listed = page(request, jobs)
     now = cloud.clock()
     return json_response(
         {
             "job_count": len(jobs),
-            "job_list": [job_json(j, now) for j in jobs[offset : offset + limit]],
+            "job_list": [job_json(j, now) for j in listed],
         }
     )
 

@@ -98,6 +98,18 @@ class Identity:
     def when(self, moment: datetime) -> str:
         return moment.strftime(self.time_format)
 
+    def credential_json(self, key: TemporaryKey) -> dict[str, Any]:
+        """A temporary key as IAM's securitytokens call and the ECS metadata service both
+        answer it (one shape: the SDK reads both with the same code)."""
+        return {
+            "credential": {
+                "access": key.ak,
+                "secret": key.sk,
+                "securitytoken": key.security_token,
+                "expires_at": self.when(key.expires_at),
+            }
+        }
+
 
 class AccessKeys(Mapping[str, str]):
     """The gateway's AK -> SK table: the permanent keys and the temporary ones given out."""
@@ -247,15 +259,7 @@ async def create_temporary_access_key(request: web.Request) -> web.Response:
     if expires_at is None or identity.cloud.clock() >= expires_at:
         raise _iam_refusal(401, "IAM.0003", "The token is invalid or has expired.")
     key = identity.issue("oidc", duration)
-    answer = {
-        "credential": {
-            "access": key.ak,
-            "secret": key.sk,
-            "securitytoken": key.security_token,
-            "expires_at": identity.when(key.expires_at),
-        }
-    }
-    return _json(answer, 201)
+    return _json(identity.credential_json(key), 201)
 
 
 def add_identity_routes(app: web.Application, identity: Identity) -> None:
@@ -306,15 +310,7 @@ async def metadata_security_key(request: web.Request) -> web.Response:
     if not identity.node_agency:
         return web.Response(status=401, text=AGENCY_MISSING)
     key = identity.issue("metadata", identity.key_ttl_s)
-    answer = {
-        "credential": {
-            "access": key.ak,
-            "secret": key.sk,
-            "securitytoken": key.security_token,
-            "expires_at": identity.when(key.expires_at),
-        }
-    }
-    return _json(answer)
+    return _json(identity.credential_json(key))
 
 
 class MetadataServer:

@@ -22,6 +22,7 @@ from daemon.ops import page
 from daemon.ops.guard import CONTROL, TOKEN, Control, Problem, answer, guard, security_headers
 from daemon.ops.limits import Limits, TokenBuckets
 from daemon.ops.postpone import Postpone
+from daemon.ops.server import Listener
 from daemon.ops.tokens import Scope, Token, TokenBook, check_glob, has_wildcard
 from daemon.ops.views import ControlBackend, GraphView, HoldRequest, HoldView, Refused
 from daemon.telemetry.metrics import Metrics
@@ -337,30 +338,8 @@ def control_app(
     return app
 
 
-class ControlServer:
+class ControlServer(Listener):
     """The control listener. Never the ops port: that one stays GET-only and open."""
-
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
-        self._host, self._port = host, port
-        self.url = ""
-
-    async def start(self) -> str:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> ControlServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
 
 def control_server(

@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -63,7 +63,35 @@ async def plain_server_header(request: web.Request, response: web.StreamResponse
     response.headers["Server"] = "graphnap"
 
 
-class OpsServer:
+class Listener:
+    """An aiohttp application on a host and port of its own, without access log: started
+    (with port 0, on the port the system picks: `url` says which), and stopped. The ops
+    server and the control API each run one."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        self._host, self._port = host, port
+        self.url = ""
+
+    async def start(self) -> str:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class OpsServer(Listener):
     def __init__(
         self,
         source: StatusSource,
@@ -83,17 +111,4 @@ class OpsServer:
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/status", status)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._host = host
-        self._port = port
-        self.url = ""
-
-    async def start(self) -> str:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
+        super().__init__(app, host, port)

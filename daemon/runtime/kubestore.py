@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.domain.fence import Fence, OpenFence
 from daemon.domain.hold import (
     SECTION_NAMES,
+    STORE_FORMAT,
     Section,
     SectionName,
     StoreConflict,
@@ -25,7 +26,6 @@ from daemon.runtime.kube import KubeAlreadyExists, KubeConflict, KubeNotFound, k
 if TYPE_CHECKING:  # lightkube is imported by the methods: only a daemon using it loads it
     from lightkube import AsyncClient
 
-FORMAT = "graphnap-store/1"
 LIMIT_BYTES = 768 * 1024  # the API server's limit is 1 MiB for the whole object
 ATTEMPTS = 5  # of a write that meets 409s: each is another writer's success
 
@@ -124,7 +124,7 @@ class ConfigMapStore:
         return (written.metadata.resourceVersion if written.metadata else None) or ""
 
     def _data(self, sections: dict[SectionName, Section], name: SectionName) -> dict[str, str]:
-        data = {"format": FORMAT}
+        data = {"format": STORE_FORMAT}
         for section, entry in sorted(sections.items()):
             try:
                 data[f"{section}.json"] = json.dumps(
@@ -145,8 +145,8 @@ class ConfigMapStore:
         return data
 
     def _parse(self, data: dict[str, str]) -> dict[SectionName, Section]:
-        if data and data.get("format") != FORMAT:
-            raise self._damaged(f'not a graphnap store (no "format": "{FORMAT}")')
+        if data and data.get("format") != STORE_FORMAT:
+            raise self._damaged(f'not a graphnap store (no "format": "{STORE_FORMAT}")')
         found: dict[SectionName, Section] = {}
         for key, text in data.items():
             if key == "format":

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from daemon.domain.hold import (
     SECTION_NAMES,
+    STORE_FORMAT,
     Section,
     SectionName,
     StoreConflict,
@@ -21,7 +22,6 @@ from daemon.domain.hold import (
     StoreError,
 )
 
-FORMAT = "graphnap-store/1"
 # What graphnap wrote before the Store (the scheduler alone): {"last_fire": {rule: iso time}}.
 _LEGACY_SECTION: SectionName = "last_fire"
 
@@ -68,8 +68,8 @@ class FileStore:
     def _sections(self, raw: object) -> dict[SectionName, Section]:
         if isinstance(raw, dict) and set(raw) == {_LEGACY_SECTION}:
             return {_LEGACY_SECTION: Section(raw[_LEGACY_SECTION], 0)}
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise self._damaged(f'not a graphnap store (no "format": "{FORMAT}")')
+        if not isinstance(raw, dict) or raw.get("format") != STORE_FORMAT:
+            raise self._damaged(f'not a graphnap store (no "format": "{STORE_FORMAT}")')
         sections = raw.get("sections")
         if not isinstance(sections, dict):
             raise self._damaged('"sections" is not an object')
@@ -96,7 +96,7 @@ class FileStore:
             )
         sections[name] = Section(value, stored + 1)
         body: dict[str, Any] = {
-            "format": FORMAT,
+            "format": STORE_FORMAT,
             "sections": {
                 n: {"revision": s.revision, "value": s.value} for n, s in sorted(sections.items())
             },
