@@ -252,7 +252,7 @@ class Settings(BaseSettings):
     dry_run: bool = False
 
     misfire_grace_s: float = Field(default=3600.0, gt=0)
-    max_concurrency: int = Field(default=64, ge=1)  # actions in flight, all projects together
+    max_concurrency: int = Field(default=64, ge=1)  # requests in flight, all projects together
     # Requests in flight per project, and the adaptive rate's ceiling: bounds against a
     # runaway, not a guess at the API's limit, which the gate finds (cloud/gate.py).
     project_concurrency: int = Field(default=64, ge=1, le=100)
