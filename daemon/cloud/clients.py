@@ -75,6 +75,7 @@ class Clients:
         self._ces: dict[str, CesClient] = {}
         self._defs: dict[str, Project] = {}  # what each project's clients were built from
         self._gates: dict[str, RequestGate] = {}
+        self._auths: dict[str, httpx.Auth] = {}  # what each project's requests are signed with
         self._http: list[httpx.AsyncClient] = []
         self._holders: dict[tuple[str, str], KeyHolder] = {}  # (set, IAM endpoint for oidc)
 
@@ -92,6 +93,7 @@ class Clients:
             del self._ces[name]
             del self._defs[name]
             del self._gates[name]
+            del self._auths[name]
 
     def graph_apis(self) -> Mapping[str, GraphApi]:
         """The clients as the config stands now: a live mapping, changed by update()."""
@@ -99,6 +101,12 @@ class Clients:
 
     def metric_apis(self) -> Mapping[str, MetricApi]:
         return self._ces
+
+    def project_auth(self, project: Project) -> httpx.Auth | None:
+        """The auth `project`'s GES and Cloud Eye requests go with (AK/SK from any source,
+        keyless ones included, or its IAM token), for another Huawei API of the same
+        project such as SMN; None for a project these clients were not built for."""
+        return self._auths.get(project.name) if self._defs.get(project.name) == project else None
 
     def gate(self, project: str) -> RequestGate:
         """The project's request gate as the config stands (its rate, for tests and the bench)."""
@@ -135,6 +143,7 @@ class Clients:
             auth = TokenAuth(provider, project.project_id)
         else:
             auth = self.auth_for(project)
+        self._auths[project.name] = auth
         # The pool holds as many connections as the gate lets requests through: requests
         # wait in the gate's queue, which is cheap, not in httpcore's, which is not.
         in_flight = self._settings.project_concurrency

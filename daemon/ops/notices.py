@@ -5,6 +5,7 @@ which the control listener serves. Built and started by the App; nothing here ac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -13,10 +14,11 @@ import httpx
 from daemon.cloud.clients import Clients
 from daemon.cloud.gate import Monotonic
 from daemon.config.models import Config, Schedule
+from daemon.config.notifications import SmnChannel
 from daemon.config.settings import Settings
 from daemon.domain.hold import Store
 from daemon.domain.model import Clock, Sleep
-from daemon.notify.catalog import aksk_signers, build_channels
+from daemon.notify.catalog import build_channels, secret_problems
 from daemon.notify.channels import Channel
 from daemon.notify.notifier import Notifier
 from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
@@ -30,6 +32,8 @@ from daemon.runtime.passes import Passes, PassSettings, Report
 from daemon.runtime.tracker import Tracker
 from daemon.runtime.warnings import PreviewOutcomes, Warnings
 from daemon.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 class Notices:
@@ -54,6 +58,7 @@ class Notices:
     ) -> None:
         self._settings, self._config, self._inventory = settings, config, inventory
         self._metrics, self._store, self._clock = metrics, store, clock
+        self._clients = clients
         self._sleep, self._monotonic = notify_sleep, monotonic
         # The warning's dry run is the firing's own code path, recording into nothing.
         preview = PreviewOutcomes(metrics)
@@ -107,17 +112,36 @@ class Notices:
 
     def _channels(self, config: Config) -> dict[str, Channel]:
         """The channels as configured; one whose config did not change is kept as it was,
-        so a reload does not drop what its outbox still holds."""
+        so a reload does not drop what its outbox still holds. SMN publishes go with the
+        auth of their project's own clients (static or keyless keys, or its token): an SMN
+        channel is built anew when its project's definition changes."""
         assert self._http is not None
+        notifications = config.notifications
+        projects = {p.name: p for p in config.projects}
+        for problem in secret_problems(notifications, self._settings):
+            log.warning("notification channel left out: %s", problem)  # names files, no value
         fresh = build_channels(
-            config.notifications, self._settings, {p.name: p for p in config.projects},
-            http=self._http, clock=self._clock, auth_for=aksk_signers(self._settings, self._clock),
+            notifications, self._settings, projects, http=self._http, clock=self._clock,
+            auth_for=self._clients.project_auth,
         )  # fmt: skip
         built: dict[str, tuple[object, Channel]] = {}
-        for name, channel in fresh.items():
-            given = config.notifications.channels[name]
+        for name, given in notifications.channels.items():
+            if name not in fresh:
+                if isinstance(given, SmnChannel):
+                    log.warning(
+                        "notification channel left out: notifications.channels.%s: project %s "
+                        "has no API clients to sign its publishes with",
+                        name,
+                        given.project,
+                    )
+                continue
+            made_of = (
+                (given, projects.get(given.project)) if isinstance(given, SmnChannel) else given
+            )
             kept = self._built.get(name)
-            built[name] = kept if kept is not None and kept[0] == given else (given, channel)
+            built[name] = (
+                kept if kept is not None and kept[0] == made_of else (made_of, fresh[name])
+            )
         self._built = built
         return {name: channel for name, (_, channel) in built.items()}
 
