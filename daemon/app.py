@@ -44,6 +44,7 @@ from daemon.ops.status import GraphView, Heartbeat, StatusView, graph_views
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
+from daemon.runtime.idle_warnings import IdleWarnings
 from daemon.runtime.inventory import Inventory, Selection
 from daemon.runtime.kube import kube_client, kube_target
 from daemon.runtime.kubestore import ConfigMapStore
@@ -138,6 +139,7 @@ class App:
         self.deferrals = Deferrals(self.metrics, self.store)
         self.holds = HoldBook(self.store, metrics=self.metrics)
         self.waker = Waker(self.inventory, self.executor, self.holds)
+        self.idle_warnings = IdleWarnings(self.store)  # idle stops warned of, not yet due
         self.passes = Passes(
             self.clients.graph_apis,
             self.clients.metric_apis,
@@ -151,6 +153,7 @@ class App:
             holds=self.holds,
             clock=clock,
             sleep=sleep,
+            idle_warnings=self.idle_warnings,
         )
         self.scheduler = Scheduler(
             self.passes.fire,
@@ -195,6 +198,7 @@ class App:
             deferrals=self.deferrals, tracker=self.tracker, holds=self.holds,
             outcomes=self.outcomes, metrics=self.metrics, store=self.store, clock=clock,
             sleep=sleep, notify_sleep=notify_sleep, monotonic=monotonic, job_timeout=job_timeout,
+            idle_warnings=self.idle_warnings,
         )  # fmt: skip
 
     @property
@@ -265,6 +269,7 @@ class App:
         in flight), then schedule and catch up."""
         await self.holds.load(self.clock())  # a damaged store: the config's holds, said so
         await self.deferrals.load()
+        await self.idle_warnings.load()
         await self.inventory.load()
         await self.inventory.refresh(self.config)
         await self.notices.start()

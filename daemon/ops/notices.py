@@ -1,31 +1,34 @@
 """People told, before and after: the notifier built from the config (its channels kept across
-reloads), fed by the outcomes seam, and the warning before each stop with its postpone links,
-which the control listener serves. Built and started by the App; nothing here acts on a graph.
+reloads), fed by the outcomes seam, and the warning before each stop (a schedule's, and an idle
+rule's) with its postpone links, which the control listener serves. Built and started by the
+App; nothing here acts on a graph.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import httpx
 
 from daemon.cloud.clients import Clients
 from daemon.cloud.gate import Monotonic
-from daemon.config.models import Config, Schedule
+from daemon.config.models import Config, IdleRule, Schedule
 from daemon.config.notifications import SmnChannel
 from daemon.config.settings import Settings
 from daemon.domain.hold import Store
 from daemon.domain.model import Clock, Sleep
 from daemon.notify.catalog import build_channels, secret_problems
 from daemon.notify.channels import Channel
+from daemon.notify.message import WarnedGraph
 from daemon.notify.notifier import Notifier
 from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
 from daemon.ops.postpone import Link, LinkSigner, Postpone, link_key
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
+from daemon.runtime.idle_warnings import IdleWarnings, Warned
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.outcomes import Outcome, Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
@@ -55,10 +58,12 @@ class Notices:
         notify_sleep: Sleep,
         monotonic: Monotonic,
         job_timeout: timedelta,
+        idle_warnings: IdleWarnings | None = None,
     ) -> None:
         self._settings, self._config, self._inventory = settings, config, inventory
         self._metrics, self._store, self._clock = metrics, store, clock
         self._clients = clients
+        self._idle_warnings = idle_warnings
         self._sleep, self._monotonic = notify_sleep, monotonic
         # The warning's dry run is the firing's own code path, recording into nothing.
         preview = PreviewOutcomes(metrics)
@@ -95,8 +100,12 @@ class Notices:
             idle_rules=_idle_names(config), tags=self._graph_tags,
         )  # fmt: skip
         self.notifier.start()
+        if self._idle_warnings is not None:
+            self._idle_warnings.attach(self._warn_idle)
 
     async def stop(self) -> None:
+        if self._idle_warnings is not None:
+            self._idle_warnings.attach(None)
         notifier, self.notifier = self.notifier, None
         if notifier is not None:
             await notifier.close(self._settings.shutdown_grace_s / 5)
@@ -168,6 +177,25 @@ class Notices:
 
         warnings = Warnings(dry_run, self.notifier, link_for=link_for if signer else None)
         return await warnings.warn(config, schedule, at)
+
+    def _warn_idle(self, rule: IdleRule, stop_at: datetime, graphs: Sequence[Warned]) -> None:
+        """An idle rule's warning: the graphs it will stop at `stop_at`, each with a link
+        that holds it. The link lasts until the check that would stop it."""
+        if self.notifier is None:
+            return
+        signer = self.postpone.signer if self.postpone is not None else None
+        warned = []
+        for g in graphs:
+            url = ""
+            if signer is not None:
+                link = Link(g.project, g.graph_id, g.graph, g.rule, g.stop_at,
+                            expires=g.stop_at + rule.check_every)  # fmt: skip
+                try:
+                    url = signer.url(link)
+                except Exception:  # a warning without a link still says what is coming
+                    log.exception("postpone link not made", extra={"rule": rule.name})
+            warned.append(WarnedGraph(g.project, g.graph_id, g.graph, url))
+        self.notifier.warn(rule.name, "stop", stop_at, warned)
 
 
 def _idle_names(config: Config) -> list[str]:
