@@ -17,7 +17,7 @@ from daemon.cloud.gate import Monotonic
 from daemon.config.models import Config, IdleRule, Schedule
 from daemon.config.notifications import SmnChannel
 from daemon.config.settings import Settings
-from daemon.domain.hold import Store
+from daemon.domain.hold import Hold, Store
 from daemon.domain.model import Clock, Sleep
 from daemon.notify.catalog import build_channels, secret_problems
 from daemon.notify.channels import Channel
@@ -77,6 +77,7 @@ class Notices:
         self._http: httpx.AsyncClient | None = None
         self._built: dict[str, tuple[object, Channel]] = {}
         outcomes.subscribe(self._outcome)
+        holds.subscribe(self._hold_event)  # holds made, released and ended, told as they come
 
     async def start_links(self) -> None:
         """Postpone links need the address people reach the control listener at."""
@@ -157,6 +158,10 @@ class Notices:
     def _outcome(self, outcome: Outcome) -> None:
         if self.notifier is not None:
             self.notifier.on_outcome(outcome)
+
+    def _hold_event(self, event: str, hold: Hold) -> None:
+        if self.notifier is not None:
+            self.notifier.hold_event(event, hold)
 
     def _graph_tags(self, project: str, graph_id: str) -> Mapping[str, str] | None:
         state = self._inventory.projects.get(project)
