@@ -43,6 +43,7 @@ from daemon.ops.status import Heartbeat, StatusView
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
+from daemon.runtime.idle_warnings import IdleWarnings
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.kube import kube_client, kube_target
 from daemon.runtime.kubestore import ConfigMapStore
@@ -134,6 +135,7 @@ class App:
         self.outcomes.subscribe(self.inventory.note_outcome)
         self.deferrals = Deferrals(self.metrics, self.store)
         self.holds = HoldBook(self.store, metrics=self.metrics)
+        self.idle_warnings = IdleWarnings(self.store)  # idle stops warned of, not yet due
         self.passes = Passes(
             self.clients.graph_apis,
             self.clients.metric_apis,
@@ -147,6 +149,7 @@ class App:
             holds=self.holds,
             clock=clock,
             sleep=sleep,
+            idle_warnings=self.idle_warnings,
         )
         self.scheduler = Scheduler(
             self.passes.fire,
@@ -212,6 +215,7 @@ class App:
             deferrals=self.deferrals, tracker=self.tracker, holds=self.holds,
             outcomes=self.outcomes, metrics=self.metrics, store=self.store, clock=clock,
             sleep=sleep, notify_sleep=notify_sleep, monotonic=monotonic, job_timeout=job_timeout,
+            idle_warnings=self.idle_warnings,
         )  # fmt: skip
 
     @property
@@ -282,6 +286,7 @@ class App:
         in flight), then schedule and catch up."""
         await self.holds.load(self.clock())  # a damaged store: the config's holds, said so
         await self.deferrals.load()
+        await self.idle_warnings.load()
         await self.inventory.load()
         await self.inventory.refresh(self.config)
         await self.notices.start()

@@ -312,3 +312,23 @@ async def test_a_project_that_left_the_config_has_no_holds_series(tmp_path: Path
     metrics.declare(["staging"], [], [], [])  # the reload: its series of prod are removed
     b.set_config([], max_hold=WEEK, now=NOW, projects=["staging"])
     assert gauge(metrics, "prod", "running") is None
+
+
+async def test_listeners_hear_of_holds_made_released_and_ended_once_saved(tmp_path: Path) -> None:
+    b = await opened(tmp_path / "state.json")
+    heard: list[tuple[str, str]] = []
+    b.subscribe(lambda event, hold: heard.append((event, hold.id)))
+
+    def broken(event: str, hold: Hold) -> None:
+        raise RuntimeError("a listener's bug")
+
+    b.subscribe(broken)  # costs a log line, never the change
+    graphs = HoldGraphs("prod", ids=(SEARCH.id,))
+    first = await b.create(graphs, keep="running", until=TONIGHT, reason="r", by="t", now=NOW)
+    second = await b.create(graphs, keep="running", until=TONIGHT, reason="r", by="t", now=NOW)
+    await b.release(second.id, by="t", now=NOW)
+    await b.purge(TONIGHT + timedelta(seconds=1))
+    assert heard == [
+        ("made", first.id), ("made", second.id), ("released", second.id), ("expired", first.id)
+    ]  # fmt: skip
+    assert await held_after_restart(tmp_path / "state.json", NOW) == []

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -201,4 +202,21 @@ async def test_a_reload_giving_a_lead_warns_of_the_stop_just_ahead_once() -> Non
     scheduler.apply(config_of(schedule()))  # the lead removed: no more warnings
     await scheduler.warnings.warn("rule", FIRE + timedelta(days=3))
     assert calls.fire_times == [FIRE]
+    await scheduler.stop(0)
+
+
+async def test_the_warning_job_coming_due_warns_of_the_stop_one_lead_later() -> None:
+    calls = Warned()
+    scheduler, clock = scheduler_at(datetime(2026, 11, 27, 19, 45, tzinfo=SHANGHAI), calls)
+    scheduler.start(config_of(warned(cron="0 20 * * *")))
+    await asyncio.wait_for(calls.called.wait(), 5)  # the start-up catch-up: 19:45 is its time
+    assert calls.fire_times == [FIRE]
+    # What APScheduler hands the listener when the warning job comes due the next evening
+    # (it runs on the wall clock, so the test hands it on itself).
+    calls.called.clear()
+    clock.advance(24 * 3600)
+    due = datetime(2026, 11, 28, 19, 45, tzinfo=SHANGHAI).astimezone(UTC)
+    scheduler._on_submitted(JobSubmissionEvent(EVENT_JOB_SUBMITTED, "warn:rule", "default", [due]))
+    await asyncio.wait_for(calls.called.wait(), 5)
+    assert calls.fire_times == [FIRE, FIRE + timedelta(days=1)]
     await scheduler.stop(0)

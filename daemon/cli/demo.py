@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
+import secrets
 import signal
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
 from daemon.app import App
 from daemon.cli.console import EXIT_OK
+from daemon.cli.inbox import Inbox, new_secret
 from daemon.cli.settings import settings_from
 from daemon.config.settings import Settings
 from daemon.domain.hold import HoldGraphs
@@ -74,7 +79,22 @@ def add_emulator_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = settings_from(
+    setup_logging(args.log_level or "INFO", "text")
+    return asyncio.run(_demo(args))
+
+
+def _demo_settings(args: argparse.Namespace, inbox_url: str, secret: str, tmp: Path) -> Settings:
+    """The demo's settings: the emulator's keys, quick polling, the inbox as the webhook's
+    receiver, and the control listener on loopback (a token of this run, so postpone links
+    open their page)."""
+    tokens = tmp / "tokens"
+    tokens.mkdir()
+    (tokens / "demo.json").write_text(
+        json.dumps({"secret": secrets.token_hex(24), "projects": ["*"]})
+    )
+    link_key = tmp / "link.key"
+    link_key.write_text(base64.b64encode(secrets.token_bytes(48)).decode())
+    return settings_from(
         args,
         listen_host="127.0.0.1",
         listen_port=9464,
@@ -84,12 +104,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         inventory_interval_s=10,
         reconcile_interval_s=30,
         credentials={"demo": {"ak": DEMO_AK, "sk": DEMO_SK}},
+        notify={"inbox": {"url": inbox_url, "secret": secret}},
+        control_host="127.0.0.1",
+        control_port=9465,
+        control_tokens_dir=tokens,
+        control_public_url="http://127.0.0.1:9465",
+        control_link_key_file=link_key,
     )
-    setup_logging(args.log_level or "INFO", "text")
-    return asyncio.run(_demo(args.config, settings))
 
 
-async def _demo(config: Path, settings: Settings) -> int:
+async def _demo(args: argparse.Namespace) -> int:
+    config: Path = args.config
     cloud = Cloud(
         [DEMO_PROJECT_ID],
         seed=42,
@@ -99,34 +124,51 @@ async def _demo(config: Path, settings: Settings) -> int:
         users={(DEMO_DOMAIN, DEMO_USER): DEMO_PASSWORD},
     )
     # Two hours of history, so Cloud Eye has data for the idle rule from the first minute.
-    cloud.populate(DEMO_PROJECT_ID, 16, busy=2, stopped=2, history=timedelta(hours=2))
+    history = timedelta(hours=2)
+    cloud.populate(DEMO_PROJECT_ID, 16, busy=2, stopped=2, history=history)
     cloud.add_graph(DEMO_PROJECT_ID, "dev-ledger-keep", tags={"env": "dev"})
     cloud.add_graph(
         DEMO_PROJECT_ID, "dev-pinned", tags={"env": "dev", "graphnap-skip": "owner asked"}
     )
     cloud.add_graph(DEMO_PROJECT_ID, "dev-on-call", tags={"env": "dev"})  # held running
     cloud.add_graph(DEMO_PROJECT_ID, "batch-nightly", status=900)  # woken for a batch job
+    # Nobody has queried it for two hours: prod-idle warns of it, then stops it.
+    cloud.add_graph(
+        DEMO_PROJECT_ID, "prod-forgotten", tags={"env": "prod"}, created=cloud.clock() - history
+    )
     emulator = EmulatorServer(cloud, "127.0.0.1", 8900)
     url = await emulator.start()
-    print(
-        f"""
+    secret = new_secret()
+    inbox = Inbox(secret)
+    inbox_url = await inbox.start()
+    with tempfile.TemporaryDirectory(prefix="graphnap-demo-") as tmp:
+        try:
+            settings = _demo_settings(args, inbox_url, secret, Path(tmp))
+            print(
+                f"""
 graphnap demo: the daemon runs {config} against the GES emulator at {url}.
-  metrics   http://127.0.0.1:9464/metrics   (graphnap_actions_total, graphnap_jobs_in_flight, ...)
+  metrics   http://127.0.0.1:9464/metrics   (graphnap_actions_total, graphnap_notifications_total, ...)
   status    http://127.0.0.1:9464/status    (next firings, jobs in flight, decisions and reasons)
   emulator  {url}/_emulator/state
+  inbox     {inbox_url}   (a webhook receiver: what graphnap tells people is printed here)
 Schedules fire every minute or two; watch the log lines below. Ctrl-C stops both.
+A minute before each dev-stop a warning lists the graphs it will stop, each with a postpone
+link: open one in a browser and press "Keep running 2h", and dev-stop skips that graph.
+Summaries follow each firing; prod-idle warns of prod-forgotten and stops it 2 minutes later.
 Once it runs, the demo holds dev-on-call running for an hour (dev-stop skips it, saying
 why) and wakes batch-nightly for 30 minutes (its start job is followed): holds in /status.
 """,
-        flush=True,
-    )
-    app = App(settings)
-    people = asyncio.ensure_future(_hold_and_wake(app))
-    try:
-        return await app.run()
-    finally:
-        people.cancel()
-        await emulator.stop()
+                flush=True,
+            )
+            app = App(settings)
+            people = asyncio.ensure_future(_hold_and_wake(app))
+            try:
+                return await app.run()
+            finally:
+                people.cancel()
+        finally:
+            await inbox.stop()
+            await emulator.stop()
 
 
 async def _hold_and_wake(app: App) -> None:

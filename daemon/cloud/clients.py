@@ -79,6 +79,7 @@ class Clients:
         self._defs: dict[str, Project] = {}  # what each project's clients were built from
         self._gates: dict[str, RequestGate] = {}
         self._pools: dict[str, tuple[Shards, Shards]] = {}  # GES, Cloud Eye
+        self._auths: dict[str, httpx.Auth] = {}  # what each project's requests are signed with
         self._http: list[httpx.AsyncClient] = []
         self._holders: dict[tuple[str, str], KeyHolder] = {}  # (set, IAM endpoint for oidc)
         self._tls: ssl.SSLContext | None = None
@@ -100,6 +101,7 @@ class Clients:
             del self._defs[name]
             del self._gates[name]
             del self._pools[name]
+            del self._auths[name]
 
     def graph_apis(self) -> Mapping[str, GraphApi]:
         """The clients as the config stands now: a live mapping, changed by update()."""
@@ -107,6 +109,12 @@ class Clients:
 
     def metric_apis(self) -> Mapping[str, MetricApi]:
         return self._ces
+
+    def project_auth(self, project: Project) -> httpx.Auth | None:
+        """The auth `project`'s GES and Cloud Eye requests go with (AK/SK from any source,
+        keyless ones included, or its IAM token), for another Huawei API of the same
+        project such as SMN; None for a project these clients were not built for."""
+        return self._auths.get(project.name) if self._defs.get(project.name) == project else None
 
     def gate(self, project: str) -> RequestGate:
         """The project's request gate as the config stands (its rate, for tests and the bench)."""
@@ -147,6 +155,7 @@ class Clients:
             auth = TokenAuth(provider, project.project_id)
         else:
             auth = self.auth_for(project)
+        self._auths[project.name] = auth
         # The pools hold as many connections as the gate lets requests through, in small
         # shards (daemon.cloud.pools): requests wait in the gate's queue, which is cheap,
         # never in httpcore's, and no request walks 64 connections.

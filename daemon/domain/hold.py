@@ -63,7 +63,14 @@ def glob_problem(pattern: str) -> str | None:
 # --- what outlives the process --------------------------------------------------------------
 
 SectionName = Literal[
-    "last_fire", "holds", "deferrals", "stopped_since", "rates", "notify_sent", "link_key"
+    "last_fire",
+    "holds",
+    "deferrals",
+    "stopped_since",
+    "rates",
+    "notify_sent",
+    "link_key",
+    "idle_warned",
 ]
 SECTION_NAMES: tuple[SectionName, ...] = (
     "last_fire",
@@ -73,6 +80,7 @@ SECTION_NAMES: tuple[SectionName, ...] = (
     "rates",
     "notify_sent",
     "link_key",  # the postpone links' signing key when no key file is given (daemon.ops.postpone)
+    "idle_warned",  # graphs an idle rule warned of and when each may stop (daemon.runtime.idle_warnings)
 )
 
 

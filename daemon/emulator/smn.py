@@ -1,5 +1,7 @@
 """A fake Huawei Cloud SMN publish endpoint over real HTTP: checks the AK/SK signature like
-the gateway, the project and the topic, keeps what was published, answers as SMN documents
+the gateway (with a `cloud` and its `identity`: also IAM tokens, and temporary keys only with
+their security token, signed, until they expire), the project and the topic, keeps what was
+published, answers as SMN documents
 (support.huaweicloud.com/api-smn/PublishMessage.html: {"request_id", "message_id"}).
 """
 
@@ -14,8 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.emulator.cloud import Cloud
 from daemon.emulator.faults import CloudFault
 from daemon.emulator.gateway import verify_signature
+from daemon.emulator.identity import AccessKeys, Identity
 
 SUBJECT_LIMIT = 512
 MESSAGE_LIMIT = 256 * 1024
@@ -27,7 +31,7 @@ class Published:
     topic_urn: str
     subject: str
     message: str
-    ak: str
+    ak: str  # the access key that signed it; "" for an IAM token
 
 
 @dataclass
@@ -37,6 +41,32 @@ class SmnEmulator:
     clock: Callable[[], datetime]
     published: list[Published] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)  # statuses to answer first (429, 500)
+    cloud: Cloud | None = None  # its IAM tokens are taken too
+    identity: Identity | None = None  # its temporary keys are taken too, as the gateway does
+
+    def _authenticate(self, request: web.Request, body: bytes) -> str:
+        """The access key that signed the request ("" for a token); CloudFault if refused."""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if "x-auth-token" in headers and self.cloud is not None:
+            token = self.cloud.iam.check_token(headers["x-auth-token"])
+            if token.project_id != request.match_info["project_id"]:
+                raise CloudFault(403, "SMN.00010006", "the token's project does not match")
+            return ""
+        keys = self.access_keys
+        if self.identity is not None:
+            keys = AccessKeys(self.access_keys, self.identity)
+        ak = verify_signature(
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string,
+            headers=headers,
+            body=body,
+            access_keys=keys,
+            now=self.clock(),
+        )
+        if self.identity is not None:
+            self.identity.check_temporary(ak, headers)
+        return ak
 
     async def publish(self, request: web.Request) -> web.Response:
         request_id = uuid.uuid4().hex
@@ -47,15 +77,7 @@ class SmnEmulator:
                 status, {"request_id": request_id, "code": "SMN.0000", "message": "injected"}
             )
         try:
-            ak = verify_signature(
-                method=request.method,
-                path=request.path,
-                query_string=request.query_string,
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-                access_keys=self.access_keys,
-                now=self.clock(),
-            )
+            ak = self._authenticate(request, body)
         except CloudFault as fault:
             return _answer(
                 fault.status,

@@ -10,7 +10,6 @@ from typing import NamedTuple
 
 import httpx
 
-from daemon.cloud.auth import AkSkAuth
 from daemon.config import notifications as cfg
 from daemon.config.models import Project
 from daemon.config.settings import Settings
@@ -19,27 +18,10 @@ from daemon.notify import channels as ch
 from daemon.notify.signatures import BadSecret, webhook_key
 
 AuthFor = Callable[[Project], httpx.Auth | None]
-"""The signer of a project's requests (daemon.cloud.auth.AkSkAuth for its credential set),
-or None when the project has none that SMN accepts."""
-
-
-def aksk_signers(settings: Settings, clock: Clock) -> AuthFor:
-    """SMN publishes signed with a project's AK/SK credential set (an IAM user's password
-    set is not used for SMN: give the project AK/SK, or pass another AuthFor)."""
-
-    def auth_for(project: Project) -> httpx.Auth | None:
-        creds = settings.credential_set(project.credentials)
-        if creds is None or creds.ak is None or creds.sk is None:
-            return None
-        return AkSkAuth(
-            creds.ak,
-            creds.sk,
-            project_id=project.project_id,
-            security_token=creds.security_token,
-            clock=clock,
-        )
-
-    return auth_for
+"""The auth a project's own API requests go with, for its SMN publishes: the project's
+client set's (daemon.cloud.clients.Clients.project_auth), whatever the credential set's
+source (static keys, pod identity, OIDC, node metadata, or an IAM user's token); None when
+the project has no clients."""
 
 
 def smn_endpoint(channel: cfg.SmnChannel, project: Project) -> str:

@@ -1,35 +1,42 @@
 """People told, before and after: the notifier built from the config (its channels kept across
-reloads), fed by the outcomes seam, and the warning before each stop with its postpone links,
-which the control listener serves. Built and started by the App; nothing here acts on a graph.
+reloads), fed by the outcomes seam, and the warning before each stop (a schedule's, and an idle
+rule's) with its postpone links, which the control listener serves. Built and started by the
+App; nothing here acts on a graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import httpx
 
 from daemon.cloud.clients import Clients
 from daemon.cloud.gate import Monotonic
-from daemon.config.models import Config, Schedule
+from daemon.config.models import Config, IdleRule, Schedule
+from daemon.config.notifications import SmnChannel
 from daemon.config.settings import Settings
-from daemon.domain.hold import Store
+from daemon.domain.hold import Hold, Store
 from daemon.domain.model import Clock, Sleep
-from daemon.notify.catalog import aksk_signers, build_channels
+from daemon.notify.catalog import build_channels, secret_problems
 from daemon.notify.channels import Channel
+from daemon.notify.message import WarnedGraph
 from daemon.notify.notifier import Notifier
 from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
 from daemon.ops.postpone import Link, LinkSigner, Postpone, link_key
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
+from daemon.runtime.idle_warnings import IdleWarnings, Warned
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.outcomes import Outcome, Outcomes
 from daemon.runtime.passes import Passes, PassSettings, Report
 from daemon.runtime.tracker import Tracker
 from daemon.runtime.warnings import PreviewOutcomes, Warnings
 from daemon.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 class Notices:
@@ -51,9 +58,12 @@ class Notices:
         notify_sleep: Sleep,
         monotonic: Monotonic,
         job_timeout: timedelta,
+        idle_warnings: IdleWarnings | None = None,
     ) -> None:
         self._settings, self._config, self._inventory = settings, config, inventory
         self._metrics, self._store, self._clock = metrics, store, clock
+        self._clients = clients
+        self._idle_warnings = idle_warnings
         self._sleep, self._monotonic = notify_sleep, monotonic
         # The warning's dry run is the firing's own code path, recording into nothing.
         preview = PreviewOutcomes(metrics)
@@ -67,6 +77,7 @@ class Notices:
         self._http: httpx.AsyncClient | None = None
         self._built: dict[str, tuple[object, Channel]] = {}
         outcomes.subscribe(self._outcome)
+        holds.subscribe(self._hold_event)  # holds made, released and ended, told as they come
 
     async def start_links(self) -> None:
         """Postpone links need the address people reach the control listener at."""
@@ -90,8 +101,12 @@ class Notices:
             idle_rules=_idle_names(config), tags=self._graph_tags,
         )  # fmt: skip
         self.notifier.start()
+        if self._idle_warnings is not None:
+            self._idle_warnings.attach(self._warn_idle)
 
     async def stop(self) -> None:
+        if self._idle_warnings is not None:
+            self._idle_warnings.attach(None)
         notifier, self.notifier = self.notifier, None
         if notifier is not None:
             await notifier.close(self._settings.shutdown_grace_s / 5)
@@ -107,23 +122,46 @@ class Notices:
 
     def _channels(self, config: Config) -> dict[str, Channel]:
         """The channels as configured; one whose config did not change is kept as it was,
-        so a reload does not drop what its outbox still holds."""
+        so a reload does not drop what its outbox still holds. SMN publishes go with the
+        auth of their project's own clients (static or keyless keys, or its token): an SMN
+        channel is built anew when its project's definition changes."""
         assert self._http is not None
+        notifications = config.notifications
+        projects = {p.name: p for p in config.projects}
+        for problem in secret_problems(notifications, self._settings):
+            log.warning("notification channel left out: %s", problem)  # names files, no value
         fresh = build_channels(
-            config.notifications, self._settings, {p.name: p for p in config.projects},
-            http=self._http, clock=self._clock, auth_for=aksk_signers(self._settings, self._clock),
+            notifications, self._settings, projects, http=self._http, clock=self._clock,
+            auth_for=self._clients.project_auth,
         )  # fmt: skip
         built: dict[str, tuple[object, Channel]] = {}
-        for name, channel in fresh.items():
-            given = config.notifications.channels[name]
+        for name, given in notifications.channels.items():
+            if name not in fresh:
+                if isinstance(given, SmnChannel):
+                    log.warning(
+                        "notification channel left out: notifications.channels.%s: project %s "
+                        "has no API clients to sign its publishes with",
+                        name,
+                        given.project,
+                    )
+                continue
+            made_of = (
+                (given, projects.get(given.project)) if isinstance(given, SmnChannel) else given
+            )
             kept = self._built.get(name)
-            built[name] = kept if kept is not None and kept[0] == given else (given, channel)
+            built[name] = (
+                kept if kept is not None and kept[0] == made_of else (made_of, fresh[name])
+            )
         self._built = built
         return {name: channel for name, (_, channel) in built.items()}
 
     def _outcome(self, outcome: Outcome) -> None:
         if self.notifier is not None:
             self.notifier.on_outcome(outcome)
+
+    def _hold_event(self, event: str, hold: Hold) -> None:
+        if self.notifier is not None:
+            self.notifier.hold_event(event, hold)
 
     def _graph_tags(self, project: str, graph_id: str) -> Mapping[str, str] | None:
         state = self._inventory.projects.get(project)
@@ -144,6 +182,25 @@ class Notices:
 
         warnings = Warnings(dry_run, self.notifier, link_for=link_for if signer else None)
         return await warnings.warn(config, schedule, at)
+
+    def _warn_idle(self, rule: IdleRule, stop_at: datetime, graphs: Sequence[Warned]) -> None:
+        """An idle rule's warning: the graphs it will stop at `stop_at`, each with a link
+        that holds it. The link lasts until the check that would stop it."""
+        if self.notifier is None:
+            return
+        signer = self.postpone.signer if self.postpone is not None else None
+        warned = []
+        for g in graphs:
+            url = ""
+            if signer is not None:
+                link = Link(g.project, g.graph_id, g.graph, g.rule, g.stop_at,
+                            expires=g.stop_at + rule.check_every)  # fmt: skip
+                try:
+                    url = signer.url(link)
+                except Exception:  # a warning without a link still says what is coming
+                    log.exception("postpone link not made", extra={"rule": rule.name})
+            warned.append(WarnedGraph(g.project, g.graph_id, g.graph, url))
+        self.notifier.warn(rule.name, "stop", stop_at, warned)
 
 
 def _idle_names(config: Config) -> list[str]:

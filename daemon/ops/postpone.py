@@ -364,7 +364,7 @@ def _confirm_page(link: Link, now: datetime) -> str:
     return _shell(
         f"postpone {link.graph}",
         f"<h1>Keep {what} running?</h1>"
-        f"<p>Schedule <b>{escape(link.rule)}</b> will stop it at "
+        f"<p>Rule <b>{escape(link.rule)}</b> will stop it at "
         f"<b>{escape(_stamp(link.fire_at))}</b>. Nothing changes until you press a button.</p>"
         '<form method="post" class="postpone-for"><input type="hidden" name="for" value="2h">'
         '<button type="submit" id="keep-2h">Keep running 2h</button></form>'

@@ -73,6 +73,20 @@ class HoldBook:
         self._projects: frozenset[str] | None = None  # the config's; None: every project
         self.store_problem: str | None = None  # for /status: why API holds are not kept
         self.config_problems: list[HoldProblem] = []  # config holds refused at the last load
+        self._listeners: list[Callable[[str, Hold], None]] = []
+
+    def subscribe(self, listener: Callable[[str, Hold], None]) -> None:
+        """`listener(event, hold)` after each change is saved: "made", "released" or
+        "expired" (holds made through the API or by graphnap; the config's are in git).
+        It must return at once; what it raises is logged, never the change's."""
+        self._listeners.append(listener)
+
+    def _tell(self, event: str, hold: Hold) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, hold)
+            except Exception:
+                log.exception("hold %s %s: listener failed", hold.id, event)
 
     # --- activation and reload ---
 
@@ -170,6 +184,7 @@ class HoldBook:
             extra={"project": hold.graphs.project, "reason": hold.reason},
         )
         self._publish(now)
+        self._tell("made", hold)
         return hold
 
     async def release(self, hold_id: str, *, by: str, now: datetime) -> Hold:
@@ -191,6 +206,7 @@ class HoldBook:
             extra={"project": found.graphs.project},
         )
         self._publish(now)
+        self._tell("released", found)
         return found
 
     async def purge(self, now: datetime) -> list[Hold]:
@@ -211,6 +227,8 @@ class HoldBook:
                 await self._save(self._made)
             except HoldNotSaved as exc:
                 log.warning("%s", exc)
+            for hold in ended:
+                self._tell("expired", hold)
         self._publish(now)
         return ended
 

@@ -5,7 +5,8 @@ it started with, whatever a reload does meanwhile):
 - the schedule firing, for a schedule at its scheduled fire time; a stop schedule with
   `defer_while_in_use` holds back graphs Cloud Eye shows in use;
 - the keep-stopped window pass, which re-stops graphs that came back inside a window;
-- the idle pass, per idle rule: Cloud Eye data -> idle verdicts -> stops;
+- the idle pass, per idle rule: Cloud Eye data -> idle verdicts -> stops (with
+  `notify.before`, warned of first and stopped at a check once the lead has passed);
 - the deferral pass, which stops deferred graphs once quiet, or gives up at `max`.
 
 The rules are planning's and idle's, the listing the inventory's, the deferred stops the
@@ -45,6 +46,7 @@ from daemon.runtime.executor import Executor, Result
 from daemon.runtime.fanout import fan_out
 from daemon.runtime.handstart import judge_hand_start
 from daemon.runtime.holds import HoldBook
+from daemon.runtime.idle_warnings import IdleWarnings, idle_lead
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.tracker import Tracker
@@ -98,8 +100,10 @@ class Passes:
         holds: HoldBook,
         clock: Clock,
         sleep: Sleep,
+        idle_warnings: IdleWarnings | None = None,
     ) -> None:
         self._apis = apis
+        self.idle_warnings = idle_warnings or IdleWarnings(None)
         self._metric_apis = metric_apis
         self._inventory = inventory
         self._deferrals = deferrals
@@ -215,6 +219,8 @@ class Passes:
         projects = self._reachable(target_projects(rule, _names(config)), apis, rule.name)
         answers = await fan_out(projects, one, "idle pass", rule.name)
         results = [r for answer in answers.values() if answer is not None for r in answer]
+        self.idle_warnings.prune([r.name for r in config.idle_rules if idle_lead(r) is not None])
+        await self.idle_warnings.settle(rule)  # kept, then told: once, one message per route
         self._idle_verdicts[rule.name] = view
         self._metrics.idle_last_check.labels(rule.name).set(now.timestamp())
         idle = sum(reason.startswith("idle") for reason in view.values())
@@ -373,6 +379,12 @@ class Passes:
         decisions = plan_idle(
             rule, {project: graphs}, verdicts, now, config.opt_out_tags, in_flight, holds
         )
+        if idle_lead(rule) is not None:  # idle stops warned of first, stopped once it is time
+            planned = {d.graph_id: d.reason for d in decisions}
+            decisions = self.idle_warnings.hold_back(rule, project, decisions, now)
+            for d in decisions:
+                if d.reason != planned[d.graph_id]:
+                    view[f"{project}/{d.graph_name}"] = d.reason
         return await self._executor.execute(
             [d for d in decisions if d.act or d.graph_id in held],  # held: skipped out loud
             apis.graph,
