@@ -91,7 +91,7 @@ async def test_idle_graphs_are_warned_of_and_stopped_after_the_lead_unless_postp
 
     # dev-kept's link, as its owner uses it: the page (changes nothing), then its POST.
     control = control_app(
-        DaemonBackend(first), TokenBook.from_dir(write_tokens(tmp_path / "tokens")),
+        DaemonBackend(first.people), TokenBook.from_dir(write_tokens(tmp_path / "tokens")),
         first.metrics, clock=clock, monotonic=lambda: 0.0, postpone=first.postpone,
     )  # fmt: skip
     path = links["dev-kept"].removeprefix(PUBLIC)

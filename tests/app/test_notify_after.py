@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 
 from daemon.domain.hold import HoldGraphs
 from daemon.emulator import Cloud, ManualClock
-from daemon.emulator.cloud import EmuGraph
+from daemon.emulator.graphs import EmuGraph
 from daemon.notify.signatures import WHSEC_PREFIX
 from daemon.telemetry.logs import setup_logging
 from tests.app.conftest import MakeApp, sample, start, statuses
@@ -104,9 +104,9 @@ async def test_holds_made_released_and_ended_are_told(
     app = await start(make_app(notify={"team": {"url": team.url, "secret": SECRET}}))
     graphs = HoldGraphs("lab", names=("dev-a",))
     until = clock() + timedelta(hours=1)
-    kept = await app.create_hold(graphs, keep="running", until=until, reason="demo", by="bob")
-    short = await app.create_hold(graphs, keep="running", until=until, reason="x", by="bob")
-    await app.release_hold(short.id, by="bob")
+    kept = await app.people.create_hold(graphs, keep="running", until=until, reason="demo", by="bob")
+    short = await app.people.create_hold(graphs, keep="running", until=until, reason="x", by="bob")
+    await app.people.release_hold(short.id, by="bob")
     clock.advance(3601)
     await app.passes.keep_windows(app.config)  # every pass drops the holds that ended
     await team.wait_for(4)
