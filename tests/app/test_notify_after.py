@@ -104,7 +104,9 @@ async def test_holds_made_released_and_ended_are_told(
     app = await start(make_app(notify={"team": {"url": team.url, "secret": SECRET}}))
     graphs = HoldGraphs("lab", names=("dev-a",))
     until = clock() + timedelta(hours=1)
-    kept = await app.people.create_hold(graphs, keep="running", until=until, reason="demo", by="bob")
+    kept = await app.people.create_hold(
+        graphs, keep="running", until=until, reason="demo", by="bob"
+    )
     short = await app.people.create_hold(graphs, keep="running", until=until, reason="x", by="bob")
     await app.people.release_hold(short.id, by="bob")
     clock.advance(3601)
