@@ -4,7 +4,7 @@ that project only; the others go on."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TypeVar
 
 from daemon.runtime.inventory import side_by_side
@@ -34,3 +34,16 @@ async def fan_out(
         else:
             out[project] = answer
     return out
+
+
+def reachable(projects: Sequence[str], clients: Collection[str], rule: str) -> list[str]:
+    """The projects a pass has clients for, in order: a config older than the clients (a
+    reload between the two) may name one that has left; it is named in a warning."""
+    gone = [p for p in projects if p not in clients]
+    if gone:
+        log.warning(
+            "not in the config any more, left out of this pass: %s",
+            ", ".join(gone),
+            extra={"rule": rule},
+        )
+    return [p for p in projects if p in clients]

@@ -23,13 +23,7 @@ from types import MappingProxyType
 
 from daemon.config.models import Config, IdleRule, Schedule
 from daemon.domain.hold import Hold
-from daemon.domain.model import (
-    Clock,
-    Graph,
-    GraphApi,
-    MetricApi,
-    Sleep,
-)
+from daemon.domain.model import Clock, Graph, GraphApi, MetricApi, Sleep
 from daemon.rules.planning import (
     Decision,
     hold_reason,
@@ -43,7 +37,7 @@ from daemon.rules.planning import (
 )
 from daemon.runtime.deferrals import Deferral, Deferrals
 from daemon.runtime.executor import Executor, Result
-from daemon.runtime.fanout import fan_out
+from daemon.runtime.fanout import fan_out, reachable
 from daemon.runtime.handstart import judge_hand_start
 from daemon.runtime.holds import HoldBook
 from daemon.runtime.idle_warnings import IdleWarnings, idle_lead
@@ -148,7 +142,7 @@ class Passes:
                 extra={"rule": schedule.name, "action": schedule.action, "reason": reason},
             )
             return Report(schedule.name, fire_time, reason)
-        projects = self._reachable(target_projects(schedule, _names(config)), apis, schedule.name)
+        projects = reachable(target_projects(schedule, _names(config)), apis.graph, schedule.name)
         results, failed = await self._fire_projects(config, apis, schedule, projects, now, dry_run)
         wait_s = INVENTORY_RETRY_S
         while failed and retry_until is not None:
@@ -193,7 +187,7 @@ class Passes:
         if not windows:
             return
         projects = sorted({p for s, _ in windows for p in target_projects(s, _names(config))})
-        projects = self._reachable(projects, apis, "windows")
+        projects = reachable(projects, apis.graph, "windows")
         inventory, _ = await self._inventory.take(config, apis.graph, projects, now)
         for schedule, until in windows:
             try:
@@ -216,7 +210,7 @@ class Passes:
         async def one(project: str) -> list[Result]:
             return await self._idle_project(config, apis, rule, project, now, view)
 
-        projects = self._reachable(target_projects(rule, _names(config)), apis, rule.name)
+        projects = reachable(target_projects(rule, _names(config)), apis.graph, rule.name)
         answers = await fan_out(projects, one, "idle pass", rule.name)
         results = [r for answer in answers.values() if answer is not None for r in answer]
         self.idle_warnings.prune([r.name for r in config.idle_rules if idle_lead(r) is not None])
@@ -260,19 +254,6 @@ class Passes:
         """The holds in force at the pass's `now`, read just before planning (after the
         listing, which takes a while): a hold made meanwhile is honoured."""
         return self._holds.holds(now)
-
-    @staticmethod
-    def _reachable(projects: Sequence[str], apis: PassApis, rule: str) -> list[str]:
-        """The projects the pass has clients for: a config older than the clients (a
-        reload between the two) may name one that has left."""
-        gone = [p for p in projects if p not in apis.graph]
-        if gone:
-            log.warning(
-                "not in the config any more, left out of this pass: %s",
-                ", ".join(gone),
-                extra={"rule": rule},
-            )
-        return [p for p in projects if p in apis.graph]
 
     async def _fire_projects(
         self,
