@@ -269,10 +269,14 @@ def deferrals(rule: str, given_up: Sequence[OutcomeFacts], *, max_items: int) ->
     )
 
 
-def hold(event: str, made: Hold, *, at: datetime) -> Message:
-    """A hold made ("made") or ended ("expired", "released")."""
+def hold(
+    event: str, made: Hold, *, at: datetime, names: Mapping[str, str] | None = None
+) -> Message:
+    """A hold made ("made") or ended ("expired", "released"); `names` gives the names of
+    graphs held by id, where the inventory knows them."""
     graphs = made.graphs
-    which = ", ".join([*graphs.ids, *graphs.names]) or "(none)"
+    named = names or {}
+    which = ", ".join([*(named.get(i, i) for i in graphs.ids), *graphs.names]) or "(none)"
     until = made.until.strftime("%Y-%m-%d %H:%M %z")
     return Message(
         kind="hold",

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 TagLookup = Callable[[str, str], Mapping[str, str] | None]
 """(project, graph id) -> the graph's tags from the last inventory, None when unknown."""
+NameLookup = Callable[[str, str], str | None]
+"""(project, graph id) -> the graph's name from the last inventory, None when unknown."""
 TICK_S = 1.0
 
 
@@ -53,12 +55,14 @@ class Notifier:
         sleep: Sleep,
         idle_rules: Collection[str] = (),
         tags: TagLookup = _no_tags,
+        names: NameLookup | None = None,
     ) -> None:
         self._metrics = metrics
         self._sent = sent
         self._clock = clock
         self._sleep = sleep
         self._tags = tags
+        self._names = names
         self._outboxes: dict[str, Outbox] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runner: asyncio.Task[None] | None = None
@@ -182,7 +186,7 @@ class Notifier:
                     continue
                 if route.match.rules or route.match.tags:
                     continue  # a hold belongs to no rule, and names graphs, not their tags
-                self._send(route, msg.hold(event, hold, at=self._clock()))
+                self._send(route, msg.hold(event, hold, at=self._clock(), names=self._named(hold)))
         except Exception:
             log.exception("hold notification not queued", extra={"hold": hold.id})
 
@@ -197,6 +201,13 @@ class Notifier:
                 self._send(route, message)
 
     # --- inside ---
+
+    def _named(self, hold: Hold) -> dict[str, str]:
+        """The names of a hold's graphs held by id (a wake holds by id), where known."""
+        if self._names is None:
+            return {}
+        found = {i: self._names(hold.graphs.project, i) for i in hold.graphs.ids}
+        return {i: name for i, name in found.items() if name}
 
     def _routes(self, kind: MessageKind) -> list[Route]:
         return [r for r in self._config.routes if r.match.is_kind(kind)]

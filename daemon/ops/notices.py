@@ -18,7 +18,7 @@ from daemon.config.models import Config, IdleRule, Schedule
 from daemon.config.notifications import SmnChannel
 from daemon.config.settings import Settings
 from daemon.domain.hold import Hold, Store
-from daemon.domain.model import Clock, Sleep
+from daemon.domain.model import Clock, Graph, Sleep
 from daemon.notify.catalog import build_channels, secret_problems
 from daemon.notify.channels import Channel
 from daemon.notify.message import WarnedGraph
@@ -98,7 +98,7 @@ class Notices:
         self.notifier = Notifier(
             config.notifications, self._channels(config), metrics=self._metrics, sent=sent,
             clock=self._clock, monotonic=self._monotonic, sleep=self._sleep,
-            idle_rules=_idle_names(config), tags=self._graph_tags,
+            idle_rules=_idle_names(config), tags=self._graph_tags, names=self._graph_name,
         )  # fmt: skip
         self.notifier.start()
         if self._idle_warnings is not None:
@@ -163,10 +163,17 @@ class Notices:
         if self.notifier is not None:
             self.notifier.hold_event(event, hold)
 
-    def _graph_tags(self, project: str, graph_id: str) -> Mapping[str, str] | None:
+    def _graph(self, project: str, graph_id: str) -> Graph | None:
         state = self._inventory.projects.get(project)
-        graph = next((g for g in state.graphs if g.id == graph_id), None) if state else None
+        return next((g for g in state.graphs if g.id == graph_id), None) if state else None
+
+    def _graph_tags(self, project: str, graph_id: str) -> Mapping[str, str] | None:
+        graph = self._graph(project, graph_id)
         return graph.tags if graph is not None else None
+
+    def _graph_name(self, project: str, graph_id: str) -> str | None:
+        graph = self._graph(project, graph_id)
+        return graph.name if graph is not None else None
 
     async def warn_before_stop(self, config: Config, schedule: Schedule, at: datetime) -> int:
         if self.notifier is None:

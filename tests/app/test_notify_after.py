@@ -119,3 +119,19 @@ async def test_holds_made_released_and_ended_are_told(
     assert (
         team.seen[0].json()["data"]["title"].startswith("graphnap: hold made: keep running dev-a")
     )
+
+
+async def test_a_hold_by_id_is_told_with_the_graphs_name(
+    make_app: MakeApp, told: Path, lab: dict[str, EmuGraph], clock: ManualClock, team: Receiver
+) -> None:
+    """A wake holds its graph by id; people read the graph's name, not a UUID."""
+    app = await start(make_app(notify={"team": {"url": team.url, "secret": SECRET}}))
+    graph = lab["dev-b"]
+    until = clock() + timedelta(hours=1)
+    await app.people.create_hold(
+        HoldGraphs("lab", ids=(graph.id,)), keep="running", until=until, reason="x", by="bob"
+    )
+    await team.wait_for(1)
+    title = team.seen[0].json()["data"]["title"]
+    assert title.startswith("graphnap: hold made: keep running dev-b (lab)")
+    assert graph.id not in title
