@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 Keep = Literal["running", "stopped"]
 HoldSource = Literal["config", "api", "auto"]
@@ -69,19 +69,10 @@ SectionName = Literal[
     "stopped_since",
     "rates",
     "notify_sent",
-    "link_key",
-    "idle_warned",
-]
-SECTION_NAMES: tuple[SectionName, ...] = (
-    "last_fire",
-    "holds",
-    "deferrals",
-    "stopped_since",
-    "rates",
-    "notify_sent",
     "link_key",  # the postpone links' signing key when no key file is given (daemon.ops.postpone)
     "idle_warned",  # graphs an idle rule warned of and when each may stop (daemon.runtime.idle_warnings)
-)
+]
+SECTION_NAMES: tuple[SectionName, ...] = get_args(SectionName)
 
 
 # What every Store's content says it is (the state file's "format", the ConfigMap's
