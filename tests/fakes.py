@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from daemon.cloud.errors import ApiError
-from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, Graph, Job
+from daemon.domain.model import REQUEST_COUNT, Aggregation, Datapoint, Graph, Job, PageSink
 
 
 class FakeGes:
@@ -18,7 +18,7 @@ class FakeGes:
         self.fail = fail
         self.calls: list[str] = []
 
-    async def list_graphs(self) -> list[Graph]:
+    async def list_graphs(self, on_page: PageSink | None = None) -> list[Graph]:
         self.calls.append("list_graphs")
         if self.fail is not None:
             raise self.fail

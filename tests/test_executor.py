@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from daemon.cloud.auth import AkSkAuth
 from daemon.cloud.errors import AlreadyDoneError
 from daemon.cloud.ges import GesClient
-from daemon.domain.model import Graph, Job
+from daemon.domain.model import Graph, Job, PageSink
 from daemon.emulator import Cloud, ManualClock
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK
 from daemon.rules.planning import Decision
@@ -51,7 +51,7 @@ class FlakyGes:
             raise KeyError("another bug")
         return Graph(id=graph_id, name=graph_id, status=900)
 
-    async def list_graphs(self) -> list[Graph]:
+    async def list_graphs(self, on_page: PageSink | None = None) -> list[Graph]:
         return [Graph(id=g, name=g, status=900) for g in self.stopped]
 
     async def list_jobs(self, **filters: object) -> list[Job]:

@@ -363,8 +363,13 @@ async def test_pages_step_by_what_ges_serves_and_every_graph_comes_once() -> Non
         page = [graph_json(i) for i in range(offset, min(offset + served, total))]
         return httpx.Response(200, json={"graphCount": total, "graphs": page})
 
-    graphs = await client(handler).list_graphs()
+    pages: list[list[str]] = []
+    graphs = await client(handler).list_graphs(lambda page: pages.append([g.id for g in page]))
     assert [g.id for g in graphs] == [f"g-{i}" for i in range(total)]
+    # Each page handed over as it came (a firing acts on it at once), in GES's pages
+    assert sorted(pages) == sorted(
+        [f"g-{i}" for i in range(o, min(o + 7, total))] for o in range(0, total, 7)
+    )
 
 
 async def test_a_page_shifted_by_a_deletion_repeats_one_graph_and_is_taken_once() -> None:
@@ -378,10 +383,12 @@ async def test_a_page_shifted_by_a_deletion_repeats_one_graph_and_is_taken_once(
         page = [graph_json(int(i[2:])) for i in live[offset : offset + served]]
         return httpx.Response(200, json={"graphCount": len(live), "graphs": page})
 
-    graphs = await client(handler).list_graphs()
+    handed: list[str] = []
+    graphs = await client(handler).list_graphs(lambda page: handed.extend(g.id for g in page))
     # No error and no graph twice; g-3 slid into a page already read: offset paging cannot
     # see it until the next listing (the next pass).
     assert [g.id for g in graphs] == ["g-0", "g-1", "g-2", "g-4", "g-5", "g-6", "g-7", "g-8"]
+    assert sorted(handed) == [g.id for g in graphs]  # the repeated one is handed over once
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.cloud.errors import ApiError, NotFoundError, RetryableError
-from daemon.domain.model import Graph, Job, JobState
+from daemon.domain.model import Graph, Job, JobState, PageSink
 from daemon.emulator import ManualClock
 from daemon.rules.jobs import Reply
 from daemon.rules.planning import Decision
@@ -62,7 +62,7 @@ class ScriptedGes:
             raise answer
         return Graph(id=graph_id, name=graph_id, status=answer)
 
-    async def list_graphs(self) -> list[Graph]:
+    async def list_graphs(self, on_page: PageSink | None = None) -> list[Graph]:
         self.calls.append("list_graphs")
         graphs = [Graph(id=f"other-{i}", name=f"other-{i}", status=200) for i in range(self.others)]
         for graph_id, script in self.scripts.items():

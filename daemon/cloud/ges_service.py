@@ -25,7 +25,7 @@ from daemon.cloud.transport import (
     ignore_request,
 )
 from daemon.config.settings import RetrySettings
-from daemon.domain.model import Action, Graph, GraphStatus, Job, JobState, Sleep
+from daemon.domain.model import Action, Graph, GraphStatus, Job, JobState, PageSink, Sleep
 
 SERVICE = "ges"
 JOB_STATES: frozenset[str] = frozenset(
@@ -185,11 +185,12 @@ class GesService:
         self._max_items = max_items
         self._prefix = f"{self.WIRE.root}/{self.project_id}/graphs"
 
-    async def list_graphs(self) -> list[Graph]:
+    async def list_graphs(self, on_page: PageSink | None = None) -> list[Graph]:
         """Every graph of the project. The first page says how many there are and how many
         GES serves per page; after the second, the other pages are fetched side by side
-        (the project's gate paces them)."""
-        pages = _Pages("list_graphs", self._max_items)
+        (the project's gate paces them). Each page is handed to `on_page` as it arrives,
+        less graphs an earlier page already had."""
+        pages = _Pages("list_graphs", self._max_items, on_page)
         total, graphs = await self._graph_page(0, pages)
         served = len(graphs)  # GES may serve fewer than asked: step by what it gives
         if not served or served >= total:
@@ -215,6 +216,7 @@ class GesService:
         )
         total, graphs = answer.page()
         pages.check(total, offset, [g.id for g in graphs])
+        pages.hand_over(graphs)
         return total, graphs
 
     async def show_graph(self, graph_id: str) -> Graph:
@@ -295,12 +297,23 @@ class GesService:
 
 class _Pages:
     """Guards one paged listing: a total beyond reason, or a page that repeats an earlier
-    one (an API ignoring `offset`), ends it with an error instead of paging forever."""
+    one (an API ignoring `offset`), ends it with an error instead of paging forever. A page
+    that passed is handed over to the listing's `on_page`, each item once."""
 
-    def __init__(self, operation: str, max_items: int) -> None:
+    def __init__(self, operation: str, max_items: int, on_page: PageSink | None = None) -> None:
         self._operation = operation
         self._max_items = max_items
+        self._on_page = on_page
         self._seen: set[str] = set()
+        self._handed: set[str] = set()
+
+    def hand_over(self, graphs: list[Graph]) -> None:
+        if self._on_page is None:
+            return
+        fresh = [g for g in graphs if g.id not in self._handed]
+        self._handed.update(g.id for g in fresh)
+        if fresh:
+            self._on_page(fresh)
 
     def check(self, total: int, offset: int, ids: list[str]) -> None:
         if total > self._max_items:

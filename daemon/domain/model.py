@@ -15,6 +15,9 @@ Action = Literal["stop", "start"]
 Clock = Callable[[], datetime]
 """Returns an aware UTC datetime. Only the composition root holds the real one."""
 Sleep = Callable[[float], Awaitable[None]]
+# Handed each page of a listing as it arrives (graphs not handed over before), so a caller
+# can act on the first page while the rest are still on their way.
+PageSink = Callable[[list["Graph"]], None]
 
 
 class GraphStatus(IntEnum):
@@ -128,7 +131,11 @@ class GraphApi(Protocol):
     """One project's graph operations. Failures raise daemon.cloud.errors: AlreadyDoneError
     for an action the graph needs no more, NotFoundError, RetryableError, PermanentError."""
 
-    async def list_graphs(self) -> list[Graph]: ...
+    async def list_graphs(self, on_page: PageSink | None = None) -> list[Graph]:
+        """Every graph of the project. `on_page`, if given, may be handed the graphs page
+        by page before the listing ends; an implementation that never calls it is right
+        too (a caller acts on what the return adds)."""
+        ...
 
     async def show_graph(self, graph_id: str) -> Graph: ...
 

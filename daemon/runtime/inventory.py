@@ -189,13 +189,16 @@ class Inventory:
         apis: Mapping[str, GraphApi],
         projects: Sequence[str],
         now: datetime,
+        on_page: Callable[[str, list[Graph]], None] | None = None,
     ) -> tuple[dict[str, list[Graph]], list[str]]:
         """List every graph of the projects (one paged listing each, concurrently) through
         the pass's own `apis`. A project whose listing fails is reported and left out; the
-        others go on."""
+        others go on. `on_page(project, graphs)` is handed the pages as they arrive."""
 
         async def one(project: str) -> list[Graph]:
-            return await apis[project].list_graphs()
+            if on_page is None:
+                return await apis[project].list_graphs()
+            return await apis[project].list_graphs(lambda graphs: on_page(project, graphs))
 
         found: dict[str, list[Graph]] = {}
         failed: list[str] = []

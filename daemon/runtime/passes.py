@@ -15,6 +15,7 @@ deferrals'; this module only sequences I/O around them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -143,7 +144,10 @@ class Passes:
             )
             return Report(schedule.name, fire_time, reason)
         projects = reachable(target_projects(schedule, _names(config)), apis.graph, schedule.name)
-        results, failed = await self._fire_projects(config, apis, schedule, projects, now, dry_run)
+        planned: dict[str, set[str]] = {}  # graph ids by project, over every round
+        results, failed = await self._fire_projects(
+            config, apis, schedule, projects, now, dry_run, planned
+        )
         wait_s = INVENTORY_RETRY_S
         while failed and retry_until is not None:
             left_s = (retry_until - self._clock()).total_seconds()
@@ -160,7 +164,9 @@ class Passes:
             wait_s = min(wait_s * 2, INVENTORY_RETRY_MAX_S)
             now = self._clock()  # a new round over fresh inventory plans with its own time
             await self._purge_holds(now)
-            more, failed = await self._fire_projects(config, apis, schedule, failed, now, dry_run)
+            more, failed = await self._fire_projects(
+                config, apis, schedule, failed, now, dry_run, planned
+            )
             results += more
         for project in failed:
             self._outcomes.inventory_failed(project, schedule.action)
@@ -263,26 +269,66 @@ class Passes:
         projects: Sequence[str],
         now: datetime,
         dry_run: bool,
+        planned: dict[str, set[str]],
     ) -> tuple[list[Result], list[str]]:
-        """Inventory, plan and execute each project on its own, side by side: the first
-        stops go out as soon as the first project is listed, not after the last."""
+        """Inventory, plan and execute each project on its own, side by side, and each page
+        of a project's listing as it arrives: the first stops go out once the first page is
+        in, not after the last page of the last project. A listing that fails part way keeps
+        what its pages started; `planned` (graph ids by project, across the firing's rounds)
+        keeps a later round from planning a graph twice."""
 
-        async def one(project: str) -> list[Result] | None:
-            inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
-            if failed:
-                return None
-            in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
-            decisions = plan(schedule, inventory, now, config.opt_out_tags, in_flight, holds=holds)
-            if schedule.defer_while_in_use is not None:
+        async def one(project: str) -> tuple[list[Result], bool]:
+            mine = planned.setdefault(project, set())
+            if schedule.defer_while_in_use is not None:  # Cloud Eye is asked once, for all
+                inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
+                if failed:
+                    return [], True
+                graphs = [g for g in inventory[project] if g.id not in mine]
+                mine.update(g.id for g in graphs)
                 decisions = await defer_stops_in_use(
-                    apis.metric[project], self._deferrals, schedule, project, decisions, now,
+                    apis.metric[project], self._deferrals, schedule, project,
+                    self._plan_firing(config, schedule, project, graphs, now), now,
                     remember=not (dry_run or schedule.dry_run or self._settings.dry_run),
                 )  # fmt: skip
-            return await self._execute(apis, schedule, decisions, now, dry_run)
+                return await self._execute(apis, schedule, decisions, now, dry_run), False
+            executions: list[asyncio.Task[list[Result]]] = []
+            async with asyncio.TaskGroup() as pages:
+
+                def act_on(_: str, graphs: Sequence[Graph]) -> None:
+                    fresh = [g for g in graphs if g.id not in mine]
+                    mine.update(g.id for g in fresh)
+                    if fresh:
+                        decisions = self._plan_firing(config, schedule, project, fresh, now)
+                        execution = self._execute(apis, schedule, decisions, now, dry_run)
+                        executions.append(pages.create_task(execution))
+
+                inventory, failed = await self._inventory.take(
+                    config, apis.graph, [project], now, on_page=act_on
+                )
+                act_on(project, inventory.get(project, []))  # what no page handed over
+            results = [r for execution in executions for r in execution.result()]
+            order = {g.id: i for i, g in enumerate(inventory.get(project, []))}
+            results.sort(key=lambda r: order.get(r.decision.graph_id, -1))  # listing order
+            return results, bool(failed)
 
         answers = await fan_out(projects, one, "firing", schedule.name)
-        results = [r for answer in answers.values() if answer is not None for r in answer]
-        return results, [project for project, answer in answers.items() if answer is None]
+        results = [r for answer in answers.values() if answer is not None for r in answer[0]]
+        failed = [p for p, answer in answers.items() if answer is None or answer[1]]
+        return results, failed
+
+    def _plan_firing(
+        self,
+        config: Config,
+        schedule: Schedule,
+        project: str,
+        graphs: Sequence[Graph],
+        now: datetime,
+    ) -> list[Decision]:
+        """A firing's decisions for some of a project's graphs, with the jobs in flight and
+        the holds in force as they are now (read after the listing: a hold made meanwhile
+        is honoured)."""
+        in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
+        return plan(schedule, {project: graphs}, now, config.opt_out_tags, in_flight, holds=holds)
 
     async def _keep_window(
         self,
