@@ -42,13 +42,14 @@ from daemon.ops.server import OpsServer, StatusSource
 from daemon.ops.status import Heartbeat, StatusView
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
+from daemon.runtime.firing import PassSettings, Report
 from daemon.runtime.holds import HoldBook
 from daemon.runtime.idle_warnings import IdleWarnings
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.kube import kube_client, kube_target
 from daemon.runtime.kubestore import ConfigMapStore
 from daemon.runtime.outcomes import Outcomes
-from daemon.runtime.passes import Passes, PassSettings, Report
+from daemon.runtime.passes import Passes
 from daemon.runtime.periodic import PeriodicPasses
 from daemon.runtime.rates import LearnedRates
 from daemon.runtime.scheduler import Scheduler

@@ -22,7 +22,7 @@ from daemon.config.settings import Settings
 from daemon.emulator import Cloud, ManualClock, Timing
 from daemon.emulator.cloud import DEMO_AK, DEMO_SK
 from daemon.emulator.graphs import EmuGraph
-from daemon.runtime.passes import Report
+from daemon.runtime.firing import Report
 from tests.app.conftest import CONFIG, SHANGHAI, START, sample
 from tests.conftest import PROJECT
 from tests.faultproxy import FaultProxy, fault_proxy

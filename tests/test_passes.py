@@ -17,10 +17,11 @@ from daemon.domain.model import Graph, GraphApi, MetricApi, PageSink, Sleep
 from daemon.emulator import ManualClock
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
+from daemon.runtime.firing import PassSettings
 from daemon.runtime.holds import HoldBook
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.outcomes import Outcomes
-from daemon.runtime.passes import Passes, PassSettings
+from daemon.runtime.passes import Passes
 from daemon.runtime.tracker import Tracker
 from daemon.telemetry.metrics import Metrics
 from tests.fakes import FakeCes, FakeGes

@@ -23,7 +23,7 @@ from daemon.notify.notifier import Notifier
 from daemon.notify.sent import MemorySentKeys
 from daemon.rules.planning import Decision
 from daemon.runtime.executor import Result
-from daemon.runtime.passes import Report
+from daemon.runtime.firing import Report
 from daemon.runtime.scheduler import Scheduler
 from daemon.runtime.warnings import Warnings, warning_times
 from daemon.telemetry.metrics import Metrics

@@ -27,11 +27,12 @@ from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
 from daemon.ops.postpone import Link, LinkSigner, Postpone, link_key
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
+from daemon.runtime.firing import PassSettings, Report
 from daemon.runtime.holds import HoldBook
 from daemon.runtime.idle_warnings import IdleWarnings, Warned
 from daemon.runtime.inventory import Inventory
 from daemon.runtime.outcomes import Outcome, Outcomes
-from daemon.runtime.passes import Passes, PassSettings, Report
+from daemon.runtime.passes import Passes
 from daemon.runtime.tracker import Tracker
 from daemon.runtime.warnings import PreviewOutcomes, Warnings
 from daemon.telemetry.metrics import Metrics

@@ -2,8 +2,8 @@
 once at its start and the API clients taken once with it (a pass finishes with the clients
 it started with, whatever a reload does meanwhile):
 
-- the schedule firing, for a schedule at its scheduled fire time; a stop schedule with
-  `defer_while_in_use` holds back graphs Cloud Eye shows in use;
+- the schedule firing (firing.py's), for a schedule at its scheduled fire time; a stop
+  schedule with `defer_while_in_use` holds back graphs Cloud Eye shows in use;
 - the keep-stopped window pass, which re-stops graphs that came back inside a window;
 - the idle pass, per idle rule: Cloud Eye data -> idle verdicts -> stops (with
   `notify.before`, warned of first and stopped at a check once the lead has passed);
@@ -15,11 +15,10 @@ deferrals'; this module only sequences I/O around them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from types import MappingProxyType
 
 from daemon.config.models import Config, IdleRule, Schedule
@@ -28,7 +27,6 @@ from daemon.domain.model import Clock, Graph, GraphApi, MetricApi, Sleep
 from daemon.rules.planning import (
     Decision,
     hold_reason,
-    holiday_reason,
     idle_candidates,
     is_active,
     plan,
@@ -39,6 +37,7 @@ from daemon.rules.planning import (
 from daemon.runtime.deferrals import Deferral, Deferrals
 from daemon.runtime.executor import Executor, Result
 from daemon.runtime.fanout import fan_out, reachable
+from daemon.runtime.firing import Firing, PassApis, PassSettings, Report
 from daemon.runtime.handstart import judge_hand_start
 from daemon.runtime.holds import HoldBook
 from daemon.runtime.idle_warnings import IdleWarnings, idle_lead
@@ -49,34 +48,6 @@ from daemon.runtime.usage import defer_stops_in_use, idle_verdicts, recent_uses
 from daemon.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-# A firing whose inventory failed tries again after this long, doubling up to the max.
-INVENTORY_RETRY_S = 30.0
-INVENTORY_RETRY_MAX_S = 300.0
-
-
-@dataclass(frozen=True)
-class Report:
-    rule: str
-    fire_time: datetime
-    skipped_reason: str = ""
-    results: tuple[Result, ...] = ()
-    failed_projects: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PassSettings:
-    dry_run: bool
-    job_timeout: timedelta  # a schedule's `timeout` wins
-
-
-@dataclass(frozen=True)
-class PassApis:
-    """The clients of every project as the pass started: a reload that rebuilds or removes
-    a project's clients meanwhile does not reach a pass already running."""
-
-    graph: Mapping[str, GraphApi]
-    metric: Mapping[str, MetricApi]
 
 
 class Passes:
@@ -111,6 +82,10 @@ class Passes:
         self._clock = clock
         self._sleep = sleep
         self._idle_verdicts: dict[str, dict[str, str]] = {}  # rule -> graph name -> reason
+        self._firing = Firing(
+            inventory, deferrals, executor, tracker, outcomes, settings,
+            holds=holds, clock=clock, sleep=sleep,
+        )  # fmt: skip
 
     @property
     def idle_verdicts(self) -> Mapping[str, Mapping[str, str]]:
@@ -128,56 +103,9 @@ class Passes:
         *,
         dry_run: bool = False,
     ) -> Report:
-        """One firing of a schedule, for its scheduled `fire_time` (which decides the
-        holiday). A project whose inventory fails is tried again until `retry_until` (the
-        scheduler gives the end of the misfire grace): GES down for a few minutes must not
-        cost a night's stops. Returns once every action is requested; the tracker follows
-        the jobs."""
+        """One firing of a schedule now, for its scheduled `fire_time` (firing.py)."""
         now, apis = self._begin()
-        await self._purge_holds(now)
-        reason = holiday_reason(schedule, config.calendars, fire_time)
-        if reason:
-            log.info(
-                "firing skipped: %s",
-                reason,
-                extra={"rule": schedule.name, "action": schedule.action, "reason": reason},
-            )
-            return Report(schedule.name, fire_time, reason)
-        projects = reachable(target_projects(schedule, _names(config)), apis.graph, schedule.name)
-        planned: dict[str, set[str]] = {}  # graph ids by project, over every round
-        results, failed = await self._fire_projects(
-            config, apis, schedule, projects, now, dry_run, planned
-        )
-        wait_s = INVENTORY_RETRY_S
-        while failed and retry_until is not None:
-            left_s = (retry_until - self._clock()).total_seconds()
-            if left_s <= 0:
-                break
-            log.warning(
-                "inventory failed for %s; the firing tries again in %.0fs (until %s, the end of its misfire_grace)",
-                ", ".join(failed),
-                min(wait_s, left_s),
-                retry_until.isoformat(),
-                extra={"rule": schedule.name, "action": schedule.action},
-            )
-            await self._sleep(min(wait_s, left_s))
-            wait_s = min(wait_s * 2, INVENTORY_RETRY_MAX_S)
-            now = self._clock()  # a new round over fresh inventory plans with its own time
-            await self._purge_holds(now)
-            more, failed = await self._fire_projects(
-                config, apis, schedule, failed, now, dry_run, planned
-            )
-            results += more
-        for project in failed:
-            self._outcomes.inventory_failed(project, schedule.action)
-        log.info(
-            "firing: %d graphs selected, %d actions requested",
-            len(results),
-            sum(r.outcome == "requested" for r in results),
-            extra={"rule": schedule.name, "action": schedule.action},
-        )
-        await self._deferrals.keep()  # the stops it deferred outlive this process
-        return Report(schedule.name, fire_time, "", tuple(results), tuple(failed))
+        return await self._firing.fire(config, schedule, fire_time, apis, now, retry_until, dry_run)
 
     async def keep_windows(self, config: Config) -> None:
         """Re-stop graphs that came back running inside a `keep_stopped_until` window. It
@@ -260,75 +188,6 @@ class Passes:
         """The holds in force at the pass's `now`, read just before planning (after the
         listing, which takes a while): a hold made meanwhile is honoured."""
         return self._holds.holds(now)
-
-    async def _fire_projects(
-        self,
-        config: Config,
-        apis: PassApis,
-        schedule: Schedule,
-        projects: Sequence[str],
-        now: datetime,
-        dry_run: bool,
-        planned: dict[str, set[str]],
-    ) -> tuple[list[Result], list[str]]:
-        """Inventory, plan and execute each project on its own, side by side, and each page
-        of a project's listing as it arrives: the first stops go out once the first page is
-        in, not after the last page of the last project. A listing that fails part way keeps
-        what its pages started; `planned` (graph ids by project, across the firing's rounds)
-        keeps a later round from planning a graph twice."""
-
-        async def one(project: str) -> tuple[list[Result], bool]:
-            mine = planned.setdefault(project, set())
-            if schedule.defer_while_in_use is not None:  # Cloud Eye is asked once, for all
-                inventory, failed = await self._inventory.take(config, apis.graph, [project], now)
-                if failed:
-                    return [], True
-                graphs = [g for g in inventory[project] if g.id not in mine]
-                mine.update(g.id for g in graphs)
-                decisions = await defer_stops_in_use(
-                    apis.metric[project], self._deferrals, schedule, project,
-                    self._plan_firing(config, schedule, project, graphs, now), now,
-                    remember=not (dry_run or schedule.dry_run or self._settings.dry_run),
-                )  # fmt: skip
-                return await self._execute(apis, schedule, decisions, now, dry_run), False
-            executions: list[asyncio.Task[list[Result]]] = []
-            async with asyncio.TaskGroup() as pages:
-
-                def act_on(_: str, graphs: Sequence[Graph]) -> None:
-                    fresh = [g for g in graphs if g.id not in mine]
-                    mine.update(g.id for g in fresh)
-                    if fresh:
-                        decisions = self._plan_firing(config, schedule, project, fresh, now)
-                        execution = self._execute(apis, schedule, decisions, now, dry_run)
-                        executions.append(pages.create_task(execution))
-
-                inventory, failed = await self._inventory.take(
-                    config, apis.graph, [project], now, on_page=act_on
-                )
-                act_on(project, inventory.get(project, []))  # what no page handed over
-            results = [r for execution in executions for r in execution.result()]
-            order = {g.id: i for i, g in enumerate(inventory.get(project, []))}
-            results.sort(key=lambda r: order.get(r.decision.graph_id, -1))  # listing order
-            return results, bool(failed)
-
-        answers = await fan_out(projects, one, "firing", schedule.name)
-        results = [r for answer in answers.values() if answer is not None for r in answer[0]]
-        failed = [p for p, answer in answers.items() if answer is None or answer[1]]
-        return results, failed
-
-    def _plan_firing(
-        self,
-        config: Config,
-        schedule: Schedule,
-        project: str,
-        graphs: Sequence[Graph],
-        now: datetime,
-    ) -> list[Decision]:
-        """A firing's decisions for some of a project's graphs, with the jobs in flight and
-        the holds in force as they are now (read after the listing: a hold made meanwhile
-        is honoured)."""
-        in_flight, holds = self._tracker.in_flight(), self._holds_now(now)
-        return plan(schedule, {project: graphs}, now, config.opt_out_tags, in_flight, holds=holds)
 
     async def _keep_window(
         self,
@@ -469,14 +328,7 @@ class Passes:
         now: datetime,
         dry_run: bool,
     ) -> list[Result]:
-        return await self._executor.execute(
-            decisions,
-            apis.graph,
-            now=now,
-            dry_run=dry_run or self._settings.dry_run or schedule.dry_run,
-            job_timeout=schedule.timeout or self._settings.job_timeout,
-            backup_id=schedule.backup_id,
-        )
+        return await self._firing.execute(apis, schedule, decisions, now, dry_run)
 
 
 def _names(config: Config) -> list[str]:

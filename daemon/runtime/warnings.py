@@ -19,8 +19,8 @@ from daemon.domain.cron import cron_trigger, next_fire
 from daemon.domain.model import Action, Clock
 from daemon.notify.message import WarnedGraph
 from daemon.rules.planning import Decision
+from daemon.runtime.firing import Report
 from daemon.runtime.outcomes import Outcome, Outcomes
-from daemon.runtime.passes import Report
 
 log = logging.getLogger(__name__)
 TICK = timedelta(microseconds=1)
