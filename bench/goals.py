@@ -774,23 +774,27 @@ async def main(quick: bool, only: str, keep: Path | None) -> int:
             with (tmp / "inprocess.log").open("w") as daemon_log:
                 setup_logging("INFO", "json", stream=daemon_log)  # the daemon's own log cost
                 firsts = await fanout(run, tmp, quick)
-                firsts += await no_collapse(run, tmp)
+                stressed = await no_collapse(run, tmp)
                 logging.getLogger().handlers.clear()
-            print("\ntimeliness: fire instant -> each project's first stop, every fan-out above")
-            p50, p99 = pct(firsts, 0.5), pct(firsts, 0.99)
-            run.add(
-                "fire to first stop, p50 at 10 x 500",
-                "-",
-                f"{p50 * 1000:.0f} ms",
-                None,
-                f"{len(firsts)} samples: 10 projects x 5 firings",
-            )
-            run.add(
-                "fire to first stop, p99 at 10 x 500",
-                "< 250 ms",
-                f"{p99 * 1000:.0f} ms",
-                p99 < 0.25,
-            )
+            print("\ntimeliness: fire instant -> each project's first stop")
+            for label, samples, note in (
+                ("defaults, limits 20/s and 50/s", firsts, "the three fan-out firings above"),
+                ("no limit, 64 and 5,000 in flight", stressed, "the two no-collapse firings"),
+            ):
+                p50, p99 = pct(samples, 0.5), pct(samples, 0.99)
+                run.add(
+                    f"fire to first stop, p50 at 10 x 500, {label}",
+                    "-",
+                    f"{p50 * 1000:.0f} ms",
+                    None,
+                    f"{len(samples)} samples: 10 projects x {note}",
+                )
+                run.add(
+                    f"fire to first stop, p99 at 10 x 500, {label}",
+                    "< 250 ms",
+                    f"{p99 * 1000:.0f} ms",
+                    p99 < 0.25,
+                )
         if only in ("all", "sdk"):
             await versus_sdk(run, tmp)
         if only in ("all", "lean"):
