@@ -282,14 +282,16 @@ class App:
 
     # --- the active instance ----------------------------------------------------------------
 
-    async def start_active(self, *, schedule: bool = True) -> None:
+    async def start_active(self, *, schedule: bool = True, inventory: bool = True) -> None:
         """Read what the Store kept (holds, last fire times), take inventory (resuming jobs
-        in flight), then schedule and catch up."""
+        in flight), then schedule and catch up. A one-shot command takes no inventory of
+        its own: the firing it runs lists the graphs anyway."""
         await self.holds.load(self.clock())  # a damaged store: the config's holds, said so
         await self.deferrals.load()
         await self.idle_warnings.load()
         await self.inventory.load()
-        await self.inventory.refresh(self.config)
+        if inventory:
+            await self.inventory.refresh(self.config)
         await self.notices.start()
         config = self.config  # a reload may have come while GES was being listed
         if schedule:
@@ -340,10 +342,17 @@ class App:
 
     # --- both -------------------------------------------------------------------------------
 
-    async def start(self, *, serve: bool = True, schedule: bool = True, watch: bool = True) -> None:
+    async def start(
+        self,
+        *,
+        serve: bool = True,
+        schedule: bool = True,
+        watch: bool = True,
+        inventory: bool = True,
+    ) -> None:
         await self.start_replica(serve=serve, watch=watch)
         if self.leader is None:
-            await self.start_active(schedule=schedule)
+            await self.start_active(schedule=schedule, inventory=inventory)
             # The only replica acts: it leads (GraphnapNoLeader and the dashboard count on it).
             self.metrics.leader.set(1)
         else:  # the elector starts and stops the active group as leadership comes and goes

@@ -162,12 +162,14 @@ async def test_once_fires_follows_jobs_and_prints_the_outcome_per_graph(tmp_path
         assert code == 0, err
         assert "night-stop  lab      dev-busy     skip      busy (importing)" in out
 
+        listed = cloud.count("list_graphs")
         code, out, err = await _run_cli(
             "once", "night-stop", "--config", str(config), "--dry-run", env=env
         )
         assert code == 0, err
         assert out.count("dry_run") == 2
         assert cloud.count("graph_action") == 0
+        assert cloud.count("list_graphs") == listed + 1  # the firing's listing, no other
 
         cloud.faults.failing_jobs = 1
         code, out, err = await _run_cli("once", "night-stop", "--config", str(config), env=env)

@@ -26,11 +26,12 @@ def plan_live(settings: Settings, config: Config) -> int:
 
 @contextlib.asynccontextmanager
 async def _offline_app(settings: Settings) -> AsyncIterator[App]:
-    """The daemon without server, scheduler or watcher: for one-shot commands.
+    """The daemon without server, scheduler or watcher: for one-shot commands, whose
+    firings (or selections) list the graphs themselves, so no start-up inventory is taken.
     A bad config raises ConfigError before anything is sent."""
     app = App(settings)
     try:
-        await app.start(serve=False, schedule=False, watch=False)
+        await app.start(serve=False, schedule=False, watch=False, inventory=False)
         yield app
     finally:
         await app.shutdown()
