@@ -16,7 +16,7 @@ deferrals'; this module only sequences I/O around them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
@@ -233,7 +233,7 @@ class Passes:
                     remember=not (schedule.dry_run or self._settings.dry_run),
                 )  # fmt: skip
             acting = [d for d in in_use if d.act]
-        await self._execute(apis, schedule, held + acting, now, False)
+        await self._firing.execute(apis, schedule, held + acting, now, False)
 
     async def _idle_project(
         self,
@@ -317,18 +317,10 @@ class Passes:
             holds=self._holds_now(now),
         )
         decisions = self._deferrals.release(verdicts, planned, now)
-        results = await self._execute(apis, schedule, decisions + verdicts.gave_up, now, False)
+        results = await self._firing.execute(
+            apis, schedule, decisions + verdicts.gave_up, now, False
+        )
         self._deferrals.settle(verdicts, results)
-
-    async def _execute(
-        self,
-        apis: PassApis,
-        schedule: Schedule,
-        decisions: Sequence[Decision],
-        now: datetime,
-        dry_run: bool,
-    ) -> list[Result]:
-        return await self._firing.execute(apis, schedule, decisions, now, dry_run)
 
 
 def _names(config: Config) -> list[str]:
