@@ -41,7 +41,7 @@ class Ready:
     outcomes: tuple[OutcomeFacts, ...]
 
 
-class Digest:
+class Batches:
     def __init__(
         self, *, monotonic: Callable[[], float], settle_s: float, max_wait_s: float
     ) -> None:
