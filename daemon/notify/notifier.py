@@ -18,6 +18,7 @@ from daemon.domain.model import Clock, Sleep
 from daemon.notify import message as msg
 from daemon.notify.batches import Batches
 from daemon.notify.channels import Channel
+from daemon.notify.digest import DailyDigest
 from daemon.notify.message import Message, OutcomeFacts, WarnedGraph
 from daemon.notify.outbox import Outbox
 from daemon.notify.sent import SentKeys
@@ -56,8 +57,10 @@ class Notifier:
         idle_rules: Collection[str] = (),
         tags: TagLookup = _no_tags,
         names: NameLookup | None = None,
+        daily: DailyDigest | None = None,
     ) -> None:
         self._metrics = metrics
+        self._daily = daily
         self._sent = sent
         self._clock = clock
         self._sleep = sleep
@@ -146,8 +149,10 @@ class Notifier:
             self.tick()
 
     def tick(self) -> None:
-        """Send what the batches have ready (the run loop calls this every second)."""
+        """Send what the batches have ready, and the daily digest when it is due (the run
+        loop calls this every second)."""
         self._flush(flush_all=False)
+        self._tell_digest()
 
     # --- what the daemon tells ---
 
@@ -246,6 +251,29 @@ class Notifier:
                     self._send(route, self._render(kind, item.rule, chosen))
                 except Exception:
                     log.exception("notification not rendered", extra={"rule": item.rule})
+
+    def _tell_digest(self) -> None:
+        schedule = self._config.digest
+        if self._daily is None or schedule is None:
+            return
+        try:
+            now = self._clock()
+            day = self._daily.due(schedule, now)
+            if day is None:
+                return
+            self._daily.done(day)  # once, even if a route fails to render
+            for route in self._routes("digest"):
+                if route.match.rules or route.match.tags:
+                    continue  # the digest belongs to no rule and lists no graphs
+                key = f"digest/{day.isoformat()}/{route_id(route)}"
+                message = self._daily.message(
+                    day, schedule, route.match.projects, at=now,
+                    max_items=self._config.max_items, key=key,
+                )  # fmt: skip
+                if message is not None:
+                    self._send(route, message)
+        except Exception:
+            log.exception("daily digest not queued")
 
     def _render(self, kind: MessageKind, rule: str, outcomes: Sequence[OutcomeFacts]) -> Message:
         max_items = self._config.max_items
