@@ -1,15 +1,17 @@
-"""The config's `notifications:` (channels, and routes from graphs to channels) and a rule's
-`notify:` lead time. Receiver URLs and signing secrets are never here: they are files
+"""The config's `notifications:` (channels, routes from graphs to channels, the daily digest's
+time) and a rule's `notify:` lead time. Receiver URLs and signing secrets are never here: they are files
 `notify.<channel>.url` / `notify.<channel>.secret` in GRAPHNAP_SECRETS_DIR (daemon.config.settings).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,6 +32,7 @@ MessageKind = Literal[
     "deferral",  # a deferred stop given up: the graph stayed in use until `max`
     "idle_stop",  # an idle rule's stops
     "hold",  # a hold made or expired
+    "digest",  # once a day: yesterday's savings, stops and failed stops per project
     "test",  # `graphnap notify test`
 ]
 MESSAGE_KINDS: tuple[MessageKind, ...] = (
@@ -39,6 +42,7 @@ MESSAGE_KINDS: tuple[MessageKind, ...] = (
     "deferral",
     "idle_stop",
     "hold",
+    "digest",
     "test",
 )
 
@@ -209,6 +213,52 @@ class Route(_Frozen):
     )
 
 
+# --- the daily digest ----------------------------------------------------------------------
+
+_CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def _clock_time(value: object) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 9:30 as the base-60 number 570.
+        shown = f"{value // 60:02d}:{value % 60:02d}"
+        raise ValueError(f'a time of day is text: write it in quotes, e.g. at: "{shown}"')
+    match = _CLOCK_TIME.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"not a time of day: {str(value)[:40]!r}; give hours and minutes on a 24-hour "
+            'clock, e.g. "09:00"'
+        )
+    return time(int(match[1]), int(match[2]))
+
+
+def _zone(name: str) -> str:
+    # Looked up when a value is parsed, as _lead_time does (models includes this module).
+    from daemon.config.models import _check_timezone  # its error type gets "did you mean"
+
+    return _check_timezone(name)
+
+
+ClockTime = Annotated[
+    time,
+    BeforeValidator(_clock_time),
+    WithJsonSchema({"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"}),
+]
+ZoneName = Annotated[str, AfterValidator(_zone)]
+
+
+class DigestSchedule(_Frozen):
+    """`notifications.digest`: once a day at `at` in `timezone`, yesterday's figures (that
+    zone's previous calendar day) to the routes that take the kind `digest`."""
+
+    at: ClockTime = Field(description='When it is sent, "HH:MM" on a 24-hour clock.')
+    timezone: ZoneName = Field(
+        default="UTC", description="The zone of `at` and of the days counted, e.g. Europe/Berlin."
+    )
+
+
 class Delivery(_Frozen):
     """How hard the outbox tries, per channel: data, not code."""
 
@@ -237,6 +287,10 @@ class Notifications(_Frozen):
         "(it also waits for the firing's jobs, up to `summary_max_wait`).",
     )
     summary_max_wait: Annotated[float, Field(gt=0, le=86400)] = 1800.0
+    digest: DigestSchedule | None = Field(
+        default=None,
+        description="A daily digest of yesterday's savings per project; off when absent.",
+    )
     delivery: Delivery = Delivery()
 
     def problems(self, *, projects: Collection[str], rules: Collection[str]) -> list[NotifyProblem]:
@@ -284,6 +338,7 @@ class Notifications(_Frozen):
                             _known("rules", sorted(rules)),
                         )
                     )
+        found += self._digest_problems()
         for name in self.channels:
             if name not in used:
                 found.append(
@@ -301,6 +356,32 @@ class Notifications(_Frozen):
                     "add a route, e.g. {channels: [team-chat]} for every message",
                 )
             )
+        return found
+
+    def _digest_problems(self) -> list[NotifyProblem]:
+        """Routes that ask for the digest by kind but can never get it."""
+        found: list[NotifyProblem] = []
+        for i, route in enumerate(self.routes):
+            if "digest" not in route.match.kinds:
+                continue
+            at = ("notifications", "routes", i, "match", "kinds")
+            if self.digest is None:
+                found.append(
+                    NotifyProblem(
+                        at,
+                        "this route takes the digest, but no digest is sent",
+                        'add notifications.digest, e.g. {at: "09:00", timezone: Europe/Berlin}',
+                    )
+                )
+            elif route.match.rules or route.match.tags:
+                found.append(
+                    NotifyProblem(
+                        at,
+                        "the digest belongs to no rule and lists no graphs: a route matching "
+                        "rules or tags never gets it",
+                        "give the digest a route of its own, matched by projects and kinds only",
+                    )
+                )
         return found
 
 

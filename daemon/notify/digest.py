@@ -1,92 +1,80 @@
-"""Outcomes gathered per rule into what people read once: a firing's summary when it has
-settled (no news for `settle`, and its jobs ended or `max_wait` passed), failures and given-up
-deferrals a few seconds after they happen. Time comes from an injected monotonic clock.
+"""The daily digest's timing: due once a day at `notifications.digest.at` in its zone, about
+that zone's previous calendar day. A daemon down at that time sends it when it is back the
+same day, never a backlog of days; the outbox's sent keys keep a restart from sending it twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable, Collection, Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from daemon.notify.message import OutcomeFacts
+from daemon.config.notifications import DigestSchedule, Notifications
+from daemon.notify.ledger import Ledger
+from daemon.notify.message import Message
+from daemon.notify.message import digest as digest_message
 
-FAILURE_SETTLE_S = 5.0  # failures of one pass arrive together: one message, not one a graph
-# What daemon.runtime.passes writes when a deferred stop is given up (the graph stayed in use).
-DEFERRAL_GIVEN_UP = "not stopped: still in use"
-# A summary is worth sending when something was done or tried; a pass that only skipped
-# (a keep-stopped window finding its graphs stopped, every 5 minutes) says nothing new.
-_ACTED = frozenset({"succeeded", "failed", "dry_run", "requested"})
-
-
-@dataclass
-class _Batch:
-    first_s: float
-    last_s: float
-    latest: dict[tuple[str, str], OutcomeFacts] = field(default_factory=dict)
-    pending: set[tuple[str, str]] = field(default_factory=set)
+log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Quick:
-    last_s: float
-    items: list[OutcomeFacts] = field(default_factory=list)
+def digest_zone(notifications: Notifications) -> ZoneInfo:
+    """The zone whose calendar days the digest counts (UTC while no digest is configured)."""
+    schedule = notifications.digest
+    return ZoneInfo(schedule.timezone if schedule is not None else "UTC")
 
 
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """What is ready to be told: `kind` summary, failure or deferral, for one rule."""
-
-    kind: str
-    rule: str
-    outcomes: tuple[OutcomeFacts, ...]
-
-
-class Digest:
+class DailyDigest:
     def __init__(
-        self, *, monotonic: Callable[[], float], settle_s: float, max_wait_s: float
+        self,
+        ledger: Ledger,
+        *,
+        projects: Callable[[], Sequence[str]],
+        currency: Callable[[], str],
     ) -> None:
-        self._monotonic = monotonic
-        self.settle_s = settle_s
-        self.max_wait_s = max_wait_s
-        self._batches: dict[str, _Batch] = {}
-        self._failures: dict[str, _Quick] = {}
-        self._deferrals: dict[str, _Quick] = {}
+        self._ledger = ledger
+        self._projects = projects  # the config's, in its order
+        self._currency = currency
+        self._done: date | None = None  # the last day told (or found not counted)
 
-    def add(self, o: OutcomeFacts) -> None:
-        now = self._monotonic()
-        if o.outcome == "skipped" and o.reason.startswith(DEFERRAL_GIVEN_UP):
-            quick = self._deferrals.setdefault(o.rule, _Quick(now))
-            quick.items.append(o)
-            quick.last_s = now
-            return
-        batch = self._batches.setdefault(o.rule, _Batch(now, now))
-        batch.last_s = now
-        graph = (o.project, o.graph_id)
-        batch.latest[graph] = o
-        if o.outcome == "requested":
-            batch.pending.add(graph)
-        else:
-            batch.pending.discard(graph)
-        if o.outcome == "failed":
-            quick = self._failures.setdefault(o.rule, _Quick(now))
-            quick.items.append(o)
-            quick.last_s = now
+    def due(self, schedule: DigestSchedule, now: datetime) -> date | None:
+        """The day to tell about now, or None: before `at`, or already told today."""
+        local = now.astimezone(ZoneInfo(schedule.timezone))
+        if local.time() < schedule.at:
+            return None
+        day = local.date() - timedelta(days=1)
+        if self._done is not None and self._done >= day:
+            return None
+        since = self._ledger.since
+        if since is None or day < since:
+            self._done = day
+            log.info(
+                "no digest for %s: graphnap began counting on %s",
+                day.isoformat(),
+                since.isoformat() if since else "a later day",
+            )
+            return None
+        return day
 
-    def due(self, *, flush_all: bool = False) -> list[Ready]:
-        """Take what is ready now (everything, with `flush_all`: at shutdown)."""
-        now = self._monotonic()
-        ready: list[Ready] = []
-        for kind, quicks in (("failure", self._failures), ("deferral", self._deferrals)):
-            for rule, quick in list(quicks.items()):
-                if flush_all or now - quick.last_s >= FAILURE_SETTLE_S:
-                    del quicks[rule]
-                    ready.append(Ready(kind, rule, tuple(quick.items)))
-        for rule, batch in list(self._batches.items()):
-            settled = now - batch.last_s >= self.settle_s and not batch.pending
-            if not (flush_all or settled or now - batch.first_s >= self.max_wait_s):
-                continue
-            del self._batches[rule]
-            outcomes = tuple(batch.latest.values())
-            if any(o.outcome in _ACTED for o in outcomes):
-                ready.append(Ready("summary", rule, outcomes))
-        return ready
+    def done(self, day: date) -> None:
+        self._done = day
+
+    def message(
+        self,
+        day: date,
+        schedule: DigestSchedule,
+        projects: Collection[str],
+        *,
+        at: datetime,
+        max_items: int,
+        key: str,
+    ) -> Message | None:
+        """`day`'s digest for `projects` (empty: every project), None if none is left."""
+        chosen = [p for p in self._projects() if not projects or p in projects]
+        if not chosen:
+            return None
+        since = self._ledger.since or day
+        rows = self._ledger.report(day, chosen, self._currency())
+        return digest_message(
+            day, schedule.timezone, rows, since=since, at=at, max_items=max_items, key=key
+        )

@@ -7,9 +7,9 @@ Lists are bounded: a 500-graph firing is one message with `max_items` lines and 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from daemon.config.notifications import MessageKind
@@ -50,6 +50,18 @@ class WarnedGraph:
     graph: str
     postpone_url: str = ""
     tags: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectDay:
+    """One project's day in the daily digest (daemon.notify.ledger): money saved by
+    currency, stops done and failed, and the money saved since counting began."""
+
+    project: str
+    saved: Mapping[str, float]
+    stopped: int
+    failed: int
+    total: Mapping[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +309,75 @@ def hold(
             "source": made.source,
         },
     )
+
+
+def digest(
+    day: date,
+    zone: str,
+    rows: Sequence[ProjectDay],
+    *,
+    since: date,
+    at: datetime,
+    max_items: int,
+    key: str,
+) -> Message:
+    """Once a day: `day`'s estimated savings, stops and failed stops per project, the
+    totals since `since`, and a fleet line with the sums."""
+    fleet = ProjectDay(
+        "fleet",
+        saved=_sum(r.saved for r in rows),
+        stopped=sum(r.stopped for r in rows),
+        failed=sum(r.failed for r in rows),
+        total=_sum(r.total for r in rows),
+    )
+    lines = [Line(f"{r.project}: {_day_text(r, since)}") for r in rows]
+    return Message(
+        kind="digest",
+        title=f"graphnap: digest for {day.isoformat()} ({zone}): saved {_money(fleet.saved)}",
+        blocks=(
+            _bounded(lines, "Per project:", max_items),
+            Block("Fleet:", (Line(_day_text(fleet, since)),)),
+        ),
+        at=at,
+        key=key,
+        data={
+            "day": day.isoformat(),
+            "timezone": zone,
+            "since": since.isoformat(),
+            "projects": [_day_data(r) for r in rows],
+            "fleet": {k: v for k, v in _day_data(fleet).items() if k != "project"},
+        },
+    )
+
+
+def _sum(amounts: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for by_currency in amounts:
+        for currency, amount in by_currency.items():
+            total[currency] = total.get(currency, 0.0) + amount
+    return total
+
+
+def _money(by_currency: Mapping[str, float]) -> str:
+    return " + ".join(f"{a:,.2f} {c}" for c, a in sorted(by_currency.items())) or "nothing"
+
+
+def _day_text(r: ProjectDay, since: date) -> str:
+    failed = f", {r.failed} stop{_s(r.failed)} failed" if r.failed else ""
+    return (
+        f"saved {_money(r.saved)}; {r.stopped} graph{_s(r.stopped)} stopped{failed}; "
+        f"{_money(r.total)} since {since.isoformat()}"
+    )
+
+
+def _day_data(r: ProjectDay) -> dict[str, Any]:
+    return {
+        "project": r.project,
+        "saved": {c: round(a, 2) for c, a in sorted(r.saved.items())},
+        "stopped": r.stopped,
+        "stop_failures": r.failed,
+        "total_saved": {c: round(a, 2) for c, a in sorted(r.total.items())},
+    }
 
 
 def sample(channel: str, *, at: datetime) -> Message:

@@ -1,5 +1,5 @@
 """The notifier: what the daemon calls. It routes each message (by project, rule, graph tags
-and kind) to its channels' outboxes, one message per route, and digests outcomes into
+and kind) to its channels' outboxes, one message per route, and gathers outcomes into
 summaries. Every entry point is synchronous, returns at once and never raises.
 """
 
@@ -16,8 +16,9 @@ from daemon.config.notifications import MessageKind, Notifications, Route
 from daemon.domain.hold import Hold
 from daemon.domain.model import Clock, Sleep
 from daemon.notify import message as msg
+from daemon.notify.batches import Batches
 from daemon.notify.channels import Channel
-from daemon.notify.digest import Digest
+from daemon.notify.digest import DailyDigest
 from daemon.notify.message import Message, OutcomeFacts, WarnedGraph
 from daemon.notify.outbox import Outbox
 from daemon.notify.sent import SentKeys
@@ -56,8 +57,10 @@ class Notifier:
         idle_rules: Collection[str] = (),
         tags: TagLookup = _no_tags,
         names: NameLookup | None = None,
+        daily: DailyDigest | None = None,
     ) -> None:
         self._metrics = metrics
+        self._daily = daily
         self._sent = sent
         self._clock = clock
         self._sleep = sleep
@@ -68,7 +71,7 @@ class Notifier:
         self._runner: asyncio.Task[None] | None = None
         self._config = config
         self._idle_rules = frozenset(idle_rules)
-        self._digest = Digest(
+        self._batches = Batches(
             monotonic=monotonic, settle_s=config.settle, max_wait_s=config.summary_max_wait
         )
         self.update(config, channels, idle_rules=idle_rules)
@@ -86,8 +89,8 @@ class Notifier:
         they still held is dropped and counted), kept ones keep their queue."""
         self._config = config
         self._idle_rules = frozenset(idle_rules)
-        self._digest.settle_s = config.settle
-        self._digest.max_wait_s = config.summary_max_wait
+        self._batches.settle_s = config.settle
+        self._batches.max_wait_s = config.summary_max_wait
         for name in list(self._outboxes):
             if name not in channels or channels[name] is not self._outboxes[name].channel:
                 self._retire(name)
@@ -114,7 +117,7 @@ class Notifier:
         self._metrics.notification_queue.labels(name).set(0)
 
     def start(self) -> None:
-        """Start the outboxes' workers and the digest's clock (inside the running loop)."""
+        """Start the outboxes' workers and the batches' clock (inside the running loop)."""
         if self._runner is not None:
             return
         for name, outbox in self._outboxes.items():
@@ -122,7 +125,7 @@ class Notifier:
         self._runner = asyncio.create_task(self._tick_forever())
 
     async def close(self, grace_s: float = 5.0) -> None:
-        """Flush the digest, give the outboxes `grace_s` to deliver, then stop them."""
+        """Flush the batches, give the outboxes `grace_s` to deliver, then stop them."""
         self._flush(flush_all=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drained(), grace_s)
@@ -146,15 +149,17 @@ class Notifier:
             self.tick()
 
     def tick(self) -> None:
-        """Send what the digest has ready (the run loop calls this every second)."""
+        """Send what the batches have ready, and the daily digest when it is due (the run
+        loop calls this every second)."""
         self._flush(flush_all=False)
+        self._tell_digest()
 
     # --- what the daemon tells ---
 
     def on_outcome(self, outcome: OutcomeFacts) -> None:
         """An Outcomes subscriber: `outcomes.subscribe(notifier.on_outcome)`."""
         try:
-            self._digest.add(outcome)
+            self._batches.add(outcome)
         except Exception:
             log.exception("outcome not taken for notification", extra={"rule": outcome.rule})
 
@@ -222,9 +227,9 @@ class Notifier:
 
     def _flush(self, *, flush_all: bool) -> None:
         try:
-            ready = self._digest.due(flush_all=flush_all)
+            ready = self._batches.due(flush_all=flush_all)
         except Exception:
-            log.exception("notification digest failed")
+            log.exception("notification batches failed")
             return
         for item in ready:
             kind: MessageKind
@@ -246,6 +251,29 @@ class Notifier:
                     self._send(route, self._render(kind, item.rule, chosen))
                 except Exception:
                     log.exception("notification not rendered", extra={"rule": item.rule})
+
+    def _tell_digest(self) -> None:
+        schedule = self._config.digest
+        if self._daily is None or schedule is None:
+            return
+        try:
+            now = self._clock()
+            day = self._daily.due(schedule, now)
+            if day is None:
+                return
+            self._daily.done(day)  # once, even if a route fails to render
+            for route in self._routes("digest"):
+                if route.match.rules or route.match.tags:
+                    continue  # the digest belongs to no rule and lists no graphs
+                key = f"digest/{day.isoformat()}/{route_id(route)}"
+                message = self._daily.message(
+                    day, schedule, route.match.projects, at=now,
+                    max_items=self._config.max_items, key=key,
+                )  # fmt: skip
+                if message is not None:
+                    self._send(route, message)
+        except Exception:
+            log.exception("daily digest not queued")
 
     def _render(self, kind: MessageKind, rule: str, outcomes: Sequence[OutcomeFacts]) -> Message:
         max_items = self._config.max_items

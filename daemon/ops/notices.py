@@ -21,6 +21,8 @@ from daemon.domain.hold import Hold, Store
 from daemon.domain.model import Clock, Graph, Sleep
 from daemon.notify.catalog import build_channels, secret_problems
 from daemon.notify.channels import Channel
+from daemon.notify.digest import DailyDigest, digest_zone
+from daemon.notify.ledger import Ledger
 from daemon.notify.message import WarnedGraph
 from daemon.notify.notifier import Notifier
 from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
@@ -79,6 +81,10 @@ class Notices:
         self._built: dict[str, tuple[object, Channel]] = {}
         outcomes.subscribe(self._outcome)
         holds.subscribe(self._hold_event)  # holds made, released and ended, told as they come
+        # The daily digest's figures grow where the savings counter does, and from outcomes.
+        self.ledger = Ledger(store, zone=lambda: digest_zone(self._config().notifications))
+        metrics.on_savings(self.ledger.savings)
+        outcomes.subscribe(self.ledger.outcome)
 
     async def start_links(self) -> None:
         """Postpone links need the address people reach the control listener at."""
@@ -96,10 +102,17 @@ class Notices:
             await sent.load()
         self._http = httpx.AsyncClient(follow_redirects=False)
         config = self._config()
+        await self.ledger.load(self._clock().astimezone(digest_zone(config.notifications)).date())
+        daily = DailyDigest(
+            self.ledger,
+            projects=lambda: [p.name for p in self._config().projects],
+            currency=lambda: self._config().pricing.currency,
+        )
         self.notifier = Notifier(
             config.notifications, self._channels(config), metrics=self._metrics, sent=sent,
             clock=self._clock, monotonic=self._monotonic, sleep=self._sleep,
             idle_rules=_idle_names(config), tags=self._graph_tags, names=self._graph_name,
+            daily=daily,
         )  # fmt: skip
         self.notifier.start()
         if self._idle_warnings is not None:
@@ -111,6 +124,7 @@ class Notices:
         notifier, self.notifier = self.notifier, None
         if notifier is not None:
             await notifier.close(self._settings.shutdown_grace_s / 5)
+            await self.ledger.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

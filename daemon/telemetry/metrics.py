@@ -7,7 +7,7 @@ Labels are bounded: project, rule, action, outcome, status class, error code; ne
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import (
@@ -27,6 +27,9 @@ from daemon.domain.model import GraphStatus
 from daemon.telemetry.graph_series import GraphSeries, Row
 
 OUTCOMES = ("succeeded", "failed", "skipped", "already_done", "dry_run")
+SavingsHook = Callable[[str, str, float, datetime, datetime], None]
+"""(project, currency, amount, since, until): the savings counter just grew by `amount` for
+the time from `since` to `until` (daemon.notify.ledger counts it by day). Must not raise."""
 
 
 class Metrics:
@@ -228,6 +231,7 @@ class Metrics:
         self._last_seen: dict[str, tuple[datetime, set[str]]] = {}
         self._known_rules: set[str] = set()
         self._declared: tuple[set[str], set[str]] | None = None
+        self._savings_hooks: list[SavingsHook] = []
         # metrics labelled by project or by rule, and the label's name
         self._by_project = [
             (m, "project")
@@ -290,6 +294,10 @@ class Metrics:
                 self._last_seen.pop(project, None)
         self._declared = (projects, rules)
 
+    def on_savings(self, hook: SavingsHook) -> None:
+        """Also tell `hook` of every increase of graphnap_estimated_savings_total."""
+        self._savings_hooks.append(hook)
+
     def observe_request(self, service: str, operation: str, code: str, duration_s: float) -> None:
         self.api_requests.labels(service, operation, code).inc()
         self.api_duration.labels(service, operation).observe(duration_s)
@@ -340,6 +348,8 @@ class Metrics:
             saved = sum(prices[g] for g in stopped_then & stopped_now) * hours
             if saved > 0:
                 self.savings.labels(project, currency).inc(saved)
+                for hook in self._savings_hooks:
+                    hook(project, currency, saved, since, now)
         self._last_seen[project] = (now, stopped_now)
         self.inventory_success.labels(project).set(now.timestamp())
 
