@@ -179,7 +179,7 @@ class Bounds:
         Prometheus can see: a channel's series appears with its first message). Messages are
         the summaries of schedules that act (jobs or dry runs, not always-deferred ones):
         the second next firing, its inventory, its jobs (a summary waits for them, up to
-        summary_max_wait), settle and the digest's tick, a delivery behind the one in
+        summary_max_wait), settle and the batches' tick, a delivery behind the one in
         flight (every attempt timing out, with backoff), then two scrapes."""
         n = self.config.notifications
         acting = [s for s in self.config.schedules if s.defer_while_in_use is None]
