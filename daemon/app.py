@@ -316,6 +316,7 @@ class App:
         await self.tracker.stop()
         await self.notices.stop()
         self.inventory.forget_resumed()  # a new active term reads the Task Center again
+        self.metrics.forget_accrual()  # and counts no savings for the time it did not lead
         if in_flight:
             log.info("%d jobs still running in GES; the next start picks them up", in_flight)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
@@ -370,6 +371,34 @@ async def test_pages_step_by_what_ges_serves_and_every_graph_comes_once() -> Non
     assert sorted(pages) == sorted(
         [f"g-{i}" for i in range(o, min(o + 7, total))] for o in range(0, total, 7)
     )
+
+
+async def test_a_failed_page_ends_the_listing_and_no_page_is_handed_over_after_it() -> None:
+    """Pages after the second go side by side; when one fails, the others are cancelled: a
+    page arriving after the listing failed would be acted on by a firing that already
+    counts the project as failed (and lists it again in its next round)."""
+    total, served = 8, 2
+    cancelled: list[int] = []
+    never = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        if offset == 4:
+            return error(400, "GES.0001", "boom")
+        if offset == 6:
+            try:
+                await never.wait()  # still on its way when offset 4 fails
+            except asyncio.CancelledError:
+                cancelled.append(offset)
+                raise
+        page = [graph_json(i) for i in range(offset, min(offset + served, total))]
+        return httpx.Response(200, json={"graphCount": total, "graphs": page})
+
+    handed: list[str] = []
+    with pytest.raises(PermanentError, match="boom"):
+        await client(handler).list_graphs(lambda page: handed.extend(g.id for g in page))
+    assert cancelled == [6]  # ended before list_graphs raised, not left running
+    assert handed == ["g-0", "g-1", "g-2", "g-3"]
 
 
 async def test_a_page_shifted_by_a_deletion_repeats_one_graph_and_is_taken_once() -> None:

@@ -6,11 +6,11 @@ the error codes and their meaning, and the parsing of times and tags. Each versi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 
@@ -28,6 +28,7 @@ from daemon.config.settings import RetrySettings
 from daemon.domain.model import Action, Graph, GraphStatus, Job, JobState, PageSink, Sleep
 
 SERVICE = "ges"
+T = TypeVar("T")
 JOB_STATES: frozenset[str] = frozenset(
     {"pending", "running", "success", "failed", "partiallyFailed"}
 )
@@ -199,7 +200,7 @@ class GesService:
         # before the rest are asked for all at once.
         graphs.extend((await self._graph_page(served, pages))[1])
         offsets = range(2 * served, total, served)
-        for _, page in await asyncio.gather(*(self._graph_page(o, pages) for o in offsets)):
+        for _, page in await _all_or_none([self._graph_page(o, pages) for o in offsets]):
             graphs.extend(page)
         unique: dict[str, Graph] = {}
         for graph in graphs:  # a page shifted by a graph deleted meanwhile repeats one
@@ -293,6 +294,19 @@ class GesService:
             raise InvalidResponseError(
                 exc.message, service=SERVICE, operation=f"{action}_graph", code="invalid_id"
             ) from None
+
+
+async def _all_or_none(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every call's answer in order; on the first failure the others are cancelled and it
+    is raised: no page of a failed listing is handed over after the listing has failed."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # ended, and their errors read
+        raise
 
 
 class _Pages:

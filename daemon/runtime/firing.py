@@ -189,20 +189,24 @@ class Firing:
                 )  # fmt: skip
                 return await self.execute(apis, schedule, decisions, now, dry_run), False
             executions: list[asyncio.Task[list[Result]]] = []
+            listing = True
             async with asyncio.TaskGroup() as pages:
 
                 def act_on(_: str, graphs: Sequence[Graph]) -> None:
+                    if not listing:  # a page after its listing ended: the next round's
+                        return
                     fresh = [g for g in graphs if g.id not in mine]
-                    mine.update(g.id for g in fresh)
                     if fresh:
                         decisions = self._plan(config, schedule, project, fresh, now)
                         execution = self.execute(apis, schedule, decisions, now, dry_run)
                         executions.append(pages.create_task(execution))
+                        mine.update(g.id for g in fresh)  # planned once its actions are under way
 
                 inventory, failed = await self._inventory.take(
                     config, apis.graph, [project], now, on_page=act_on
                 )
                 act_on(project, inventory.get(project, []))  # what no page handed over
+                listing = False
             results = [r for execution in executions for r in execution.result()]
             order = {g.id: i for i, g in enumerate(inventory.get(project, []))}
             results.sort(key=lambda r: order.get(r.decision.graph_id, -1))  # listing order

@@ -353,6 +353,11 @@ class Metrics:
         self._last_seen[project] = (now, stopped_now)
         self.inventory_success.labels(project).set(now.timestamp())
 
+    def forget_accrual(self) -> None:
+        """A term as the active replica ended: the next listing starts counting savings
+        afresh, since the time another replica led was that replica's to count."""
+        self._last_seen.clear()
+
     def render(self) -> bytes:
         """What /metrics sends: the registry's families in the text format, per-graph
         series from their cached text. A counter's `_created` sample is left out: at 200

@@ -43,6 +43,26 @@ async def test_savings_accrue_for_managed_graphs_while_stopped(
     assert sample(app, "graphnap_graphs", project="lab", status="busy") == 1
 
 
+async def test_a_replica_that_leads_again_counts_no_savings_for_the_time_it_did_not_lead(
+    make_app: MakeApp, cloud: Cloud, clock: ManualClock, lab: dict[str, EmuGraph]
+) -> None:
+    app = await start(make_app())
+    await app.fire("night-stop")
+    await app.settle()
+    await app.inventory.refresh(app.config)
+    before = sample(app, "graphnap_estimated_savings_total", project="lab", currency="USD")
+    await app.stop_active()  # the lease went to another replica, which counts from here
+    clock.advance(4 * 3600)
+    await app.start_active(schedule=False)  # back as leader: its first listing only looks
+    after = sample(app, "graphnap_estimated_savings_total", project="lab", currency="USD")
+    assert after == before
+    clock.advance(3600)
+    await app.inventory.refresh(app.config)  # an hour of its own term is counted
+    assert sample(
+        app, "graphnap_estimated_savings_total", project="lab", currency="USD"
+    ) - before == pytest.approx(1.25 + 24 + 1.25 + 1.25, rel=1e-3)
+
+
 async def test_readiness_waits_for_a_first_inventory(
     make_app: MakeApp, cloud: Cloud, lab: dict[str, EmuGraph]
 ) -> None:
