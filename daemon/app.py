@@ -282,17 +282,17 @@ class App:
 
     # --- the active instance ----------------------------------------------------------------
 
-    async def start_active(self, *, schedule: bool = True, inventory: bool = True) -> None:
+    async def start_active(self, *, schedule: bool = True, one_shot: bool = False) -> None:
         """Read what the Store kept (holds, last fire times), take inventory (resuming jobs
-        in flight), then schedule and catch up. A one-shot command takes no inventory of
-        its own: the firing it runs lists the graphs anyway."""
+        in flight), then schedule and catch up. A one-shot command takes no inventory (the
+        firing it runs lists the graphs anyway) and keeps no daily digest."""
         await self.holds.load(self.clock())  # a damaged store: the config's holds, said so
         await self.deferrals.load()
         await self.idle_warnings.load()
         await self.inventory.load()
-        if inventory:
+        if not one_shot:
             await self.inventory.refresh(self.config)
-        await self.notices.start()
+        await self.notices.start(digest=not one_shot)
         config = self.config  # a reload may have come while GES was being listed
         if schedule:
             self.periodic.start(config)
@@ -349,11 +349,11 @@ class App:
         serve: bool = True,
         schedule: bool = True,
         watch: bool = True,
-        inventory: bool = True,
+        one_shot: bool = False,
     ) -> None:
         await self.start_replica(serve=serve, watch=watch)
         if self.leader is None:
-            await self.start_active(schedule=schedule, inventory=inventory)
+            await self.start_active(schedule=schedule, one_shot=one_shot)
             # The only replica acts: it leads (GraphnapNoLeader and the dashboard count on it).
             self.metrics.leader.set(1)
         else:  # the elector starts and stops the active group as leadership comes and goes

@@ -35,7 +35,7 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def daily(since: date = date(2026, 11, 1)) -> tuple[DailyDigest, Ledger]:
-    ledger = Ledger(None, zone=lambda: BERLIN)
+    ledger = Ledger(None, zone=lambda: BERLIN, monotonic=lambda: 0.0)
     ledger.since = since
     return DailyDigest(ledger, projects=lambda: ["lab", "search"], currency=lambda: "EUR"), ledger
 

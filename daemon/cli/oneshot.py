@@ -25,13 +25,13 @@ def plan_live(settings: Settings, config: Config) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _offline_app(settings: Settings, *, inventory: bool) -> AsyncIterator[App]:
-    """The daemon without server, scheduler or watcher: for one-shot commands. One whose
-    firing (or selection) lists the graphs itself takes no start-up `inventory`. A bad
-    config raises ConfigError before anything is sent."""
+async def _offline_app(settings: Settings) -> AsyncIterator[App]:
+    """The daemon without server, scheduler or watcher, and no inventory of its own (each
+    firing or selection lists the graphs): for one-shot commands. A bad config raises
+    ConfigError before anything is sent."""
     app = App(settings)
     try:
-        await app.start(serve=False, schedule=False, watch=False, inventory=inventory)
+        await app.start(serve=False, schedule=False, watch=False, one_shot=True)
         yield app
     finally:
         await app.shutdown()
@@ -41,9 +41,9 @@ async def _plan_live(settings: Settings, config: Config) -> int:
     """What each schedule would do if it fired now: the firing's own path (inventory,
     holidays, planning, executor) in dry-run, so it can never disagree with `once`."""
     try:
-        async with _offline_app(
-            settings, inventory=True
-        ) as app:  # every project: its errors are the exit code
+        async with _offline_app(settings) as app:
+            # Every project listed, not only those a firing targets: errors are the exit code
+            await app.inventory.refresh(app.config)
             rows = []
             for schedule in config.schedules:
                 report = await app.fire(schedule.name, dry_run=True)
@@ -97,7 +97,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 async def _once(settings: Settings, name: str, dry_run: bool) -> int:
     try:
-        async with _offline_app(settings, inventory=False) as app:
+        async with _offline_app(settings) as app:
             names = [s.name for s in app.config.schedules]
             if name not in names:
                 print(
@@ -144,7 +144,7 @@ async def _backtest(settings: Settings, name: str, days: float) -> int:
     from daemon.rules.idle import idle_criteria
 
     try:
-        async with _offline_app(settings, inventory=False) as app:
+        async with _offline_app(settings) as app:
             rules = {r.name: r for r in app.config.idle_rules}
             if name not in rules:
                 known = ", ".join(rules) or "none"

@@ -59,6 +59,10 @@ class DailyDigest:
     def done(self, day: date) -> None:
         self._done = day
 
+    def keep(self) -> None:
+        """The figures written when due (the notifier's tick)."""
+        self._ledger.keep()
+
     def message(
         self,
         day: date,

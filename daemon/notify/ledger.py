@@ -1,7 +1,8 @@
 """The daily digest's figures per project and calendar day (in the digest's zone): money saved,
 accrued from where the savings counter grows (Metrics.on_savings: one source of truth), stops
 done and failed (from the outcomes seam), and totals since counting began. Kept in the Store
-section `savings_days`, the last KEEP_DAYS days, so a restart mid-day loses nothing.
+section `savings_days` (the last KEEP_DAYS days, at most one write a WRITE_EVERY_S), so a
+restart mid-day loses at most a minute of it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from daemon.notify.message import OutcomeFacts, ProjectDay
 log = logging.getLogger(__name__)
 
 SECTION: SectionName = "savings_days"
-KEEP_DAYS = 14  # a digest reads yesterday; two weeks are there for a person who looks
+# A digest reads yesterday: three days cover a digest sent late and a zone changed by a
+# reload, and keep the section small beside the holds in one ConfigMap (1 MiB in all).
+KEEP_DAYS = 3
+WRITE_EVERY_S = 60.0  # the Store is written at most this often (a ConfigMap PUT each time)
+DIGITS = 4  # amounts kept to 1/100 of a cent
 
 
 @dataclass
@@ -53,9 +58,19 @@ class Ledger:
     """Takes notes at any time; writes to the Store only between load() and close() (the
     active term), so a follower never writes and a new term adds to what the last one kept."""
 
-    def __init__(self, store: Store | None, *, zone: Callable[[], tzinfo]) -> None:
+    def __init__(
+        self,
+        store: Store | None,
+        *,
+        zone: Callable[[], tzinfo],
+        monotonic: Callable[[], float],
+        projects: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         self._store = store
         self._zone = zone
+        self._monotonic = monotonic
+        self._projects = projects  # those of the config: a project that left it is dropped
+        self._written_at: float | None = None
         self._days: dict[date, dict[str, _Day]] = {}
         self._totals: dict[str, dict[str, float]] = {}  # project -> currency -> since `since`
         self.since: date | None = None  # the first day counted
@@ -142,46 +157,56 @@ class Ledger:
 
     async def close(self) -> None:
         """Write what is not yet written and stop writing (the end of an active term); the
-        notes are the Store's now, so the next term's load() does not count them twice."""
+        notes are the Store's now, so the next term's load() does not count them twice. A
+        last write that fails keeps them here: the next term adds the Store's to them."""
+        if not self._loaded:
+            return
         self._loaded = False
         if self._writer is not None:
             await self._writer
-        if self._store is None:
+        if self._store is None or (self._dirty and not await self._write()):
             return
-        if self._dirty:
-            await self._write()
         self._days, self._totals, self.since, self._dirty = {}, {}, None, False
 
     def _changed(self) -> None:
         self._dirty = True
-        if not self._loaded or self._store is None or self._writer is not None:
+        self.keep()
+
+    def keep(self) -> None:
+        """Write the notes if they changed and the last write is WRITE_EVERY_S old (a note
+        calls it, and the notifier's tick, so the last notes of a quiet spell are written
+        too)."""
+        if not self._dirty or not self._loaded or self._store is None or self._writer:
+            return
+        if self._written_at is not None and (self._monotonic() - self._written_at < WRITE_EVERY_S):
             return
         try:
-            self._writer = asyncio.get_running_loop().create_task(self._write_while_dirty())
+            self._writer = asyncio.get_running_loop().create_task(self._write_once())
         except RuntimeError:  # no loop (a test's direct call): close() writes it
             return
 
     async def saved(self) -> None:
-        """Until what was noted so far is written (tests)."""
+        """Until what was noted so far is written, whatever the pace (tests)."""
         while self._writer is not None:
             await self._writer
+        if self._dirty and self._loaded and self._store is not None:
+            await self._write()
 
-    async def _write_while_dirty(self) -> None:
+    async def _write_once(self) -> None:
         try:
-            while self._dirty and self._loaded:
-                if not await self._write():
-                    return
+            await self._write()
         finally:
             self._writer = None
 
     async def _write(self) -> bool:
         assert self._store is not None
         self._dirty = False
+        self._written_at = self._monotonic()  # a failed write waits its turn too
         self._prune()
         try:
             await self._store.write(SECTION, self._dump())
         except StoreError as exc:
-            self._dirty = True  # tried again at the next note
+            self._dirty = True  # tried again at the next turn
             log.warning("digest figures not saved (%s): a restart would lose today's", exc)
             return False
         return True
@@ -191,14 +216,21 @@ class Ledger:
             newest = max(self._days)
             for day in [d for d in self._days if d <= newest - timedelta(days=KEEP_DAYS)]:
                 del self._days[day]
+        if self._projects is not None:
+            known = set(self._projects())
+            for project in [p for p in self._totals if p not in known]:
+                del self._totals[project]
+            for by_project in self._days.values():
+                for project in [p for p in by_project if p not in known]:
+                    del by_project[project]
 
     def _dump(self) -> dict[str, Any]:
         return {
             "since": self.since.isoformat() if self.since else None,
-            "totals": self._totals,
+            "totals": {p: _rounded(by_currency) for p, by_currency in self._totals.items()},
             "days": {
                 day.isoformat(): {
-                    p: {"saved": f.saved, "stopped": f.stopped, "failed": f.failed}
+                    p: {"saved": _rounded(f.saved), "stopped": f.stopped, "failed": f.failed}
                     for p, f in sorted(by_project.items())
                 }
                 for day, by_project in sorted(self._days.items())
@@ -227,3 +259,7 @@ class Ledger:
                     figures.failed += int(f.get("failed", 0))
         except (TypeError, ValueError, AttributeError) as exc:
             log.warning("digest figures in the store not read in full (%s)", exc)
+
+
+def _rounded(amounts: dict[str, float]) -> dict[str, float]:
+    return {currency: round(amount, DIGITS) for currency, amount in amounts.items()}

@@ -153,6 +153,8 @@ class Notifier:
         loop calls this every second)."""
         self._flush(flush_all=False)
         self._tell_digest()
+        if self._daily is not None:
+            self._daily.keep()
 
     # --- what the daemon tells ---
 

@@ -82,7 +82,12 @@ class Notices:
         outcomes.subscribe(self._outcome)
         holds.subscribe(self._hold_event)  # holds made, released and ended, told as they come
         # The daily digest's figures grow where the savings counter does, and from outcomes.
-        self.ledger = Ledger(store, zone=lambda: digest_zone(self._config().notifications))
+        self.ledger = Ledger(
+            store,
+            zone=lambda: digest_zone(self._config().notifications),
+            monotonic=monotonic,
+            projects=lambda: [p.name for p in self._config().projects],
+        )
         metrics.on_savings(self.ledger.savings)
         outcomes.subscribe(self.ledger.outcome)
 
@@ -93,7 +98,9 @@ class Notices:
             key = await link_key(self._settings.control_link_key_file, self._store)
             self.postpone = Postpone(LinkSigner(key, str(url)), monotonic=self._monotonic)
 
-    async def start(self) -> None:
+    async def start(self, *, digest: bool = True) -> None:
+        """Deliver from here (the active term). A one-shot command (`digest=False`) keeps
+        no digest figures and sends no digest: the daemon's are the Store's."""
         if self.notifier is not None:
             return
         sent: SentKeys = MemorySentKeys()
@@ -102,12 +109,15 @@ class Notices:
             await sent.load()
         self._http = httpx.AsyncClient(follow_redirects=False)
         config = self._config()
-        await self.ledger.load(self._clock().astimezone(digest_zone(config.notifications)).date())
-        daily = DailyDigest(
-            self.ledger,
-            projects=lambda: [p.name for p in self._config().projects],
-            currency=lambda: self._config().pricing.currency,
-        )
+        daily = None
+        if digest:
+            today = self._clock().astimezone(digest_zone(config.notifications)).date()
+            await self.ledger.load(today)
+            daily = DailyDigest(
+                self.ledger,
+                projects=lambda: [p.name for p in self._config().projects],
+                currency=lambda: self._config().pricing.currency,
+            )
         self.notifier = Notifier(
             config.notifications, self._channels(config), metrics=self._metrics, sent=sent,
             clock=self._clock, monotonic=self._monotonic, sleep=self._sleep,
@@ -124,7 +134,7 @@ class Notices:
         notifier, self.notifier = self.notifier, None
         if notifier is not None:
             await notifier.close(self._settings.shutdown_grace_s / 5)
-            await self.ledger.close()
+        await self.ledger.close()  # also after a start that failed once it was loaded
         if self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -126,6 +126,32 @@ async def test_yesterdays_digest_arrives_at_nine_with_the_metrics_figures_and_on
     assert kept.stopped == 3
 
 
+async def test_a_one_shot_command_keeps_no_digest_figures_and_sends_no_digest(
+    make_app: MakeApp,
+    told: Path,
+    tmp_path: Path,
+    lab: dict[str, EmuGraph],
+    clock: ManualClock,
+    team: Receiver,
+) -> None:
+    """`graphnap once` or `plan --live` beside the daemon: the daemon's figures are the
+    Store's, and a one-shot run after 09:00 must not send the day's digest itself."""
+    state = tmp_path / "state.json"
+    move_to(clock, shanghai(28, 9, 30))
+    app = await start(
+        make_app(state_file=state, notify={"team": {"url": team.url, "secret": SECRET}}),
+        one_shot=True,
+    )
+    await app.fire("night-stop")
+    await app.settle()
+    assert app.notifier is not None
+    app.notifier.tick()
+    await app.notifier.drained()
+    await app.shutdown()
+    assert [s.json()["type"] for s in team.seen if "digest" in s.json()["type"]] == []
+    assert "savings_days" not in (state.read_text() if state.exists() else "")
+
+
 # --- two replicas ---------------------------------------------------------------------------
 
 
