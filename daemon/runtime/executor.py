@@ -36,9 +36,11 @@ class Result:
 
 
 class Executor:
-    """Projects are served side by side: each gets its own workers (at most
-    `project_concurrency`, the most its gate lets through anyway, and never more than
-    `max_concurrency`), so a slow or throttled project holds only its own workers.
+    """Projects are served side by side: each call gives each project its own workers (at
+    most `project_concurrency`, the most its gate lets through anyway, and never more than
+    `max_concurrency`), so a slow or throttled project holds only its own workers. A
+    firing calls once per page: its pages' workers then share the project's gate, which
+    bounds the requests (idle workers cost a task each, no request).
 
     The bound on requests in flight of all projects together is the gates' (one shared
     place per request sent, taken at its turn: daemon.cloud.gate), not held here: an
