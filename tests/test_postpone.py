@@ -17,15 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from daemon.domain.hold import SectionName
 from daemon.ops.control import ControlServer, control_app
-from daemon.ops.postpone import (
-    Link,
-    LinkKeyError,
-    LinkSigner,
-    Postpone,
-    PostponeLimits,
-    key_from_file,
-    link_key,
-)
+from daemon.ops.links import Link, LinkKeyError, LinkSigner, key_from_file, link_key
+from daemon.ops.postpone import Postpone, PostponeLimits
 from daemon.ops.tokens import TokenBook
 from daemon.runtime.store import FileStore
 from daemon.telemetry.metrics import Metrics

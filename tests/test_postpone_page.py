@@ -13,7 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.ops.control import ControlServer, control_app
-from daemon.ops.postpone import Link, LinkSigner, Postpone
+from daemon.ops.links import Link, LinkSigner
+from daemon.ops.postpone import Postpone
 from daemon.ops.tokens import TokenBook
 from daemon.telemetry.metrics import Metrics
 from tests.controlfake import FakeBackend

@@ -24,7 +24,8 @@ from daemon.notify.channels import Channel
 from daemon.notify.message import WarnedGraph
 from daemon.notify.notifier import Notifier
 from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
-from daemon.ops.postpone import Link, LinkSigner, Postpone, link_key
+from daemon.ops.links import Link, LinkSigner, link_key
+from daemon.ops.postpone import Postpone
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.holds import HoldBook
