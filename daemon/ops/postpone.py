@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -23,7 +23,10 @@ from daemon.ops.views import HoldRequest, Refused
 
 log = logging.getLogger(__name__)
 
-HOLD_FOR = timedelta(hours=2)  # the page's one-click choice
+# The page's one-click choice: running until this long past the stop warned of. Past the stop,
+# not from now: a warning's lead may be longer than 2h, and a hold ending before the stop
+# would keep nothing.
+PAST_THE_STOP = timedelta(hours=2)
 
 
 # --- the pages -----------------------------------------------------------------------------
@@ -78,17 +81,18 @@ class Postpone:
             held = await self._existing(request, token, now)
             if held is not None:
                 return _html(200, _done_page(link, held.until, held.id, again=True))
-            return _html(200, _confirm_page(link, now))
+            return _html(200, _confirm_page(link))
         except _Page as page:
             return page.answer(request)
 
     async def confirm(self, request: web.Request) -> web.StreamResponse:
-        """Make the hold the page offered: running for HOLD_FOR, or until a chosen time.
+        """Make the hold the page offered: running until PAST_THE_STOP after the stop, or
+        until a chosen time.
         Idempotent: a second post of one link shows the hold the first made."""
         try:
             token, link, now = self._checked(request)
             form = await request.post()
-            until = _chosen_until(form.get("for"), form.get("until"), link, now)
+            until = _chosen_until(form.get("for"), form.get("until"), link)
             async with self._posting:
                 held = await self._existing(request, token, now)
                 if held is not None:
@@ -128,11 +132,11 @@ def _by(token: str) -> str:
     return f"postpone link {LinkSigner.link_id(token)}"
 
 
-def _chosen_until(given_for: object, given_until: object, link: Link, now: datetime) -> datetime:
+def _chosen_until(given_for: object, given_until: object, link: Link) -> datetime:
     if isinstance(given_for, str) and given_for:
         if given_for != "2h":
             raise _Page(400, "invalid", "The page offers `2h`; use its button.")
-        until = now + HOLD_FOR
+        until = _one_click(link)
     elif isinstance(given_until, str) and given_until:
         try:
             until = datetime.fromisoformat(given_until[:40])
@@ -143,7 +147,7 @@ def _chosen_until(given_for: object, given_until: object, link: Link, now: datet
         if until.tzinfo is None:  # the page's input is in the firing's offset, and says so
             until = until.replace(tzinfo=link.fire_at.tzinfo)
     else:
-        raise _Page(400, "invalid", "Choose `keep running 2h`, or a time to keep it until.")
+        raise _Page(400, "invalid", "Choose the button, or a time to keep it until.")
     if until <= link.fire_at:
         raise _Page(
             422,
@@ -186,10 +190,11 @@ def _shell(title: str, body: str) -> str:
     )
 
 
-def _confirm_page(link: Link, now: datetime) -> str:
+def _confirm_page(link: Link) -> str:
     tz = link.fire_at.strftime("%z")
     offset = f"UTC{tz[:-2]}:{tz[-2:]}"
-    default = (now + HOLD_FOR).astimezone(link.fire_at.tzinfo).strftime("%Y-%m-%dT%H:%M")
+    one_click = _one_click(link)
+    default = one_click.strftime("%Y-%m-%dT%H:%M")
     least = link.fire_at.strftime("%Y-%m-%dT%H:%M")
     what = f"{escape(link.graph)} <small>({escape(link.project)} · {escape(link.graph_id)})</small>"
     return _shell(
@@ -198,7 +203,8 @@ def _confirm_page(link: Link, now: datetime) -> str:
         f"<p>Rule <b>{escape(link.rule)}</b> will stop it at "
         f"<b>{escape(stamp(link.fire_at))}</b>. Nothing changes until you press a button.</p>"
         '<form method="post" class="postpone-for"><input type="hidden" name="for" value="2h">'
-        '<button type="submit" id="keep-2h">Keep running 2h</button></form>'
+        f'<button type="submit" id="keep-2h">Keep running until {escape(_clock(one_click, link))} '
+        "(2h past the stop)</button></form>"
         '<form method="post" class="postpone-until">'
         f'<label for="until">or until ({escape(offset)})</label> '
         f'<input id="until" name="until" type="datetime-local" required min="{least}" '
@@ -206,6 +212,17 @@ def _confirm_page(link: Link, now: datetime) -> str:
         "</form><p><small>The hold ends by itself; the graph is then back under its rules. "
         "The longest hold allowed is the config's max_hold.</small></p>",
     )
+
+
+def _one_click(link: Link) -> datetime:
+    """Until when the button keeps the graph: real hours past the stop, in the stop's offset."""
+    return (link.fire_at.astimezone(UTC) + PAST_THE_STOP).astimezone(link.fire_at.tzinfo)
+
+
+def _clock(at: datetime, link: Link) -> str:
+    """`22:00`, with the day when it is not the stop's (`Sat 01:00`)."""
+    same_day = at.date() == link.fire_at.date()
+    return at.strftime("%H:%M" if same_day else "%a %H:%M")
 
 
 def _done_page(link: Link, until: datetime, hold_id: str, *, again: bool) -> str:
