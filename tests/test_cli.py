@@ -241,6 +241,16 @@ async def test_plan_live_applies_holidays_like_a_firing_does(tmp_path: Path) -> 
     assert cloud.count("graph_action") == 0
 
 
+def idle_config(url: str) -> str:
+    """PLAN_CONFIG on the emulator at `url` (GES and Cloud Eye) with an idle rule, idle-dev."""
+    return (
+        PLAN_CONFIG.replace("URL", url)
+        .replace("DATES", "2000-01-01")
+        .replace(f'ges: "{url}"', f'ges: "{url}", ces: "{url}"')
+        + "idle_rules:\n  - {name: idle-dev, targets: {names: ['dev-*']}, idle_for: 2h}\n"
+    )
+
+
 async def test_backtest_prints_what_an_idle_rule_would_have_saved(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -257,12 +267,7 @@ async def test_backtest_prints_what_an_idle_rule_would_have_saved(tmp_path: Path
     async with EmulatorServer(cloud) as server:
         config = tmp_path / "c.yaml"
         config.write_text(
-            PLAN_CONFIG.replace("URL", server.url)
-            .replace("DATES", "2000-01-01")
-            .replace(f'ges: "{server.url}"', f'ges: "{server.url}", ces: "{server.url}"')
-            + "idle_rules:\n"
-            + "  - {name: idle-dev, targets: {names: ['dev-*']}, idle_for: 2h}\n"
-            + 'pricing: {currency: USD, hourly: {"1": 1.25}}\n'
+            idle_config(server.url) + 'pricing: {currency: USD, hourly: {"1": 1.25}}\n'
         )
         env = {"GRAPHNAP_CREDENTIALS__LAB__AK": DEMO_AK, "GRAPHNAP_CREDENTIALS__LAB__SK": DEMO_SK}
         code, out, err = await _run_cli(
@@ -340,12 +345,7 @@ async def test_one_shot_commands_load_no_web_server_even_where_run_would_serve(
     cloud.add_graph(DEMO_PROJECT_ID, "dev-a")
     async with EmulatorServer(cloud) as server:
         config = tmp_path / "c.yaml"
-        config.write_text(
-            PLAN_CONFIG.replace("URL", server.url)
-            .replace("DATES", "2000-01-01")
-            .replace(f'ges: "{server.url}"', f'ges: "{server.url}", ces: "{server.url}"')
-            + "idle_rules:\n  - {name: idle-dev, targets: {names: ['dev-*']}, idle_for: 2h}\n"
-        )
+        config.write_text(idle_config(server.url))
         env = {
             "GRAPHNAP_CREDENTIALS__LAB__AK": DEMO_AK,
             "GRAPHNAP_CREDENTIALS__LAB__SK": DEMO_SK,
