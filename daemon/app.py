@@ -17,7 +17,7 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -32,13 +32,10 @@ from daemon.domain.hold import Store
 from daemon.domain.model import Clock, Sleep
 from daemon.notify.notifier import Notifier
 from daemon.ops.backend import DaemonBackend
-from daemon.ops.control import ControlServer, control_server
 from daemon.ops.leader import LeaderElector, LeaderStatus, build_elector
 from daemon.ops.notices import Notices
 from daemon.ops.people import People
-from daemon.ops.postpone import Postpone
 from daemon.ops.reload import ConfigSource
-from daemon.ops.server import OpsServer, StatusSource
 from daemon.ops.status import Heartbeat, StatusView
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
@@ -56,6 +53,11 @@ from daemon.runtime.scheduler import Scheduler
 from daemon.runtime.store import FileStore
 from daemon.runtime.tracker import Tracker
 from daemon.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:  # these load aiohttp: start_replica imports them when it serves
+    from daemon.ops.control import ControlServer
+    from daemon.ops.postpone import Postpone
+    from daemon.ops.server import OpsServer, StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +246,10 @@ class App:
         await self.notices.start_links()
         self._spawn(self.heartbeat.run(), "heartbeat")
         self._spawn(self.rates.keep(), "rates")
-        if serve:
+        if serve:  # the web servers, imported only here: one-shot commands serve nothing
+            from daemon.ops.control import control_server
+            from daemon.ops.server import OpsServer
+
             self.server = OpsServer(
                 self.probes,
                 self.registry,

@@ -114,13 +114,16 @@ def test_plan_lists_the_coming_actions_in_local_and_utc_time(
     assert all("skipped: holiday" in line for line in starts)
 
 
-async def _run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+async def _run_cli(
+    *args: str, env: dict[str, str], python: tuple[str, ...] = ()
+) -> tuple[int, str, str]:
     import asyncio
     import os
     import sys
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
+        *python,
         "-m",
         "daemon",
         *args,
@@ -240,6 +243,16 @@ async def test_plan_live_applies_holidays_like_a_firing_does(tmp_path: Path) -> 
     assert cloud.count("graph_action") == 0
 
 
+def idle_config(url: str) -> str:
+    """PLAN_CONFIG on the emulator at `url` (GES and Cloud Eye) with an idle rule, idle-dev."""
+    return (
+        PLAN_CONFIG.replace("URL", url)
+        .replace("DATES", "2000-01-01")
+        .replace(f'ges: "{url}"', f'ges: "{url}", ces: "{url}"')
+        + "idle_rules:\n  - {name: idle-dev, targets: {names: ['dev-*']}, idle_for: 2h}\n"
+    )
+
+
 async def test_backtest_prints_what_an_idle_rule_would_have_saved(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -256,12 +269,7 @@ async def test_backtest_prints_what_an_idle_rule_would_have_saved(tmp_path: Path
     async with EmulatorServer(cloud) as server:
         config = tmp_path / "c.yaml"
         config.write_text(
-            PLAN_CONFIG.replace("URL", server.url)
-            .replace("DATES", "2000-01-01")
-            .replace(f'ges: "{server.url}"', f'ges: "{server.url}", ces: "{server.url}"')
-            + "idle_rules:\n"
-            + "  - {name: idle-dev, targets: {names: ['dev-*']}, idle_for: 2h}\n"
-            + 'pricing: {currency: USD, hourly: {"1": 1.25}}\n'
+            idle_config(server.url) + 'pricing: {currency: USD, hourly: {"1": 1.25}}\n'
         )
         env = {"GRAPHNAP_CREDENTIALS__LAB__AK": DEMO_AK, "GRAPHNAP_CREDENTIALS__LAB__SK": DEMO_SK}
         code, out, err = await _run_cli(
@@ -321,6 +329,53 @@ def test_help_imports_neither_the_daemon_nor_the_emulator(argv: list[str]) -> No
     assert "daemon.cli.main" in imported  # the log is read right
     heavy = ("daemon.app", "daemon.runtime", "daemon.emulator", "apscheduler", "aiohttp", "httpx")
     assert sorted(m for m in imported if m.startswith(heavy)) == []
+
+
+async def test_one_shot_commands_load_no_web_server_even_where_run_would_serve(
+    tmp_path: Path,
+) -> None:
+    """`once`, `plan --live` and `backtest` serve nothing: they load neither aiohttp (a quarter
+    of a second of their start) nor the ops server, control API or postpone page, even with
+    the settings under which `run` serves all of those. Read from the import log of real runs
+    against the emulator, so a module-level import anywhere on their path fails this."""
+    from daemon.emulator import Cloud, EmulatorServer, Timing
+    from daemon.emulator.cloud import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
+    from tests.test_control import write_tokens
+
+    timing = Timing(pending_s=0.05, stop_s=0.1, start_s=0.1)
+    cloud = Cloud([DEMO_PROJECT_ID], timing=timing, access_keys={DEMO_AK: DEMO_SK})
+    cloud.add_graph(DEMO_PROJECT_ID, "dev-a")
+    async with EmulatorServer(cloud) as server:
+        config = tmp_path / "c.yaml"
+        config.write_text(idle_config(server.url))
+        env = {
+            "GRAPHNAP_CREDENTIALS__LAB__AK": DEMO_AK,
+            "GRAPHNAP_CREDENTIALS__LAB__SK": DEMO_SK,
+            "GRAPHNAP_CONTROL_TOKENS_DIR": str(write_tokens(tmp_path / "tokens")),
+            "GRAPHNAP_CONTROL_PUBLIC_URL": "https://graphnap.example.com",
+            "GRAPHNAP_LISTEN_PORT": "0",
+            "GRAPHNAP_CONTROL_PORT": "0",
+            "GRAPHNAP_POLL_INITIAL_S": "0.1",
+            "GRAPHNAP_POLL_MAX_S": "0.1",
+        }
+        loaded = {}
+        for command in (
+            ["once", "night-stop"],  # stops dev-a and follows its job to the end
+            ["plan", "--hours", "1", "--live"],
+            ["backtest", "idle-dev", "--days", "1"],
+        ):
+            code, out, err = await _run_cli(
+                *command, "--config", str(config), env=env, python=("-X", "importtime")
+            )
+            assert code == 0, out + err
+            log = [line.rsplit("|", 1)[-1].strip() for line in err.splitlines()]
+            loaded[command[0]] = {m for m in log if m.startswith(("aiohttp", "daemon.ops"))}
+    assert cloud.count("graph_action") == 1  # once stopped dev-a
+    assert cloud.count("list_graphs") >= 3  # and each command listed the graphs
+    web = ("aiohttp", "daemon.ops.server", "daemon.ops.control", "daemon.ops.postpone")
+    for command, modules in loaded.items():
+        assert "daemon.ops.links" in modules, command  # the log is read right
+        assert sorted(m for m in modules if m.startswith(web)) == [], command
 
 
 def test_the_daemon_loads_lightkube_and_holidays_only_when_its_config_needs_them(

@@ -17,15 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from daemon.domain.hold import SectionName
 from daemon.ops.control import ControlServer, control_app
-from daemon.ops.postpone import (
-    Link,
-    LinkKeyError,
-    LinkSigner,
-    Postpone,
-    PostponeLimits,
-    key_from_file,
-    link_key,
-)
+from daemon.ops.links import Link, LinkKeyError, LinkSigner, key_from_file, link_key
+from daemon.ops.postpone import Postpone, PostponeLimits
 from daemon.ops.tokens import TokenBook
 from daemon.runtime.store import FileStore
 from daemon.telemetry.metrics import Metrics
@@ -93,19 +86,23 @@ async def test_a_get_shows_the_graph_and_the_stop_and_changes_nothing(served: Se
         assert "search-prod" in answer.text
         assert "weeknight-stop" in answer.text
         assert "Fri 27 Nov 20:00 +08:00" in answer.text
+        assert "Keep running until 22:00 (2h past the stop)" in answer.text
+        assert 'value="2026-11-27T22:00"' in answer.text  # the chosen time starts there too
         assert 'method="post"' in answer.text
     head = await served.http.head(served.path())
     assert head.status_code == 200
     assert served.backend.holds_by_id == {}  # nothing was held by looking
 
 
-async def test_the_post_holds_that_graph_for_2h_with_the_firing_as_reason(served: Served) -> None:
+async def test_the_post_holds_that_graph_until_2h_past_the_stop_with_the_firing_as_reason(
+    served: Served,
+) -> None:
     answer = await served.http.post(served.path(), data={"for": "2h"})
     assert answer.status_code == 201, answer.text
     assert "Postponed" in answer.text
     (hold,) = served.backend.holds_by_id.values()
     assert (hold.project, hold.graph, hold.keep) == ("analytics", "g-2", "running")
-    assert hold.until == NOW + timedelta(hours=2)
+    assert hold.until == FIRE + timedelta(hours=2)
     assert (
         hold.reason == "postponed weeknight-stop's stop of Fri 27 Nov 20:00 +08:00 from its warning"
     )
@@ -126,6 +123,23 @@ async def test_a_second_post_or_a_later_get_shows_the_hold_and_makes_no_other(
     other = link(graph_id="g-3", graph="billing-dev")
     assert (await served.http.post(served.path(other), data={"for": "2h"})).status_code == 201
     assert len(served.backend.holds_by_id) == 2
+
+
+async def test_with_a_lead_longer_than_2h_the_button_still_keeps_the_graph_past_the_stop(
+    served: Served,
+) -> None:
+    """`notify.before: 3h`: the warning comes at 19:45 for a stop at 22:45. Two hours from the
+    click would end before the stop and keep nothing; the button holds until 00:45."""
+    late = FIRE + timedelta(hours=2, minutes=45)
+    made = link(fire_at=late, expires=late)
+    page = await served.http.get(served.path(made))
+    assert "Keep running until Sat 00:45 (2h past the stop)" in page.text
+    assert served.backend.holds_by_id == {}
+    answer = await served.http.post(served.path(made), data={"for": "2h"})
+    assert answer.status_code == 201, answer.text
+    assert "Sat 28 Nov 00:45 +08:00" in answer.text
+    (hold,) = served.backend.holds_by_id.values()
+    assert hold.until == late + timedelta(hours=2)
 
 
 async def test_until_a_chosen_time_is_read_in_the_firings_offset(served: Served) -> None:

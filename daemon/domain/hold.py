@@ -69,7 +69,7 @@ SectionName = Literal[
     "stopped_since",
     "rates",
     "notify_sent",
-    "link_key",  # the postpone links' signing key when no key file is given (daemon.ops.postpone)
+    "link_key",  # the postpone links' signing key when no key file is given (daemon.ops.links)
     "idle_warned",  # graphs an idle rule warned of and when each may stop (daemon.runtime.idle_warnings)
     "savings_days",  # the daily digest's figures per day and project (daemon.notify.ledger)
 ]

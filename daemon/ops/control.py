@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -21,11 +21,13 @@ from daemon.config.settings import Settings
 from daemon.ops import page
 from daemon.ops.guard import CONTROL, TOKEN, Control, Problem, answer, guard, security_headers
 from daemon.ops.limits import Limits, TokenBuckets
-from daemon.ops.postpone import Postpone
 from daemon.ops.server import Listener
 from daemon.ops.tokens import Scope, Token, TokenBook, check_glob, has_wildcard
 from daemon.ops.views import ControlBackend, GraphView, HoldRequest, HoldView, Refused
 from daemon.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from daemon.ops.postpone import Postpone
 
 log = logging.getLogger(__name__)
 

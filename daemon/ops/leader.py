@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.config.settings import LeaderSettings
 from daemon.domain.model import Clock, Sleep
-from daemon.ops.server import StatusSource
 from daemon.runtime.kube import (
     KubeError,
     KubeNotFound,
@@ -31,6 +30,8 @@ from daemon.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:  # lightkube is imported by the methods: only a daemon using it loads it
     from lightkube import AsyncClient
+
+    from daemon.ops.server import StatusSource  # the ops server loads aiohttp
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """People told, before and after: the notifier built from the config (its channels kept across
 reloads), fed by the outcomes seam, and the warning before each stop (a schedule's, and an idle
-rule's) with its postpone links, which the control listener serves. Built and started by the
+rule's) with its postpone links; the page they open is built only when the control listener
+mounts it (it loads aiohttp, which a one-shot command never needs). Built and started by the
 App; nothing here acts on a graph.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -26,7 +28,7 @@ from daemon.notify.ledger import Ledger
 from daemon.notify.message import WarnedGraph
 from daemon.notify.notifier import Notifier
 from daemon.notify.sent import MemorySentKeys, SentKeys, StoreSentKeys
-from daemon.ops.postpone import Link, LinkSigner, Postpone, link_key
+from daemon.ops.links import Link, LinkSigner, link_key
 from daemon.runtime.deferrals import Deferrals
 from daemon.runtime.executor import Executor
 from daemon.runtime.firing import PassSettings, Report
@@ -38,6 +40,9 @@ from daemon.runtime.passes import Passes
 from daemon.runtime.tracker import Tracker
 from daemon.runtime.warnings import PreviewOutcomes, Warnings
 from daemon.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:  # the page module loads aiohttp: imported where a listener mounts it
+    from daemon.ops.postpone import Postpone
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,8 @@ class Notices:
             PassSettings(settings.dry_run, job_timeout), holds=holds, clock=clock, sleep=sleep,
         )  # fmt: skip
         self.notifier: Notifier | None = None
-        self.postpone: Postpone | None = None  # the control listener mounts its pages
+        self.signer: LinkSigner | None = None  # with a public URL: warnings carry links
+        self._page: Postpone | None = None
         self._http: httpx.AsyncClient | None = None
         self._built: dict[str, tuple[object, Channel]] = {}
         outcomes.subscribe(self._outcome)
@@ -94,9 +100,18 @@ class Notices:
     async def start_links(self) -> None:
         """Postpone links need the address people reach the control listener at."""
         url = self._settings.control_public_url
-        if url is not None and self.postpone is None:
+        if url is not None and self.signer is None:
             key = await link_key(self._settings.control_link_key_file, self._store)
-            self.postpone = Postpone(LinkSigner(key, str(url)), monotonic=self._monotonic)
+            self.signer = LinkSigner(key, str(url))
+
+    @property
+    def postpone(self) -> Postpone | None:
+        """The links' page, for the control listener to mount (None without links)."""
+        if self._page is None and self.signer is not None:
+            from daemon.ops.postpone import Postpone
+
+            self._page = Postpone(self.signer, monotonic=self._monotonic)
+        return self._page
 
     async def start(self, *, digest: bool = True) -> None:
         """Deliver from here (the active term). A one-shot command (`digest=False`) keeps
@@ -203,7 +218,7 @@ class Notices:
     async def warn_before_stop(self, config: Config, schedule: Schedule, at: datetime) -> int:
         if self.notifier is None:
             return 0
-        signer = self.postpone.signer if self.postpone is not None else None
+        signer = self.signer
 
         def link_for(project: str, graph_id: str, name: str, rule: str, fire_at: datetime) -> str:
             assert signer is not None
@@ -220,7 +235,7 @@ class Notices:
         that holds it. The link lasts until the check that would stop it."""
         if self.notifier is None:
             return
-        signer = self.postpone.signer if self.postpone is not None else None
+        signer = self.signer
         warned = []
         for g in graphs:
             url = ""

@@ -119,4 +119,4 @@ async def test_idle_graphs_are_warned_of_and_stopped_after_the_lead_unless_postp
     assert len(team.seen) == 1
     assert actions(second, "succeeded", rule="idle-dev") == 1
     verdicts = second.status.status()["idle_rules"][0]["verdicts"]
-    assert verdicts["lab/dev-kept"].startswith("held running until 14:00 +00:00 by postpone link")
+    assert verdicts["lab/dev-kept"].startswith("held running until 14:15 +00:00 by postpone link")

@@ -156,13 +156,13 @@ async def test_the_warning_lists_what_the_firing_would_stop_with_a_postpone_link
         assert made.status_code == 201
     (hold,) = book.holds(clock())
     assert hold.graphs == HoldGraphs("lab", ids=(lab["dev-a"].id,))
-    assert (hold.keep, hold.until) == ("running", AT_1950 + timedelta(hours=2))
+    assert (hold.keep, hold.until) == ("running", FIRE + timedelta(hours=2))  # 2h past the stop
     assert hold.reason == "postponed night-stop's stop of Fri 27 Nov 20:00 +08:00 from its warning"
     to(clock, FIRE)  # 20:00: the firing skips the postponed graph with the hold's reason
     report = await app.fire("night-stop")
     reasons = {r.decision.graph_name: (r.outcome, r.reason) for r in report.results}
     assert reasons["dev-a"][0] == "skipped"
-    assert reasons["dev-a"][1].startswith("held running until 13:50 +00:00 by postpone link")
+    assert reasons["dev-a"][1].startswith("held running until 22:00 +08:00 by postpone link")
     assert reasons["dev-b"][0] == "requested"
 
 
