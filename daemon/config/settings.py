@@ -282,7 +282,7 @@ class Settings(BaseSettings):
     control_rate_per_s: float = Field(default=1.0, gt=0)  # requests per token, refilled
     control_burst: int = Field(default=30, ge=1)  # requests per token at once
     control_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
-    # Postpone links in warnings (daemon/ops/postpone.py): the address people reach the
+    # Postpone links in warnings (daemon/ops/links.py): the address people reach the
     # control listener at (an ingress, e.g. https://graphnap.example.com), and the file of
     # their signing key (else a key generated into the state file).
     control_public_url: HttpUrl | None = None
