@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from daemon.app import App
+from daemon.app import App, quiet_gc
 from daemon.config.settings import Settings
 from daemon.telemetry.logs import setup_logging
 
@@ -236,6 +236,7 @@ async def fire_once(
     await emulator.reset()
     app = App(settings(config, **overrides))
     await app.start(serve=False, schedule=False, watch=False)
+    quiet_gc()  # as `graphnap run` does once it has started
     for _ in range(warm_passes):  # what the 60 s inventory passes do to the rate while idle
         await asyncio.sleep(1.05)
         await app.inventory.refresh(app.config)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from daemon.app import App
+from daemon.app import App, quiet_gc
 from daemon.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from daemon.cli.console import table as _table
 from daemon.cli.settings import settings_from as _settings
@@ -32,6 +32,7 @@ async def _offline_app(settings: Settings) -> AsyncIterator[App]:
     app = App(settings)
     try:
         await app.start(serve=False, schedule=False, watch=False, one_shot=True)
+        quiet_gc()
         yield app
     finally:
         await app.shutdown()
