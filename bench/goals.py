@@ -42,8 +42,9 @@ from typing import Any
 
 import httpx
 
-from daemon.app import App, quiet_gc
+from daemon.app import App
 from daemon.config.settings import Settings
+from daemon.ops.heap import quiet_gc
 from daemon.telemetry.logs import setup_logging
 
 HERE = Path(__file__).resolve().parent

@@ -12,7 +12,6 @@ the fire time it hands over is the scheduled one, and lateness is judged on ours
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import time
@@ -29,10 +28,10 @@ from daemon.config.holds import config_holds
 from daemon.config.models import Config, Schedule
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
-from daemon.domain.hold import Store
 from daemon.domain.model import Clock, Sleep
 from daemon.notify.notifier import Notifier
 from daemon.ops.backend import DaemonBackend
+from daemon.ops.heap import quiet_gc
 from daemon.ops.leader import LeaderElector, LeaderStatus, build_elector
 from daemon.ops.notices import Notices
 from daemon.ops.people import People
@@ -44,14 +43,12 @@ from daemon.runtime.firing import PassSettings, Report
 from daemon.runtime.holds import HoldBook
 from daemon.runtime.idle_warnings import IdleWarnings
 from daemon.runtime.inventory import Inventory
-from daemon.runtime.kube import kube_client, kube_target
-from daemon.runtime.kubestore import ConfigMapStore
+from daemon.runtime.kubestore import open_store
 from daemon.runtime.outcomes import Outcomes
 from daemon.runtime.passes import Passes
 from daemon.runtime.periodic import PeriodicPasses
 from daemon.runtime.rates import LearnedRates
 from daemon.runtime.scheduler import Scheduler
-from daemon.runtime.store import FileStore
 from daemon.runtime.tracker import Tracker
 from daemon.telemetry.metrics import Metrics
 
@@ -61,24 +58,6 @@ if TYPE_CHECKING:  # these load aiohttp: start_replica imports them when it serv
     from daemon.ops.server import OpsServer, StatusSource
 
 log = logging.getLogger(__name__)
-
-
-# The cyclic GC's first generation after start-up: objects a request or a job leaves behind
-# are freed by reference counting; a collection every 700 allocations (CPython's default)
-# ran ~750 times in a 5,000-stop firing and cost 1.8 s of it (bench/RESULTS.md).
-GC_YOUNG_THRESHOLD = 5_000
-
-
-def quiet_gc() -> None:
-    """The objects of the start-up (modules, config, clients) live as long as the process:
-    moved out of the cyclic GC's sight (gc.freeze), so a full collection no longer walks
-    them in the middle of a firing (85-130 ms each, just as its first stops go out), and
-    young objects collected less often. `graphnap run` and the one-shot commands call it
-    once they have started."""
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def utc_now() -> datetime:
@@ -117,8 +96,8 @@ class App:
             )
         # One Store for everything that outlives the process (holds, last fire times, since
         # when graphs are stopped, deferrals, learned rates): one file or ConfigMap, one writer.
-        self._kube_clients: list[Any] = []  # the ConfigMap store's, closed at shutdown
-        self.store: Store | None = self._store(settings)
+        self.store, kube = open_store(settings, self.leader)
+        self._kube_clients: list[Any] = [kube] if kube is not None else []  # closed at shutdown
         # Learned request rates: every project's gate starts from what its last one learned.
         self.rates = LearnedRates(self.store)
         self.clients = Clients(
@@ -448,17 +427,6 @@ class App:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _store(self, settings: Settings) -> Store | None:
-        """The ConfigMap when replicas share the state (GRAPHNAP_LEADER__STORE=configmap),
-        else the state file (GRAPHNAP_STATE_FILE), else nothing outlives the process."""
-        if settings.leader.store == "configmap":
-            target = kube_target(settings.leader)
-            client = kube_client(target, timeout_s=settings.leader.request_timeout_s)
-            self._kube_clients.append(client)
-            name = settings.leader.configmap_name
-            return ConfigMapStore(client, name, target.namespace, fence=self.leader)
-        return FileStore(settings.state_file) if settings.state_file is not None else None
 
     def _spawn(self, work: Any, name: str) -> None:
         task = asyncio.ensure_future(work)

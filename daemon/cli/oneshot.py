@@ -10,13 +10,14 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from daemon.app import App, quiet_gc
+from daemon.app import App
 from daemon.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from daemon.cli.console import table as _table
 from daemon.cli.settings import settings_from as _settings
 from daemon.config.models import Config
 from daemon.config.problems import ConfigError
 from daemon.config.settings import Settings
+from daemon.ops.heap import quiet_gc
 from daemon.telemetry.logs import setup_logging
 
 

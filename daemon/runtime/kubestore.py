@@ -4,6 +4,7 @@ leader loses nothing. Every write carries the resourceVersion last read; a 409 r
 and merges by section (the other sections as now stored, ours only if its revision is
 still the one we wrote from), so no one's write is overwritten. Writes are refused while
 the fence is closed: a paused leader's ConfigMap writes would otherwise still succeed.
+Also which Store the settings ask for (`open_store`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,27 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from daemon.config.settings import Settings
 from daemon.domain.fence import Fence, OpenFence
 from daemon.domain.hold import (
     SECTION_NAMES,
     STORE_FORMAT,
     Section,
     SectionName,
+    Store,
     StoreConflict,
     StoreDamaged,
     StoreError,
 )
-from daemon.runtime.kube import KubeAlreadyExists, KubeConflict, KubeNotFound, kube_error
+from daemon.runtime.kube import (
+    KubeAlreadyExists,
+    KubeConflict,
+    KubeNotFound,
+    kube_client,
+    kube_error,
+    kube_target,
+)
+from daemon.runtime.store import FileStore
 
 if TYPE_CHECKING:  # lightkube is imported by the methods: only a daemon using it loads it
     from lightkube import AsyncClient
@@ -173,3 +184,17 @@ class ConfigMapStore:
             "(kubectl edit), or delete it and restart (holds made through the API, last "
             "fire times and deferrals are then lost)"
         )
+
+
+def open_store(settings: Settings, fence: Fence | None) -> tuple[Store | None, AsyncClient | None]:
+    """The ConfigMap when replicas share the state (GRAPHNAP_LEADER__STORE=configmap), else
+    the state file (GRAPHNAP_STATE_FILE), else nothing outlives the process; with the
+    Kubernetes client to close at shutdown, if one was made."""
+    if settings.leader.store == "configmap":
+        target = kube_target(settings.leader)
+        client = kube_client(target, timeout_s=settings.leader.request_timeout_s)
+        store = ConfigMapStore(
+            client, settings.leader.configmap_name, target.namespace, fence=fence
+        )
+        return store, client
+    return (FileStore(settings.state_file) if settings.state_file is not None else None), None
