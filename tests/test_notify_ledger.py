@@ -200,24 +200,22 @@ async def test_the_store_is_written_at_most_once_a_minute_and_the_last_notes_at_
     assert kept["days"]["2026-11-27"]["lab"]["stopped"] == 2000
 
 
-async def test_a_last_write_refused_keeps_the_notes_for_the_next_term(tmp_path: Path) -> None:
+async def test_a_last_write_refused_loses_only_its_minute_and_counts_nothing_twice(
+    tmp_path: Path,
+) -> None:
     store = CountingStore(tmp_path / "state.json")
     ledger = Ledger(store, zone=lambda: UTC, monotonic=lambda: 0.0)
     await ledger.load(date(2026, 11, 27))
-    await ledger.saved()
-    ledger.savings(
-        "lab",
-        "EUR",
-        2.0,
-        datetime(2026, 11, 27, 9, tzinfo=UTC),
-        datetime(2026, 11, 27, 10, tzinfo=UTC),
-    )
+    nine, ten, eleven = (datetime(2026, 11, 27, h, tzinfo=UTC) for h in (9, 10, 11))
+    ledger.savings("lab", "EUR", 2.0, nine, ten)
+    await ledger.saved()  # in the Store
+    ledger.savings("lab", "EUR", 1.0, ten, eleven)  # noted, not yet written
     store.refuse = True
-    await ledger.close()  # the lease was lost: the write is fenced off
+    await ledger.close()  # the lease was lost: the last write is fenced off
     store.refuse = False
     await ledger.load(date(2026, 11, 27))  # leading again
     [day] = ledger.report(date(2026, 11, 27), ["lab"], "EUR")
-    assert day.saved == {"EUR": 2.0}
+    assert day.saved == {"EUR": 2.0}  # what the Store had, once; not 2 + 2 + 1
 
 
 async def test_a_project_that_left_the_config_leaves_the_store(tmp_path: Path) -> None:

@@ -158,14 +158,18 @@ class Ledger:
     async def close(self) -> None:
         """Write what is not yet written and stop writing (the end of an active term); the
         notes are the Store's now, so the next term's load() does not count them twice. A
-        last write that fails keeps them here: the next term adds the Store's to them."""
+        last write that fails (the lease lost, its fence closed) loses what was noted since
+        the write before it, at most WRITE_EVERY_S of it: the notes also hold what the Store
+        has, so keeping them would count that twice at the next load()."""
         if not self._loaded:
             return
         self._loaded = False
         if self._writer is not None:
             await self._writer
-        if self._store is None or (self._dirty and not await self._write()):
+        if self._store is None:
             return
+        if self._dirty and not await self._write():
+            log.warning("the digest figures noted since the last write are lost")
         self._days, self._totals, self.since, self._dirty = {}, {}, None, False
 
     def _changed(self) -> None:

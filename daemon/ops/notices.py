@@ -92,7 +92,7 @@ class Notices:
             store,
             zone=lambda: digest_zone(self._config().notifications),
             monotonic=monotonic,
-            projects=lambda: [p.name for p in self._config().projects],
+            projects=self._project_names,
         )
         metrics.on_savings(self.ledger.savings)
         outcomes.subscribe(self.ledger.outcome)
@@ -113,6 +113,10 @@ class Notices:
             self._page = Postpone(self.signer, monotonic=self._monotonic)
         return self._page
 
+    def _project_names(self) -> list[str]:
+        """The config's projects, in its order (the digest's rows; the ledger keeps these)."""
+        return [p.name for p in self._config().projects]
+
     async def start(self, *, digest: bool = True) -> None:
         """Deliver from here (the active term). A one-shot command (`digest=False`) keeps
         no digest figures and sends no digest: the daemon's are the Store's."""
@@ -130,7 +134,7 @@ class Notices:
             await self.ledger.load(today)
             daily = DailyDigest(
                 self.ledger,
-                projects=lambda: [p.name for p in self._config().projects],
+                projects=self._project_names,
                 currency=lambda: self._config().pricing.currency,
             )
         self.notifier = Notifier(
